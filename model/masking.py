@@ -1,0 +1,69 @@
+"""Inputs of the Y-model: normalization, MAE patch masking and the 4th (visible-pixel) channel."""
+
+from __future__ import annotations
+
+import torch
+
+from model.config import ModelConfig
+
+
+def normalize(images: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """images: (B, 3, H, W) uint8 in [0, 255] or float in [0, 1] -> (B, 3, H, W) float, mean/std normalized."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    mean = torch.tensor(cfg.pixel_mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.pixel_std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def random_patch_mask(
+    batch: int,
+    height: int,
+    width: int,
+    patch: int,
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Independent random patch mask per sample: (B, 1, H, W) float, 1 = visible, 0 = masked.
+
+    Exactly round(ratio * n_patches) of the patch*patch cells are masked in every sample (the last row/column of
+    cells may be partial when H or W is not a multiple of `patch`).
+    """
+    gh, gw = -(-height // patch), -(-width // patch)
+    n = gh * gw
+    n_masked = int(round(ratio * n))
+    scores = torch.rand(batch, n, generator=generator, device=generator.device if generator else device)
+    order = scores.argsort(dim=1)
+    visible = torch.ones(batch, n, device=scores.device)
+    visible.scatter_(1, order[:, :n_masked], 0.0)
+    grid = visible.view(batch, 1, gh, gw)
+    full = grid.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)
+    return full[:, :, :height, :width].to(device)
+
+
+def with_flag(x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """x: (B, 3, H, W) normalized; visible: (B, 1, H, W) or None -> (B, 4, H, W).
+
+    Masked pixels are set to 0 (the mean colour in normalized space); the 4th channel is the visible flag.
+    With `visible=None` (the main path) the 4th channel is all ones and nothing is masked.
+    """
+    if visible is None:
+        return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+    return torch.cat([x * visible, visible], dim=1)
+
+
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, loss_on: str = "all"
+) -> torch.Tensor:
+    """MSE of g's output against the normalized image.
+
+    pred, target: (B, 3, H, W); visible: (B, 1, H, W). `all` averages over every pixel (release);
+    `masked` over masked pixels only (paper / MAE).
+    """
+    err = (pred.float() - target.float()).pow(2)
+    if loss_on == "all":
+        return err.mean()
+    if loss_on != "masked":
+        raise ValueError(f"loss_on must be 'all' or 'masked', got {loss_on!r}")
+    weight = (1.0 - visible).expand_as(err)
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)
