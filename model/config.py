@@ -76,6 +76,7 @@ class ModelConfig(BaseModel):
     masking: MaskingSpec = MaskingSpec()
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
+    recon_loss_reference: float | None = None  # typical ℓ_s on clean training data, written by joint training
 
     @property
     def num_classes(self) -> int:

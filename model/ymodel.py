@@ -41,8 +41,13 @@ class YModel(nn.Module):
         """g∘f. x4: (B, 4, H, W) masked input -> (B, 3, H, W) normalized pixels."""
         return self.recon(self.encode(x4))
 
-    def forward(self, x: torch.Tensor) -> HeadOutput:
-        return self.predict(x)
+    def forward(self, x: torch.Tensor, mode: str = "predict") -> HeadOutput | torch.Tensor:
+        """Dispatch for `torch.func.functional_call`: mode `predict` (h∘f) or `reconstruct` (g∘f)."""
+        if mode == "predict":
+            return self.predict(x)
+        if mode == "reconstruct":
+            return self.reconstruct(x)
+        raise ValueError(f"mode must be 'predict' or 'reconstruct', got {mode!r}")
 
 
 def _hf_main(cfg: ModelConfig) -> Mask2FormerForUniversalSegmentation:

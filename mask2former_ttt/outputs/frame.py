@@ -1,0 +1,120 @@
+"""One frame's result as encoded payloads: segments_info plus the requested mask encodings.
+
+`encode_frame` is shared by the service (which base64s the bytes into JSON) and the offline CLI (which writes
+them to files). Encodings:
+
+| name      | semantic                         | instance                              | panoptic                               |
+|-----------|----------------------------------|---------------------------------------|----------------------------------------|
+| `png`     | label map, 8/16-bit grey         | instance id map (0 = none, i+1)       | COCO-panoptic RGB id map               |
+| `rle`     | one COCO RLE per class present   | one COCO RLE per instance             | one COCO RLE per segment               |
+| `overlay` | JPEG of the frame with the result drawn on it (all tasks)                                                  |
+
+`rle` lists are aligned with `segments_info` (same order).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mask2former_ttt.outputs.masks import (
+    as_numpy,
+    instance_id_map,
+    label_map_png,
+    panoptic_png,
+    rle_encode,
+)
+from mask2former_ttt.outputs.overlay import overlay
+
+Encoding = Literal["png", "rle", "overlay"]
+ENCODINGS: tuple[str, ...] = ("png", "rle", "overlay")
+DEFAULT_ENCODINGS: dict[str, tuple[str, ...]] = {"semantic": ("png",), "instance": ("rle",), "panoptic": ("png",)}
+
+
+def _name(class_names: Sequence[str], c: int) -> str:
+    return class_names[c] if 0 <= c < len(class_names) else str(c)
+
+
+def segments_info(kind: str, result: Any, class_names: Sequence[str] = ()) -> list[dict]:
+    """COCO-style segment descriptions of a post-processing result.
+
+    semantic: one per class present `{id = category_id, category_id, name, area}`;
+    instance: one per instance `{id = i + 1, category_id, name, score, area, isthing}`;
+    panoptic: the result's own segments_info with `name` added.
+    """
+    if kind == "semantic":
+        lm = as_numpy(result.label_map).ravel()
+        counts = np.bincount(lm, minlength=len(class_names))
+        return [
+            {"id": int(c), "category_id": int(c), "name": _name(class_names, int(c)), "area": int(counts[c])}
+            for c in np.flatnonzero(counts)
+        ]
+    if kind == "instance":
+        classes = as_numpy(result.classes).tolist()
+        scores = as_numpy(result.scores).tolist()
+        areas = as_numpy(result.masks).reshape(len(classes), -1).sum(axis=1).tolist() if classes else []
+        return [
+            {
+                "id": i + 1,
+                "category_id": int(c),
+                "name": _name(class_names, int(c)),
+                "score": round(float(s), 5),
+                "area": int(a),
+                "isthing": True,
+            }
+            for i, (c, s, a) in enumerate(zip(classes, scores, areas))
+        ]
+    if kind == "panoptic":
+        return [
+            {**s, "name": _name(class_names, int(s["category_id"])), "score": round(float(s["score"]), 5)}
+            for s in result.segments_info
+        ]
+    raise ValueError(f"unknown result kind {kind!r}")
+
+
+def jpeg_encode(rgb: np.ndarray, quality: int = 80) -> bytes:
+    """(H, W, 3) uint8 -> JPEG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_masks(
+    kind: str,
+    result: Any,
+    encodings: Sequence[str],
+    segments: list[dict],
+    image: np.ndarray | None = None,
+    num_classes: int = 0,
+) -> dict[str, Any]:
+    """The requested encodings of `result` -> {"png": bytes, "rle": [RLE, ...], "overlay": JPEG bytes}.
+
+    `segments` is `segments_info(kind, result, ...)` (RLEs follow its order); `image` (H, W, 3) uint8 is needed for
+    `overlay`.
+    """
+    out: dict[str, Any] = {}
+    unknown = set(encodings) - set(ENCODINGS)
+    if unknown:
+        raise ValueError(f"unknown encodings {sorted(unknown)}; choose from {list(ENCODINGS)}")
+    if "png" in encodings:
+        if kind == "semantic":
+            out["png"] = label_map_png(result.label_map)
+        elif kind == "instance":
+            out["png"] = label_map_png(instance_id_map(result.masks))
+        else:
+            out["png"] = panoptic_png(result.id_map)
+    if "rle" in encodings:
+        if kind == "instance":
+            out["rle"] = rle_encode(result.masks)
+        else:
+            ids = as_numpy(result.label_map if kind == "semantic" else result.id_map)
+            wanted = np.array([s["id"] for s in segments], dtype=ids.dtype)
+            out["rle"] = rle_encode(ids[None] == wanted[:, None, None]) if len(wanted) else []
+    if "overlay" in encodings:
+        if image is None:
+            raise ValueError("the overlay encoding needs the frame image")
+        out["overlay"] = jpeg_encode(overlay(image, kind, result, num_classes))
+    return out

@@ -1,0 +1,293 @@
+"""The per-stream adapter: one object per video stream that owns its window (explicit memory), its adapted
+tensors and optimizer state (implicit memory), and a `step(frame) -> StepResult` call.
+
+The network is shared: the adapter keeps only name -> tensor copies of what it adapts and applies them with
+`torch.func.functional_call` over the one shared `YModel`, so h and every frozen tensor exist once per process.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections import deque
+from typing import Any, Callable
+
+import torch
+from torch.func import functional_call
+
+from model.device import autocast
+from model.masking import normalize, with_flag
+from model.ymodel import YModel
+from mask2former_ttt.ttt.config import TTTConfig
+from mask2former_ttt.ttt.frames import to_working_resolution
+from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.param_groups import mae_names, make_optimizer
+from mask2former_ttt.ttt.stats import StepResult, StepStats
+
+log = logging.getLogger(__name__)
+
+Objective = Callable[..., torch.Tensor]
+WARMUP_FRAMES = 5
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StreamAdapter:
+    """Online TTT-MAE for one stream (and, by configuration, its memory ablations).
+
+    Per frame: push into the window -> `steps_per_frame` steps of `objective` on B samples drawn from the window
+    (each cropped and independently masked) -> predict h∘f_t on the full frame in eval mode.
+    """
+
+    method = "online"
+
+    def __init__(
+        self,
+        model: YModel,
+        cfg: TTTConfig,
+        seed: int = 0,
+        names: list[str] | None = None,
+        objective: Objective = mae_loss,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.seed = seed
+        self.device = next(model.parameters()).device
+        model.requires_grad_(False)
+        shared = dict(model.named_parameters())
+        self.names = names if names is not None else mae_names(model, cfg)
+        self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights: free
+        self.objective = objective
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.reset()
+
+    # ---- state -------------------------------------------------------------------------------------------
+    @property
+    def adapts(self) -> bool:
+        return bool(self.names) and self.cfg.steps_per_frame > 0
+
+    def reset(self) -> None:
+        """Back to θ0 bit-exactly, with an empty window, fresh optimizer and RNG."""
+        self.params: dict[str, torch.Tensor] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.last_good: dict[str, torch.Tensor] | None = None
+        self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.frame_index = 0
+        self.rollbacks = 0
+        self.loss_mean: float | None = None
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+
+    def _ensure_params(self) -> None:
+        if not self.params and self.adapts:
+            self.params = {n: t.detach().clone().requires_grad_(True) for n, t in self.theta0.items()}
+
+    def _restore(self, source: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(source[n])
+        self.optimizer = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this stream exactly: adapted tensors, optimizer, window, RNG, counters."""
+        return {
+            "method": self.method,
+            "config": self.cfg.model_dump(),
+            "params": {n: p.detach().clone() for n, p in self.params.items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
+            "last_good": {n: t.clone() for n, t in self.last_good.items()} if self.last_good else None,
+            "window": [t.clone() for t in self.window],
+            "generator": self.generator.get_state(),
+            "frame_index": self.frame_index,
+            "rollbacks": self.rollbacks,
+            "loss_mean": self.loss_mean,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a stream saved by `state_dict` (same model and method)."""
+        if state["method"] != self.method:
+            raise ValueError(f"state is for method {state['method']!r}, this adapter is {self.method!r}")
+        self.reset()
+        if state["params"]:
+            self.params = {n: t.to(self.device).clone().requires_grad_(True) for n, t in state["params"].items()}
+        if state["optimizer"] is not None:
+            self.optimizer = make_optimizer(self.params, self.cfg)
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if state["last_good"]:
+            self.last_good = {n: t.to(self.device) for n, t in state["last_good"].items()}
+        self.window.extend(t.to(self.device) for t in state["window"])
+        self.generator.set_state(state["generator"])
+        self.frame_index = state["frame_index"]
+        self.rollbacks = state["rollbacks"]
+        self.loss_mean = state["loss_mean"]
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor this stream owns (the shared model excluded)."""
+        tensors = list(self.params.values()) + list(self.window)
+        if self.last_good:
+            tensors += list(self.last_good.values())
+        if self.optimizer is not None:
+            for s in self.optimizer.state.values():
+                tensors += [v for v in s.values() if torch.is_tensor(v)]
+        return tensors
+
+    def memory_bytes(self) -> int:
+        """Bytes held by this stream's own tensors right now."""
+        return sum(t.numel() * t.element_size() for t in self.state_tensors())
+
+    def estimated_memory_bytes(self, frame_hw: tuple[int, int] | None = None) -> int:
+        """Steady-state per-stream bytes before any frame arrives (for admission control)."""
+        size = sum(t.numel() * t.element_size() for t in self.theta0.values()) if self.adapts else 0
+        copies = 1
+        if self.adapts and not self.cfg.reset_optimizer_each_frame:
+            copies += 1 if self.cfg.optimizer == "sgd" else 2
+        if self.adapts and self.cfg.rollback_to == "last_good":
+            copies += 1
+        h, w = frame_hw or (self.model.cfg.image_size, self.model.cfg.image_size)
+        return size * copies + self.cfg.window * 3 * h * w
+
+    # ---- forward helpers ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, mode: str) -> Any:
+        """functional_call of the shared model with this stream's tensors."""
+        with autocast(self.device, self.use_amp):
+            return functional_call(self.model, self.params, (x,), {"mode": mode}, strict=False)
+
+    def _sample_batch(self) -> torch.Tensor:
+        """B samples from the window, each randomly cropped: (B, 3, ch, cw) normalized float."""
+        n, b = len(self.window), self.cfg.batch_size
+        if self.cfg.sampling == "with_replacement":
+            idx = torch.randint(n, (b,), generator=self.generator).tolist()
+        else:
+            reps = -(-b // n)
+            idx = torch.cat([torch.randperm(n, generator=self.generator) for _ in range(reps)])[:b].tolist()
+        frames = [self.window[i] for i in idx]
+        h, w = frames[0].shape[1:]
+        if self.cfg.crop is not None and (self.cfg.crop[0] < h or self.cfg.crop[1] < w):
+            ch, cw = min(self.cfg.crop[0], h), min(self.cfg.crop[1], w)
+            tops = torch.randint(h - ch + 1, (b,), generator=self.generator).tolist()
+            lefts = torch.randint(w - cw + 1, (b,), generator=self.generator).tolist()
+            frames = [f[:, t : t + ch, l : l + cw] for f, t, l in zip(frames, tops, lefts)]
+        return normalize(torch.stack(frames), self.model.cfg)
+
+    # ---- the step ----------------------------------------------------------------------------------------
+    def step(self, frame: torch.Tensor) -> StepResult:
+        """frame: (3, H, W) uint8 RGB at any size -> prediction on this frame after adapting to it."""
+        x = to_working_resolution(frame.to(self.device), self.model.cfg.image_size)
+        self.window.append(x)
+        stats = StepStats(frame_index=self.frame_index)
+        if self.adapts:
+            self.adapt(stats)
+        t0 = time.perf_counter()
+        class_logits, mask_logits = self.predict(x)
+        _sync(self.device)
+        stats.predict_s = time.perf_counter() - t0
+        stats.rollbacks = self.rollbacks
+        self.frame_index += 1
+        return StepResult(class_logits, mask_logits, stats, (x.shape[1], x.shape[2]))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
+        self.model.eval()
+        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict")
+        return out.class_logits[0].float(), out.mask_logits[0].float()
+
+    def adapt(self, stats: StepStats) -> None:
+        """`steps_per_frame` TTT steps on samples of the window."""
+        self._ensure_params()
+        if self.cfg.reset_weights_each_frame:
+            self._restore(self.theta0)
+        if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
+            self.optimizer = make_optimizer(self.params, self.cfg)
+        losses = [self.train_step(self._sample_batch(), stats) for _ in range(self.cfg.steps_per_frame)]
+        finite = [v for v in losses if v is not None and math.isfinite(v)]
+        stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
+        if self.cfg.reset_optimizer_each_frame:
+            self.optimizer = None  # re-created next frame: no optimizer state kept between frames
+
+    def train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+        """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss."""
+        assert self.optimizer is not None
+        seed = int(torch.randint(2**62, (1,), generator=self.generator))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(seed)  # drop-path draws from the global RNG: make it this stream's, reproducibly
+            return self._train_step(batch, stats)
+
+    def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+        assert self.optimizer is not None
+        self.model.train(self.cfg.drop_path)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        chunks = batch.split(self.cfg.micro_batch)
+        for i, chunk in enumerate(chunks):
+            t0 = time.perf_counter()
+            loss = self.objective(self.forward, chunk, self.cfg, self.generator) * (chunk.shape[0] / batch.shape[0])
+            _sync(self.device)
+            t1 = time.perf_counter()
+            stats.ttt_forward_s += t1 - t0
+            if i == 0 and self._gated(loss.item() * len(chunks)):
+                self.model.eval()
+                return loss.item() * len(chunks)
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            _sync(self.device)
+            stats.ttt_backward_s += time.perf_counter() - t1
+            total += loss.item()
+        self.model.eval()
+        t0 = time.perf_counter()
+        if self._diverged(total):
+            self.rollback(stats, f"loss {total:.4g}")
+            return total
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.grad_clip or math.inf)
+        if not torch.isfinite(norm) and not self.scaler:
+            self.rollback(stats, f"gradient norm {norm.item()}")
+            return total
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self._after_update()
+        _sync(self.device)
+        stats.optimizer_s += time.perf_counter() - t0
+        stats.steps_taken += 1
+        self.loss_mean = total if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * total
+        return total
+
+    def _gated(self, loss: float) -> bool:
+        ref = self.model.cfg.recon_loss_reference
+        return self.cfg.loss_gate is not None and ref is not None and math.isfinite(loss) and loss < self.cfg.loss_gate * ref
+
+    def _diverged(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        warm = self.loss_mean is not None and self.frame_index >= WARMUP_FRAMES
+        return warm and loss > self.cfg.explode_factor * self.loss_mean
+
+    def _after_update(self) -> None:
+        with torch.no_grad():
+            if self.cfg.anchor > 0:
+                for n, p in self.params.items():
+                    p.lerp_(self.theta0[n], self.cfg.anchor)
+            if self.cfg.rollback_to == "last_good":
+                if self.last_good is None:
+                    self.last_good = {n: p.detach().clone() for n, p in self.params.items()}
+                else:
+                    for n, p in self.params.items():
+                        self.last_good[n].copy_(p)
+
+    def rollback(self, stats: StepStats, why: str) -> None:
+        """Undo a diverging step: back to the last good weights (or θ0), optimizer state dropped."""
+        target = self.last_good if (self.cfg.rollback_to == "last_good" and self.last_good) else self.theta0
+        self._restore(target)
+        self.optimizer = make_optimizer(self.params, self.cfg)
+        self.rollbacks += 1
+        stats.rolled_back = True
+        log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)

@@ -1,0 +1,61 @@
+"""Which tensors a stream adapts, and their optimizer groups (backbone lr multiplier, no decay on norms etc.)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from model.ymodel import ENCODER_PREFIX, RECON_PREFIX, YModel
+from mask2former_ttt.ttt.config import TTTConfig
+
+NO_DECAY_MARKERS = ("norm", "embeddings", "relative_position_bias_table", "level_embed", "queries_", "query_")
+
+NameFilter = Callable[[str, nn.Module], bool]
+
+
+def mae_names(model: YModel, cfg: TTTConfig) -> list[str]:
+    """f (and g unless `adapt_recon` is off): every parameter under `encoder.` / `recon.`."""
+    prefixes = (ENCODER_PREFIX, RECON_PREFIX) if cfg.adapt_recon else (ENCODER_PREFIX,)
+    return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
+
+
+def encoder_norm_names(model: YModel) -> list[str]:
+    """Affine parameters of f's LayerNorms (what Tent adapts)."""
+    names = []
+    for mod_name, mod in model.encoder.named_modules():
+        if isinstance(mod, nn.LayerNorm):
+            names += [f"{ENCODER_PREFIX}{mod_name}.{p}" for p, _ in mod.named_parameters(recurse=False)]
+    return names
+
+
+def no_weight_decay(name: str, tensor: torch.Tensor) -> bool:
+    """Biases, norms, embeddings and relative-position tables get no weight decay."""
+    return tensor.ndim <= 1 or name.endswith(".bias") or any(m in name for m in NO_DECAY_MARKERS)
+
+
+def param_groups(params: dict[str, torch.Tensor], cfg: TTTConfig) -> list[dict]:
+    """Split adapted tensors into (backbone?, decay?) groups with their lr and weight decay."""
+    groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
+    for name, tensor in params.items():
+        key = (name.startswith(ENCODER_PREFIX), no_weight_decay(name, tensor))
+        groups.setdefault(key, []).append(tensor)
+    out = []
+    for (is_backbone, no_decay), tensors in sorted(groups.items()):
+        out.append(
+            {
+                "params": tensors,
+                "lr": cfg.lr * (cfg.backbone_lr_mult if is_backbone else 1.0),
+                "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+            }
+        )
+    return out
+
+
+def make_optimizer(params: dict[str, torch.Tensor], cfg: TTTConfig) -> torch.optim.Optimizer:
+    """SGD (with momentum) or AdamW over the adapted tensors."""
+    groups = param_groups(params, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -1,0 +1,36 @@
+"""What one `step` returns: the frame's prediction logits and the step's statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass
+class StepStats:
+    """Per-frame figures: ℓ_s (None when the method takes no step) and the time split in seconds."""
+
+    frame_index: int
+    loss: float | None = None
+    ttt_forward_s: float = 0.0
+    ttt_backward_s: float = 0.0
+    optimizer_s: float = 0.0
+    predict_s: float = 0.0
+    steps_taken: int = 0
+    rolled_back: bool = False
+    rollbacks: int = 0
+    reset: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepResult:
+    """class_logits: (Q, K+1); mask_logits: (Q, h/4, w/4) at the working resolution (h, w)."""
+
+    class_logits: torch.Tensor
+    mask_logits: torch.Tensor
+    stats: StepStats
+    working_size: tuple[int, int]

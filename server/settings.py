@@ -1,0 +1,78 @@
+"""Service settings, read from the environment with the prefix `M2F_` (e.g. `M2F_MAX_STREAMS=4`).
+
+Lists are comma-separated (`M2F_API_KEYS=key1,key2`); sizes accept units (`M2F_UPLOAD_MAX_BYTES=512MiB`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import ByteSize, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from model.checkpoint import bundled_model_dir
+
+Task = Literal["semantic", "instance", "panoptic"]
+Policy = Literal["latest", "block"]
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with; see the field descriptions (also in `/docs`)."""
+
+    model_config = SettingsConfigDict(env_prefix="M2F_", extra="ignore")
+
+    # model and adaptation
+    model_path: Path = Field(default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)")
+    device: Literal["auto", "cpu", "cuda"] | str = Field("auto", description="auto | cpu | cuda[:i]")
+    ttt_method: str = Field("online", description="default TTT method of new streams")
+    ttt_preset: str = Field("default", description="default TTT preset of new streams")
+    seed: int = 0
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the device worker")
+
+    # limits
+    max_streams: int = Field(8, ge=1, description="live streams + running jobs that may hold adapted state at once")
+    max_state_memory: ByteSize = Field(ByteSize(2 * 1024**3), description="budget for all streams' adapted state")
+    queue_size: int = Field(2, ge=1, description="frames queued per stream before the drop / backpressure policy applies")
+    upload_max_bytes: ByteSize = Field(ByteSize(512 * 1024**2), description="largest accepted upload")
+    max_duration_s: float = Field(600.0, gt=0, description="longest accepted uploaded video")
+    max_frame_bytes: ByteSize = Field(ByteSize(8 * 1024**2), description="largest WebSocket frame message")
+    max_frame_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded WebSocket frame (width * height)")
+    max_result_side: int = Field(640, ge=16, description="results are computed at the frame size capped to this long side")
+    job_max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
+    start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
+
+    # auth
+    api_keys: CommaList = Field(default_factory=list, description="accepted API keys; empty = auth off")
+
+    # storage
+    jobs_dir: Path = Field(Path("runs/jobs"), description="uploaded videos and job results (survive restarts)")
+    states_dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
+
+    # RTSP
+    rtsp_allowed_schemes: CommaList = Field(default_factory=lambda: ["rtsp", "rtsps"])
+    rtsp_allowed_hosts: CommaList | None = Field(
+        None, description="hosts / *.suffix / CIDR allowed for camera URLs; unset = any host"
+    )
+    rtsp_max_failures: int | None = Field(None, ge=1, description="consecutive connect failures before a camera fails")
+    rtsp_open_timeout_s: float = 5.0
+    rtsp_stall_timeout_s: float = 5.0
+
+    # logging
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)

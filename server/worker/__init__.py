@@ -1,0 +1,24 @@
+"""The device worker: the single owner of the model, per-stream sessions and their fair scheduling."""
+
+from server.worker.device_worker import CapacityError, DeviceWorker
+from server.worker.stream_session import (
+    ControlItem,
+    ControlReply,
+    FrameError,
+    FrameItem,
+    FrameResult,
+    SessionClosed,
+    StreamSession,
+)
+
+__all__ = [
+    "CapacityError",
+    "ControlItem",
+    "ControlReply",
+    "DeviceWorker",
+    "FrameError",
+    "FrameItem",
+    "FrameResult",
+    "SessionClosed",
+    "StreamSession",
+]

@@ -1,0 +1,150 @@
+"""Bounded per-stream queues and fair round-robin selection, under one lock shared with the device worker.
+
+- `offer` never blocks: under policy `latest` a full queue drops its oldest *frame* (controls are never
+  dropped) and counts the drop; under `block` it refuses (returns False).
+- `put` blocks the producer until there is room (policy `block`: lossless backpressure).
+- `next` hands the worker either a global command (first) or the next item of the next stream in ring order
+  that has work, so every stream with queued frames is served once per round regardless of its frame rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from server.worker.stream_session import ControlItem, FrameItem, StreamSession
+
+Work = tuple[str, Any, Any]
+
+
+class Scheduler:
+    """Queues of all sessions plus the worker's command queue."""
+
+    def __init__(self, on_drop: Callable[[StreamSession], None] | None = None) -> None:
+        self._cv = threading.Condition()
+        self._ring: list[StreamSession] = []
+        self._next = 0
+        self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._stopped = False
+        self._on_drop = on_drop
+
+    # ---- membership -------------------------------------------------------------------------------------
+    def add(self, session: StreamSession) -> None:
+        with self._cv:
+            self._ring.append(session)
+
+    def remove(self, session: StreamSession) -> int:
+        """Close `session`'s queue; returns how many queued frames were discarded. Wakes blocked producers."""
+        with self._cv:
+            session.closed = True
+            discarded = session.pending_frames
+            session.queue.clear()
+            session.pending_frames = 0
+            if session in self._ring:
+                i = self._ring.index(session)
+                self._ring.pop(i)
+                if i < self._next:
+                    self._next -= 1
+                if self._next >= len(self._ring):
+                    self._next = 0
+            self._cv.notify_all()
+            return discarded
+
+    # ---- producers --------------------------------------------------------------------------------------
+    def offer(self, session: StreamSession, item: FrameItem | ControlItem) -> bool:
+        """Queue without blocking. False if the session is closed, or full under policy `block`."""
+        with self._cv:
+            if session.closed or self._stopped:
+                return False
+            if isinstance(item, FrameItem):
+                if session.pending_frames >= session.queue_size:
+                    if session.policy != "latest":
+                        return False
+                    self._drop_oldest_frame(session)
+                session.pending_frames += 1
+                session.received += 1
+                item.enqueued = time.perf_counter()
+            session.queue.append(item)
+            self._cv.notify_all()
+            return True
+
+    def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
+        """Queue a frame, waiting while the queue is full (backpressure). False if closed or timed out."""
+        with self._cv:
+            ok = self._cv.wait_for(
+                lambda: session.closed or self._stopped or session.pending_frames < session.queue_size, timeout
+            )
+            if not ok or session.closed or self._stopped:
+                return False
+            session.pending_frames += 1
+            session.received += 1
+            item.enqueued = time.perf_counter()
+            session.queue.append(item)
+            self._cv.notify_all()
+            return True
+
+    def _drop_oldest_frame(self, session: StreamSession) -> None:
+        for i, queued in enumerate(session.queue):
+            if isinstance(queued, FrameItem):
+                del session.queue[i]
+                session.pending_frames -= 1
+                session.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(session)
+                return
+
+    # ---- worker side ------------------------------------------------------------------------------------
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Run `fn` on the worker thread before any further frame; the Future gets its result or exception."""
+        fut: Future = Future()
+        with self._cv:
+            if self._stopped:
+                fut.set_exception(RuntimeError("the device worker is stopped"))
+                return fut
+            self._commands.append((fn, fut))
+            self._cv.notify_all()
+        return fut
+
+    def next(self, timeout: float) -> Work | None:
+        """("command", fn, future) or ("item", session, item), or None after `timeout` without work."""
+        with self._cv:
+            work = self._pick()
+            if work is None:
+                self._cv.wait(timeout)
+                work = self._pick()
+            return work
+
+    def _pick(self) -> Work | None:
+        if self._commands:
+            fn, fut = self._commands.popleft()
+            return ("command", fn, fut)
+        n = len(self._ring)
+        for k in range(n):
+            i = (self._next + k) % n
+            session = self._ring[i]
+            if session.queue:
+                item = session.queue.popleft()
+                if isinstance(item, FrameItem):
+                    session.pending_frames -= 1
+                    self._cv.notify_all()  # room for a blocked producer
+                self._next = (i + 1) % n
+                return ("item", session, item)
+        return None
+
+    def stop(self) -> list[tuple[Callable[[], Any], Future]]:
+        """Refuse new work, wake everyone; returns commands that never ran."""
+        with self._cv:
+            self._stopped = True
+            pending = list(self._commands)
+            self._commands.clear()
+            self._cv.notify_all()
+            return pending
+
+    @property
+    def depth(self) -> int:
+        """Frames queued over all sessions."""
+        with self._cv:
+            return sum(s.pending_frames for s in self._ring)

@@ -1,0 +1,159 @@
+"""One stream's session: its queue, policy, task, adapter (owned by the device worker) and counters.
+
+Everything a session emits goes through its `deliver` callback, called on the device-worker thread, in order:
+`FrameResult` / `FrameError` per frame, `ControlReply` per in-order control (reset, set_task, checkpoint,
+restore) and finally `SessionClosed`. `deliver` must be quick and must not block (hand off to a queue / loop).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+Source = Literal["ws", "rtsp", "job"]
+_ids = itertools.count()
+
+
+@dataclass
+class FrameItem:
+    """A frame waiting in a stream's queue: encoded image bytes (WebSocket) or an RGB array (H, W, 3) uint8."""
+
+    frame_id: Any
+    data: bytes | np.ndarray
+    capture_ts: float | None = None
+    pts_s: float | None = None
+    received: float = field(default_factory=time.perf_counter)  # when the service got it (end-to-end start)
+    decode_s: float = 0.0  # decoding already spent by the source (RTSP, file)
+    enqueued: float = 0.0
+
+
+@dataclass
+class ControlItem:
+    """A stream-scoped operation run on the worker thread in order with the stream's frames.
+
+    `fn(session)` returns the reply payload; it is never dropped by the queue policy.
+    """
+
+    name: str
+    fn: Callable[["StreamSession"], dict]
+
+
+@dataclass
+class FrameResult:
+    """A processed frame. `result` is model.postprocess's Semantic/Instance/PanopticResult (CPU tensors);
+    `image` is the decoded RGB frame (for overlays); `timings_s` has queue/decode/ttt/predict/postprocess."""
+
+    stream_id: str
+    frame_id: Any
+    index: int
+    task: str
+    image: np.ndarray
+    result: Any
+    loss: float | None
+    rolled_back: bool
+    rollbacks: int
+    timings_s: dict[str, float]
+    received: float
+    capture_ts: float | None
+    pts_s: float | None
+    dropped: int
+    memory_bytes: int
+
+
+@dataclass
+class FrameError:
+    """A frame that could not be processed (`code`: bad_image | adapter_error); the stream goes on."""
+
+    stream_id: str
+    frame_id: Any
+    code: str
+    message: str
+
+
+@dataclass
+class ControlReply:
+    """Outcome of a ControlItem: `payload` on success, `error` otherwise."""
+
+    stream_id: str
+    name: str
+    payload: dict
+    error: str | None = None
+
+
+@dataclass
+class SessionClosed:
+    """Last thing a session delivers."""
+
+    stream_id: str
+    reason: str
+
+
+class StreamSession:
+    """State of one stream. Queue fields are guarded by the scheduler's lock; `adapter` is touched only by the
+    device-worker thread; counters are written by the worker and read by anyone (plain ints)."""
+
+    def __init__(
+        self,
+        source: Source,
+        task: str,
+        method: str,
+        preset: str,
+        policy: str,
+        queue_size: int,
+        deliver: Callable[[Any], None],
+        encodings: tuple[str, ...] = (),
+        session_id: str | None = None,
+    ) -> None:
+        self.id = session_id or f"{source}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
+        self.source = source
+        self.task = task
+        self.method = method
+        self.preset = preset
+        self.policy = policy
+        self.queue_size = queue_size
+        self.deliver = deliver
+        self.encodings = encodings
+        self.created = time.time()
+        # queue (scheduler lock)
+        self.queue: deque[FrameItem | ControlItem] = deque()
+        self.pending_frames = 0
+        self.closed = False
+        # worker-owned
+        self.adapter: Any = None
+        self.reserved_bytes = 0
+        # counters
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.errors = 0
+        self.rollbacks = 0
+        self.memory_bytes = 0
+        self.last_loss: float | None = None
+
+    def stats(self) -> dict:
+        """JSON-ready snapshot of the session's counters and settings."""
+        return {
+            "stream_id": self.id,
+            "source": self.source,
+            "task": self.task,
+            "method": self.method,
+            "preset": self.preset,
+            "policy": self.policy,
+            "queue_size": self.queue_size,
+            "queued": self.pending_frames,
+            "received": self.received,
+            "processed": self.processed,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "rollbacks": self.rollbacks,
+            "memory_bytes": self.memory_bytes,
+            "reserved_bytes": self.reserved_bytes,
+            "last_loss": self.last_loss,
+            "uptime_s": round(time.time() - self.created, 3),
+        }
