@@ -1,0 +1,157 @@
+"""`m2f-ttt`: the project's command line (data, training, evaluation, conversion, offline segmentation).
+
+The `serve` command is added by `server.cli`, which wraps this app so that layering stays one-way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Mask2Former + online TTT-MAE: streaming video segmentation that keeps learning.", no_args_is_help=True)
+console = Console()
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def params(presets: list[str] = typer.Argument(None, help="model presets (default: tiny swin-s)")) -> None:
+    """Print parameter counts of f, h, g for model presets (both g variants)."""
+    from model.config import preset
+    from model.ymodel import build_model, parameter_counts
+
+    table = Table("preset", "g variant", "f", "h", "g", "f+h", "total")
+    for name in presets or ["tiny", "swin-s"]:
+        for variant in ("release", "light"):
+            cfg = preset(name)
+            cfg.recon.variant = variant
+            c = parameter_counts(build_model(cfg))
+            table.add_row(name, variant, *(f"{c[k] / 1e6:.2f} M" for k in ("f", "h", "g", "f+h", "total")))
+    console.print(table)
+
+
+@app.command()
+def generate(
+    root: Path = typer.Option(Path("data/synth"), help="output directory"),
+    train_stills: int = typer.Option(2000, help="clean training stills"),
+    frames: int = typer.Option(200, help="frames per video"),
+    test_worlds: int = typer.Option(3, help="test worlds per shift family"),
+    val_worlds: int = typer.Option(1, help="validation worlds per shift family"),
+    seed: int = 0,
+) -> None:
+    """Generate the labelled synthetic worlds: training stills + shifted videos (KITTI-STEP layout)."""
+    _logging()
+    from mask2former_ttt.data.generate import generate_dataset
+
+    generate_dataset(root, n_train_stills=train_stills, n_frames=frames, test_worlds=test_worlds, val_worlds=val_worlds, seed=seed)
+    console.print(f"dataset written to {root}")
+
+
+@app.command()
+def train(
+    data_root: Path = typer.Option(Path("data/synth")),
+    dataset: str = typer.Option("synthetic", help="synthetic | cityscapes | coco_panoptic"),
+    out_dir: Path = typer.Option(Path("runs/train")),
+    init: str = typer.Option("scratch", help="scratch | checkpoint | hf"),
+    init_path: Optional[Path] = typer.Option(None, help="project checkpoint dir or Hugging Face Mask2Former dir"),
+    model_preset: str = typer.Option("tiny"),
+    steps: int = 2000,
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    backbone_lr_mult: float = 0.1,
+    grad_clip: float = 0.01,
+    device: str = "auto",
+    threads: Optional[int] = None,
+    checkpoint_every: int = 500,
+    seed: int = 0,
+) -> None:
+    """Joint training ℓ_m + ℓ_s (resumes from out_dir/last when present)."""
+    _logging()
+    from mask2former_ttt.training.config import TrainConfig
+    from mask2former_ttt.training.trainer import train as run
+
+    cfg = TrainConfig(
+        data_root=data_root, dataset=dataset, out_dir=out_dir, init=init, init_path=init_path, model_preset=model_preset,
+        steps=steps, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, grad_clip=grad_clip or None,
+        device=device, threads=threads, checkpoint_every=checkpoint_every, seed=seed,
+    )
+    final = run(cfg)
+    console.print(f"final checkpoint: {final}")
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
+    data_root: Path = typer.Option(Path("data/synth")),
+    split: str = typer.Option("test"),
+    rows: list[str] = typer.Option(None, "--row", help="rows to run (default: all standard rows)"),
+    families: list[str] = typer.Option(None, "--family", help="restrict to shift families"),
+    seeds: int = typer.Option(2, help="mask seeds per video"),
+    workers: int = typer.Option(2),
+    max_frames: Optional[int] = typer.Option(None),
+    out_dir: Path = typer.Option(Path("runs/benchmark")),
+    docs_dir: Optional[Path] = typer.Option(None, help="also write results.json/.md and plots here"),
+) -> None:
+    """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
+    _logging()
+    from model.checkpoint import bundled_model_dir
+    from mask2former_ttt.data.readers import read_manifest
+    from mask2former_ttt.evaluation.benchmark import run_benchmark
+    from mask2former_ttt.evaluation.protocol import rows_by_name
+    from mask2former_ttt.evaluation.report import aggregate, markdown_table, plot_curves, write_report
+
+    model_dir = model_dir or bundled_model_dir()
+    manifest = {n: v for n, v in read_manifest(data_root).items() if v["split"] == split}
+    if families:
+        manifest = {n: v for n, v in manifest.items() if v["family"] in families}
+    if not manifest:
+        raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
+    selected = rows_by_name(rows)
+    scores = run_benchmark(model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames)
+    summary = aggregate(scores, {n: v["family"] for n, v in manifest.items()}, [r.name for r in selected])
+    summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames}
+    for target in filter(None, [out_dir, docs_dir]):
+        write_report(summary, target)
+        plot_curves(scores, target / "curves", [r.name for r in selected])
+    console.print(markdown_table(summary))
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"),
+    out_dir: Path = typer.Argument(..., help="output checkpoint directory"),
+    model_preset: str = typer.Option("swin-s", help="model preset for detectron2 checkpoints"),
+) -> None:
+    """Convert released TTT / detectron2 Mask2Former checkpoints or HF directories into the project format."""
+    _logging()
+    from model.checkpoint import save_checkpoint
+
+    if source.is_dir():
+        from model.hf_import import load_hf_mask2former
+
+        save_checkpoint(load_hf_mask2former(source), out_dir)
+    else:
+        from model.convert_detectron2 import convert_detectron2_checkpoint
+
+        convert_detectron2_checkpoint(source, out_dir, model_preset)
+    console.print(f"converted {source} -> {out_dir}")
+
+
+@app.command()
+def info(model_dir: Path = typer.Option(None, help="checkpoint directory (default: the bundled model)")) -> None:
+    """Show a checkpoint's config (classes, sizes, reference loss)."""
+    from model.checkpoint import bundled_model_dir, load_config
+
+    console.print_json(json.dumps(load_config(model_dir or bundled_model_dir()).model_dump()))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,91 @@
+"""Methods × videos × seeds -> per-video scores (cached, resumable), aggregated per shift family.
+
+Jobs run in `workers` processes (one torch thread each); every finished (video, row, seed) is written to
+`out_dir/jobs/` at once so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint
+from mask2former_ttt.evaluation.protocol import Row
+from mask2former_ttt.evaluation.video_eval import LabelledFrame, VideoScore, evaluate_video
+
+log = logging.getLogger(__name__)
+_MODEL = None
+
+
+def load_video(root: Path, split: str, name: str, max_frames: int | None = None) -> list[LabelledFrame]:
+    """Frames of one video of a KITTI-STEP-layout tree as LabelledFrames."""
+    from mask2former_ttt.data.readers import VideoSequence
+
+    seq = VideoSequence(root, split, name)
+    frames = []
+    for i, fr in enumerate(seq):
+        if max_frames is not None and i >= max_frames:
+            break
+        frames.append(
+            LabelledFrame(
+                image=torch.from_numpy(fr.image).permute(2, 0, 1).contiguous(),
+                semantic=torch.from_numpy(fr.semantic.astype("int64")),
+                instance=torch.from_numpy(fr.instance.astype("int64")),
+            )
+        )
+    return frames
+
+
+def _init_worker(model_dir: str, threads: int) -> None:
+    global _MODEL
+    torch.set_num_threads(threads)
+    _MODEL = load_checkpoint(model_dir)
+
+
+def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames: int | None) -> dict:
+    frames = load_video(Path(root), split, video, max_frames)
+    score = evaluate_video(_MODEL, frames, Row.model_validate(row), seed, video)
+    return asdict(score)
+
+
+def job_path(out_dir: Path, video: str, row: str, seed: int) -> Path:
+    return out_dir / "jobs" / f"{video}__{row}__s{seed}.json"
+
+
+def run_benchmark(
+    model_dir: Path,
+    root: Path,
+    split: str,
+    videos: list[str],
+    rows: list[Row],
+    seeds: int,
+    out_dir: Path,
+    workers: int = 2,
+    max_frames: int | None = None,
+) -> list[VideoScore]:
+    """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
+    (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (video, row, seed)
+        for row in rows
+        for seed in range(row.seeds if row.seeds is not None else seeds)
+        for video in videos
+    ]
+    todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2]).is_file()]
+    log.info("%d jobs, %d cached, %d to run on %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), threads)) as pool:
+        futures = {
+            pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames): (v, r.name, s) for v, r, s in todo
+        }
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="benchmark", unit="video"):
+            v, r, s = futures[fut]
+            job_path(out_dir, v, r, s).write_text(json.dumps(fut.result()))
+    return [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]

@@ -1,0 +1,103 @@
+"""Aggregate per-video scores into the comparison table: JSON, Markdown and per-video curve plots."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from mask2former_ttt.evaluation.video_eval import VideoScore
+
+SHIFT_FAMILIES = ("drift", "noise", "fog", "contrast", "blur", "jpeg", "segments", "clean")
+HEADLINE = ("drift", "noise", "fog")
+
+
+def _avg(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return mean(vals) if vals else None
+
+
+def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: list[str]) -> dict:
+    """{"methods": {row: {"families": {family: {"miou","pq","ap","videos"}}, "s_per_frame", "ratio_to_main"}}}."""
+    by: dict[str, dict[str, list[VideoScore]]] = defaultdict(lambda: defaultdict(list))
+    for s in scores:
+        by[s.row][family_of[s.video]].append(s)
+    methods: dict[str, dict] = {}
+    for row in row_order:
+        fams = {
+            fam: {
+                "miou": _avg([s.miou for s in ss]),
+                "pq": _avg([s.pq for s in ss]),
+                "ap": _avg([s.ap for s in ss]),
+                "videos": len({s.video for s in ss}),
+                "runs": len(ss),
+            }
+            for fam, ss in sorted(by[row].items())
+        }
+        all_scores = [s for ss in by[row].values() for s in ss]
+        methods[row] = {
+            "families": fams,
+            "s_per_frame": _avg([s.s_per_frame for s in all_scores]),
+            "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE if f in fams]),
+            "rollbacks": sum(s.rollbacks for s in all_scores),
+        }
+    base = methods.get("main_task_only", {}).get("s_per_frame")
+    for m in methods.values():
+        m["ratio_to_main"] = m["s_per_frame"] / base if base and m["s_per_frame"] else None
+    return {"methods": methods}
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def markdown_table(summary: dict) -> str:
+    """Rows = methods; columns = mIoU per family (PQ / AP in parentheses where defined), s/frame, ratio."""
+    fams = [f for f in SHIFT_FAMILIES if any(f in m["families"] for m in summary["methods"].values())]
+    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | s/frame | × main |"
+    lines = [head, "|" + "---|" * (len(fams) + 4)]
+    for name, m in summary["methods"].items():
+        cells = []
+        for f in fams:
+            d = m["families"].get(f)
+            cells.append("–" if d is None else f"{_fmt(d['miou'])} ({_fmt(d['pq'])} / {_fmt(d['ap'])})")
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} |"
+        )
+    return "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes.\n"
+
+
+def plot_curves(scores: list[VideoScore], out_dir: Path, rows: list[str]) -> list[Path]:
+    """One PNG per video: per-frame mIoU of each row (seed 0), smoothed over 9 frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for video in sorted({s.video for s in scores}):
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        for row in rows:
+            match = [s for s in scores if s.video == video and s.row == row and s.seed == 0]
+            if match:
+                y = np.convolve(match[0].per_frame_miou, np.ones(9) / 9, mode="valid")
+                ax.plot(y, label=row, lw=1.2)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("mIoU (9-frame mean)")
+        ax.set_title(video)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        path = out_dir / f"{video}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_report(summary: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "results.md").write_text(markdown_table(summary))

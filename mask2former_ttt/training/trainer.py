@@ -1,0 +1,149 @@
+"""Joint training loop: ℓ_m + ℓ_s on still images, with periodic checkpoints, resume and a progress bar."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ReconSpec, preset
+from model.device import autocast, resolve_device
+from model.losses import JointLoss
+from model.masking import normalize
+from model.ymodel import YModel, build_model
+from mask2former_ttt.training.config import TrainConfig
+from mask2former_ttt.training.optim import build_optimizer, poly_schedule
+
+log = logging.getLogger(__name__)
+STATE = "trainer_state.pt"
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images (B, 3, H, W) uint8; keep per-image mask_labels (N_b, H, W) and class_labels (N_b,) as lists."""
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "mask_labels": [it["mask_labels"].float() for it in items],
+        "class_labels": [it["class_labels"].long() for it in items],
+    }
+
+
+def build_dataset(cfg: TrainConfig) -> Dataset:
+    """The still-image training set for `cfg.dataset` (synthetic, Cityscapes or COCO panoptic layout)."""
+    from mask2former_ttt.data.readers import StillDataset
+
+    return StillDataset.from_layout(cfg.data_root, cfg.dataset, cfg.split, crop=cfg.crop, augment=True, seed=cfg.seed)
+
+
+def init_model(cfg: TrainConfig, class_names: list[str], thing_ids: list[int]) -> YModel:
+    """From scratch (a preset sized for the dataset's classes), a project checkpoint, or a Hugging Face directory."""
+    if cfg.init == "checkpoint":
+        return load_checkpoint(cfg.init_path)
+    if cfg.init == "hf":
+        from model.hf_import import load_hf_mask2former
+
+        return load_hf_mask2former(cfg.init_path)
+    mcfg = preset(cfg.model_preset, class_names=class_names, thing_class_ids=thing_ids, recon=ReconSpec(variant=cfg.recon_variant))
+    return build_model(mcfg)
+
+
+def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def recon_reference(model: YModel, loader: DataLoader, loss: JointLoss, device: torch.device, n_batches: int = 4) -> float:
+    """Mean ℓ_s of the trained model on clean training images (eval mode, fixed masks): the TTT guard's reference."""
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)
+    values = [
+        float(loss.reconstruction(model, normalize(b["image"].to(device), model.cfg), gen))
+        for b in itertools.islice(_batches(loader), n_batches)
+    ]
+    return sum(values) / len(values)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run joint training; returns the directory of the final checkpoint (`out_dir/final`)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    dataset = build_dataset(cfg)
+    last = cfg.out_dir / "last"
+    resuming = cfg.resume and (last / STATE).is_file()
+    model = load_checkpoint(last) if resuming else init_model(cfg, dataset.class_names, dataset.thing_class_ids)
+    model.to(device).train().requires_grad_(True)
+    loss_fn = JointLoss(model, cfg.recon_weight).to(device)
+    optimizer = build_optimizer(model, cfg)
+    schedule = poly_schedule(optimizer, cfg)
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    step = 0
+    if resuming:
+        state = torch.load(last / STATE, map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
+        log.info("resuming from %s at step %d", last, step)
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, collate_fn=collate, drop_last=True)
+    batches = _batches(loader)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / "train_config.json").write_text(cfg.model_dump_json(indent=2))
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="joint training", unit="step", dynamic_ncols=True)
+    while step < cfg.steps:
+        batch = next(batches)
+        x = normalize(batch["image"].to(device), model.cfg)
+        masks = [m.to(device) for m in batch["mask_labels"]]
+        classes = [c.to(device) for c in batch["class_labels"]]
+        with autocast(device, scaler is not None):
+            total, parts = loss_fn(model, x, masks, classes, gen)
+        if not math.isfinite(float(total)):
+            raise FloatingPointError(f"non-finite training loss at step {step}: {parts}")
+        optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(total) if scaler else total).backward()
+        if scaler:
+            scaler.unscale_(optimizer)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        schedule.step()
+        step += 1
+        history.append({"step": step, "loss": float(total), **parts})
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            recent = history[-cfg.log_every :]
+            avg = {k: sum(h[k] for h in recent) / len(recent) for k in ("loss", "loss_main", "loss_recon")}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in avg.items()})
+            log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save(model, optimizer, schedule, step, last, history)
+    bar.close()
+    model.cfg.recon_loss_reference = recon_reference(model, loader, loss_fn, device)
+    final = save_checkpoint(model.eval(), cfg.out_dir / "final", extra={"steps": step})
+    (cfg.out_dir / "history.json").write_text(json.dumps(history))
+    log.info("final checkpoint %s (recon reference %.4f)", final, model.cfg.recon_loss_reference)
+    return final
+
+
+def _save(model: YModel, optimizer: torch.optim.Optimizer, schedule: Any, step: int, last: Path, history: list) -> None:
+    save_checkpoint(model, last, extra={"step": step})
+    state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step, "rng": torch.get_rng_state()}
+    torch.save(state, last / STATE)
+    model.train()
