@@ -46,24 +46,31 @@ def generate(
     test_worlds: int = typer.Option(3, help="test worlds per shift family"),
     val_worlds: int = typer.Option(1, help="validation worlds per shift family"),
     seed: int = 0,
+    workers: int = typer.Option(2, help="processes (output is identical for any value)"),
+    overwrite: bool = typer.Option(False, help="replace an existing dataset"),
 ) -> None:
     """Generate the labelled synthetic worlds: training stills + shifted videos (KITTI-STEP layout)."""
     _logging()
     from mask2former_ttt.data.generate import generate_dataset
 
-    generate_dataset(root, n_train_stills=train_stills, n_frames=frames, test_worlds=test_worlds, val_worlds=val_worlds, seed=seed)
+    generate_dataset(
+        root, n_train_stills=train_stills, frames_per_video=frames, n_test_worlds=test_worlds, n_val_worlds=val_worlds,
+        seed=seed, workers=workers, overwrite=overwrite,
+    )
     console.print(f"dataset written to {root}")
 
 
 @app.command()
 def train(
     data_root: Path = typer.Option(Path("data/synth")),
-    dataset: str = typer.Option("synthetic", help="synthetic | cityscapes | coco_panoptic"),
+    dataset_format: str = typer.Option("auto", help="auto | coco | cityscapes | kitti-step"),
     out_dir: Path = typer.Option(Path("runs/train")),
     init: str = typer.Option("scratch", help="scratch | checkpoint | hf"),
     init_path: Optional[Path] = typer.Option(None, help="project checkpoint dir or Hugging Face Mask2Former dir"),
     model_preset: str = typer.Option("tiny"),
+    recon_variant: str = typer.Option("release", help="g: release (second Mask2Former head) | light (FPN)"),
     steps: int = 2000,
+    warmup_steps: int = 0,
     batch_size: int = 8,
     lr: float = 1e-4,
     backbone_lr_mult: float = 0.1,
@@ -79,8 +86,8 @@ def train(
     from mask2former_ttt.training.trainer import train as run
 
     cfg = TrainConfig(
-        data_root=data_root, dataset=dataset, out_dir=out_dir, init=init, init_path=init_path, model_preset=model_preset,
-        steps=steps, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, grad_clip=grad_clip or None,
+        data_root=data_root, dataset_format=dataset_format, out_dir=out_dir, init=init, init_path=init_path, model_preset=model_preset,
+        recon_variant=recon_variant, steps=steps, warmup_steps=warmup_steps, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, grad_clip=grad_clip or None,
         device=device, threads=threads, checkpoint_every=checkpoint_every, seed=seed,
     )
     final = run(cfg)
@@ -103,20 +110,19 @@ def evaluate(
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _logging()
     from model.checkpoint import bundled_model_dir
-    from mask2former_ttt.data.readers import read_manifest
-    from mask2former_ttt.evaluation.benchmark import run_benchmark
+    from mask2former_ttt.evaluation.benchmark import read_manifest, run_benchmark
     from mask2former_ttt.evaluation.protocol import rows_by_name
     from mask2former_ttt.evaluation.report import aggregate, markdown_table, plot_curves, write_report
 
     model_dir = model_dir or bundled_model_dir()
-    manifest = {n: v for n, v in read_manifest(data_root).items() if v["split"] == split}
+    manifest = {n: fam or "real" for n, fam in read_manifest(data_root, split).items()}
     if families:
-        manifest = {n: v for n, v in manifest.items() if v["family"] in families}
+        manifest = {n: fam for n, fam in manifest.items() if fam in families}
     if not manifest:
         raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
     selected = rows_by_name(rows)
     scores = run_benchmark(model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames)
-    summary = aggregate(scores, {n: v["family"] for n, v in manifest.items()}, [r.name for r in selected])
+    summary = aggregate(scores, manifest, [r.name for r in selected])
     summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames}
     for target in filter(None, [out_dir, docs_dir]):
         write_report(summary, target)

@@ -78,6 +78,11 @@ def _sniff_container(path: Path) -> str | None:
     return None
 
 
+def _why(exc: BaseException) -> str:
+    """FFmpeg's reason without the file path (paths are server-side details)."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise VideoError("not_found", f"no such file: {path}")
@@ -89,9 +94,9 @@ def _open(path: Path) -> av.container.InputContainer:
         looks_like = _sniff_container(path)
         if looks_like:
             raise VideoError(
-                "corrupt", f"the file looks like {looks_like} but cannot be parsed (truncated or damaged?): {exc}"
+                "corrupt", f"the file looks like {looks_like} but cannot be parsed (truncated or damaged?): {_why(exc)}"
             ) from exc
-        raise VideoError("not_video", f"not a video file: no known container format could read it ({exc})") from exc
+        raise VideoError("not_video", f"not a video file: no known container format could read it ({_why(exc)})") from exc
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -142,7 +147,7 @@ def probe(path: str | Path, max_duration_s: float | None = None, check_decode: b
             raise VideoError("too_long", f"the video lasts {duration:.1f} s; the limit is {max_duration_s:.0f} s")
         return VideoInfo(fmt, codec, width, height, fps, frames, duration)
     except av.FFmpegError as exc:
-        raise VideoError("corrupt", f"the video cannot be read: {exc}") from exc
+        raise VideoError("corrupt", f"the video cannot be read: {_why(exc)}") from exc
     finally:
         container.close()
 
@@ -163,7 +168,7 @@ def _decode_first(path: Path, stream_index: int) -> None:
             for _ in container.decode(stream):
                 return
         except av.FFmpegError as exc:
-            raise VideoError("corrupt", f"the first video frame cannot be decoded: {exc}") from exc
+            raise VideoError("corrupt", f"the first video frame cannot be decoded: {_why(exc)}") from exc
     raise VideoError("corrupt", "the video stream contains no decodable frame")
 
 
@@ -202,7 +207,7 @@ def iter_frames(path: str | Path, max_width: int | None = None, max_frames: int 
                 if max_frames is not None and index >= max_frames:
                     return
         except av.FFmpegError as exc:
-            raise VideoError("corrupt", f"decoding failed at frame {index}: {exc}") from exc
+            raise VideoError("corrupt", f"decoding failed at frame {index}: {_why(exc)}") from exc
     finally:
         container.close()
 

@@ -23,7 +23,8 @@ Name mapping (detectron2 -> Y-model; the Y-model's modules are transformers' Swi
 - `<head>.pixel_decoder.{adapter_1, layer_1}.weight|norm` -> `{adapter_1, layer_1}.0.weight|.1`,
   `input_proj.i.j` -> `input_projections.i.j`, `transformer.level_embed` -> `level_embed`,
   `transformer.encoder.layers.l.{self_attn.*, norm1, linear1, linear2, norm2}` ->
-  `encoder.layers.l.{self_attn.*, self_attn_layer_norm, fc1, fc2, final_layer_norm}`, `mask_features` -> `mask_projection`
+  `encoder.layers.l.{self_attn.*, self_attn_layer_norm, fc1, fc2, final_layer_norm}`,
+  `mask_features` -> `mask_projection`
 - `<head>.predictor.{query_embed, query_feat, level_embed}` -> `transformer.{queries_embedder, queries_features,
   level_embed}`, `transformer_self_attention_layers.i.self_attn.in_proj_*` split into `decoder.layers.i.self_attn.
   {q,k,v}_proj`, `...self_attn.out_proj` -> `self_attn.out_proj`, `.norm` -> `self_attn_layer_norm`,
@@ -120,14 +121,14 @@ def _read_file(path: Path, trust_pickle: bool) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
     with path.open("rb") as fh:
         if trust_pickle:
-            return pickle.load(fh, encoding="latin1")  # noqa: S301 - explicitly trusted by the caller
+            return pickle.load(fh, encoding="latin1")  # explicitly trusted by the caller
         return _NumpyOnlyUnpickler(fh, encoding="latin1").load()
 
 
 def _model_dict(obj: Any) -> Mapping[str, Any]:
     """The weights inside a detectron2 container: `{"model": {...}, "__author__": ..., ...}` or a flat dict."""
     if not isinstance(obj, Mapping):
-        raise ValueError(f"expected a dict in the checkpoint, got {type(obj).__name__}")
+        raise TypeError(f"expected a dict in the checkpoint, got {type(obj).__name__}")
     if isinstance(obj.get("model"), Mapping):
         others = sorted(str(k) for k in obj if k != "model")
         if others:
@@ -397,7 +398,8 @@ def predictor_rules(cfg: ModelConfig, src: str, dst: str, with_class: bool) -> l
         sa = f"{src}transformer_self_attention_layers.{i}."
         rules += _split3(sa + "self_attn.in_proj_weight", d + "self_attn.{}_proj.weight", ("q", "k", "v"))
         rules += _split3(sa + "self_attn.in_proj_bias", d + "self_attn.{}_proj.bias", ("q", "k", "v"))
-        rules += _pairs(sa + "self_attn.out_proj", d + "self_attn.out_proj") + _pairs(sa + "norm", d + "self_attn_layer_norm")
+        rules += _pairs(sa + "self_attn.out_proj", d + "self_attn.out_proj")
+        rules += _pairs(sa + "norm", d + "self_attn_layer_norm")
         ca = f"{src}transformer_cross_attention_layers.{i}."
         rules += _pairs(ca + "multihead_attn", d + "cross_attn", ("in_proj_weight", "in_proj_bias"))
         rules += _pairs(ca + "multihead_attn.out_proj", d + "cross_attn.out_proj")
@@ -443,7 +445,8 @@ def _check_relative_indices(state: Mapping[str, torch.Tensor], model: YModel, ch
         if src in state and not torch.equal(state[src].reshape(-1).to(torch.long), buffers[dst].to(torch.long))
     ]  # fmt: skip
     if bad:
-        raise ValueError("relative_position_index differs from the window size's (wrong window size?):\n  " + "\n  ".join(bad))
+        listing = "\n  ".join(bad)
+        raise ValueError(f"relative_position_index differs from the window size's (wrong window size?):\n  {listing}")
 
 
 def _key_problems(state: Mapping[str, torch.Tensor], expected: set[str], optional: set[str]) -> list[str]:

@@ -246,7 +246,7 @@ def check_architecture(hf_cfg: Mask2FormerConfig, cfg: ModelConfig) -> None:
         "backbone attention_probs_dropout_prob": hf_cfg.backbone_config.attention_probs_dropout_prob,
     }
     if any(v for v in dropouts.values()):
-        logger.warning("checkpoint uses dropout %s; the Y-model trains without dropout (eval outputs unaffected)", dropouts)
+        logger.warning("checkpoint uses dropout %s; the Y-model trains without it (eval unaffected)", dropouts)
 
 
 def hf_key_to_ymodel(key: str) -> str | None:
@@ -314,9 +314,7 @@ def _load_hf(directory: Path) -> Mask2FormerForUniversalSegmentation:
     return hf.eval()
 
 
-def transfer_hf_state(
-    hf_state: Mapping[str, torch.Tensor], model: YModel
-) -> TransferReport:
+def transfer_hf_state(hf_state: Mapping[str, torch.Tensor], model: YModel) -> TransferReport:
     """Copy f and h from a Mask2FormerForUniversalSegmentation state dict into `model` (g left as built)."""
     values: dict[str, torch.Tensor] = {}
     report = TransferReport()

@@ -486,14 +486,22 @@ def finish_textures(c: Canvas, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     shape = c.sem.shape
     fine = rng.standard_normal(shape, dtype=np.float32)
     coarse = np.stack([smooth_noise(rng, shape[1:], 6 * lay.u) for _ in range(N_LAYERS)])
-    g = _GRAIN[c.sem]  # (L,H,W,3)
-    tex = g[..., 0] * fine + g[..., 1] * c.n_med + g[..., 2] * coarse + c.pattern
+    sem = c.sem
+    tex = _GRAIN[:, 0][sem] * fine
+    tex += _GRAIN[:, 1][sem] * c.n_med
+    tex += _GRAIN[:, 2][sem] * coarse
+    tex += c.pattern
     yy = np.arange(shape[1], dtype=np.float32)[:, None]
     xx = np.arange(shape[2], dtype=np.float32)[None, :]
-    stripes = np.sign(np.sin((xx + yy) * (2 * np.pi / (7 * lay.u)))).astype(np.float32)
-    g2 = _GRAIN2[c.sem]
-    tex2 = g2[..., 0] * fine[:, :, ::-1] + g2[..., 1] * coarse[::-1] + g2[..., 2] * stripes
-    return (np.clip(np.round(tex), -127, 127).astype(np.int8), np.clip(np.round(tex2), -127, 127).astype(np.int8))
+    stripes = np.sign(np.sin((xx + yy) * np.float32(2 * np.pi / (7 * lay.u)))).astype(np.float32)
+    tex2 = _GRAIN2[:, 0][sem] * fine[:, :, ::-1]
+    tex2 += _GRAIN2[:, 1][sem] * coarse[::-1]
+    tex2 += _GRAIN2[:, 2][sem] * stripes
+    out = []
+    for t in (tex, tex2):
+        np.clip(np.round(t, out=t), -127, 127, out=t)
+        out.append(t.astype(np.int8))
+    return out[0], out[1]
 
 
 def make_layout(rng: np.random.Generator, height: int, width: int) -> Layout:

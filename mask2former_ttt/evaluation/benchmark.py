@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint
+from mask2former_ttt.data.readers import VideoSequence, list_videos
 from mask2former_ttt.evaluation.protocol import Row
 from mask2former_ttt.evaluation.video_eval import LabelledFrame, VideoScore, evaluate_video
 
@@ -26,21 +27,14 @@ _MODEL = None
 
 def load_video(root: Path, split: str, name: str, max_frames: int | None = None) -> list[LabelledFrame]:
     """Frames of one video of a KITTI-STEP-layout tree as LabelledFrames."""
-    from mask2former_ttt.data.readers import VideoSequence
-
     seq = VideoSequence(root, split, name)
-    frames = []
-    for i, fr in enumerate(seq):
-        if max_frames is not None and i >= max_frames:
-            break
-        frames.append(
-            LabelledFrame(
-                image=torch.from_numpy(fr.image).permute(2, 0, 1).contiguous(),
-                semantic=torch.from_numpy(fr.semantic.astype("int64")),
-                instance=torch.from_numpy(fr.instance.astype("int64")),
-            )
-        )
-    return frames
+    n = len(seq) if max_frames is None else min(len(seq), max_frames)
+    return [LabelledFrame(s["image"], s["semantic"], s["instance"]) for s in (seq[t] for t in range(n))]
+
+
+def read_manifest(root: Path, split: str) -> dict[str, str | None]:
+    """Video name -> shift family for `split` (family None for real datasets without a `videos.json`)."""
+    return {v.name: v.family for v in list_videos(root, split)}
 
 
 def _init_worker(model_dir: str, threads: int) -> None:

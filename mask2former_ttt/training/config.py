@@ -12,7 +12,8 @@ class TrainConfig(BaseModel):
     """ℓ_m + recon_weight · ℓ_s on still images; AdamW with backbone lr multiplier, clip, poly schedule."""
 
     data_root: Path
-    dataset: Literal["synthetic", "cityscapes", "coco_panoptic"] = "synthetic"
+    dataset_format: Literal["auto", "coco", "cityscapes", "kitti-step"] = "auto"
+    resize: tuple[int, int] | None = None
     split: str = "train"
     out_dir: Path = Path("runs/train")
     init: Literal["scratch", "checkpoint", "hf"] = "scratch"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
@@ -20,6 +20,7 @@ from model.device import autocast, resolve_device
 from model.losses import JointLoss
 from model.masking import normalize
 from model.ymodel import YModel, build_model
+from mask2former_ttt.data.readers import StillDataset, collate
 from mask2former_ttt.training.config import TrainConfig
 from mask2former_ttt.training.optim import build_optimizer, poly_schedule
 
@@ -27,20 +28,9 @@ log = logging.getLogger(__name__)
 STATE = "trainer_state.pt"
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images (B, 3, H, W) uint8; keep per-image mask_labels (N_b, H, W) and class_labels (N_b,) as lists."""
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "mask_labels": [it["mask_labels"].float() for it in items],
-        "class_labels": [it["class_labels"].long() for it in items],
-    }
-
-
-def build_dataset(cfg: TrainConfig) -> Dataset:
-    """The still-image training set for `cfg.dataset` (synthetic, Cityscapes or COCO panoptic layout)."""
-    from mask2former_ttt.data.readers import StillDataset
-
-    return StillDataset.from_layout(cfg.data_root, cfg.dataset, cfg.split, crop=cfg.crop, augment=True, seed=cfg.seed)
+def build_dataset(cfg: TrainConfig) -> StillDataset:
+    """The still-image training set (synthetic / COCO panoptic, Cityscapes or KITTI-STEP layout), augmented."""
+    return StillDataset(cfg.data_root, cfg.split, cfg.dataset_format, resize=cfg.resize, augment=True)
 
 
 def init_model(cfg: TrainConfig, class_names: list[str], thing_ids: list[int]) -> YModel:
@@ -82,7 +72,7 @@ def train(cfg: TrainConfig) -> Path:
     dataset = build_dataset(cfg)
     last = cfg.out_dir / "last"
     resuming = cfg.resume and (last / STATE).is_file()
-    model = load_checkpoint(last) if resuming else init_model(cfg, dataset.class_names, dataset.thing_class_ids)
+    model = load_checkpoint(last) if resuming else init_model(cfg, list(dataset.labels.class_names), list(dataset.labels.thing_ids))
     model.to(device).train().requires_grad_(True)
     loss_fn = JointLoss(model, cfg.recon_weight).to(device)
     optimizer = build_optimizer(model, cfg)

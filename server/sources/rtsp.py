@@ -198,7 +198,8 @@ def _describe_open_error(
     """
     shown = redact_url(url)
     if isinstance(exc, av.error.HTTPNotFoundError):
-        return f"stream not found (RTSP 404 Not Found): no stream at path of {shown}"
+        path = urllib.parse.urlsplit(url).path or "/"
+        return f"stream not found (RTSP 404 Not Found): the server has no stream at path {path!r}: {shown}"
     if isinstance(exc, av.error.HTTPUnauthorizedError):
         return f"authentication failed (RTSP 401 Unauthorized) for {shown}"
     if isinstance(exc, av.error.HTTPForbiddenError):
@@ -345,7 +346,7 @@ class RtspSource:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> bool:
-        """Stop pulling; safe from any state and from any thread but the worker's sink.
+        """Stop pulling; safe from any state and any thread (from a callback it does not wait).
 
         The state becomes ``STOPPED`` at once (a ``FAILED`` source stays ``FAILED``)
         and the sink is not called after this returns.  Waits up to ``timeout``

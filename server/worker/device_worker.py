@@ -201,9 +201,23 @@ class DeviceWorker:
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
         return self.scheduler.put(session, item, timeout)
 
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> bool:
-        """Queue an in-order control; its ControlReply is delivered after the frames queued before it."""
-        return self.scheduler.offer(session, ControlItem(name, fn))
+    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
+        """Queue an in-order control: it runs after the frames queued before it. Its outcome is both delivered to
+        the session as a ControlReply and set on the returned Future (failed at once if the stream is closed)."""
+        fut: Future = Future()
+
+        def run(s: StreamSession) -> dict:
+            try:
+                payload = fn(s)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
+            fut.set_result(payload)
+            return payload
+
+        if not self.scheduler.offer(session, ControlItem(name, run)):
+            fut.set_exception(RuntimeError(f"stream {session.id} is closed"))
+        return fut
 
     # ---- stream-scoped controls (run on the worker thread via `control`) ----------------------------------
     @staticmethod
@@ -343,6 +357,7 @@ class DeviceWorker:
                 rolled_back=st.rolled_back,
                 rollbacks=st.rollbacks,
                 timings_s=timings,
+                encodings=session.encodings,
                 received=item.received,
                 capture_ts=item.capture_ts,
                 pts_s=item.pts_s,

@@ -43,6 +43,8 @@ class Scheduler:
             discarded = session.pending_frames
             session.queue.clear()
             session.pending_frames = 0
+            if session.on_space is not None:
+                session.on_space()
             if session in self._ring:
                 i = self._ring.index(session)
                 self._ring.pop(i)
@@ -130,6 +132,8 @@ class Scheduler:
                 if isinstance(item, FrameItem):
                     session.pending_frames -= 1
                     self._cv.notify_all()  # room for a blocked producer
+                    if session.on_space is not None:
+                        session.on_space()
                 self._next = (i + 1) % n
                 return ("item", session, item)
         return None

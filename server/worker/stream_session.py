@@ -59,6 +59,7 @@ class FrameResult:
     rolled_back: bool
     rollbacks: int
     timings_s: dict[str, float]
+    encodings: tuple[str, ...]
     received: float
     capture_ts: float | None
     pts_s: float | None
@@ -109,6 +110,7 @@ class StreamSession:
         deliver: Callable[[Any], None],
         encodings: tuple[str, ...] = (),
         session_id: str | None = None,
+        on_space: Callable[[], None] | None = None,
     ) -> None:
         self.id = session_id or f"{source}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
         self.source = source
@@ -119,6 +121,7 @@ class StreamSession:
         self.queue_size = queue_size
         self.deliver = deliver
         self.encodings = encodings
+        self.on_space = on_space  # called (under the scheduler lock) when a queued frame leaves the queue
         self.created = time.time()
         # queue (scheduler lock)
         self.queue: deque[FrameItem | ControlItem] = deque()

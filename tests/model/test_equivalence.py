@@ -51,6 +51,6 @@ def test_head_equals_hf_mask2former_for_same_weights():
     assert torch.allclose(out.mask_logits, ref.masks_queries_logits, atol=1e-5)
     aux = ref.auxiliary_logits
     assert aux is not None and len(aux) == len(out.aux) == cfg.head.decoder_layers - 1
-    for mine, theirs in zip(out.aux, aux):
+    for mine, theirs in zip(out.aux, aux, strict=True):
         assert torch.allclose(mine["class_queries_logits"], theirs["class_queries_logits"], atol=1e-5)
         assert torch.allclose(mine["masks_queries_logits"], theirs["masks_queries_logits"], atol=1e-5)

@@ -1,0 +1,89 @@
+"""App factory: `create_app(settings)` wires the model, the device worker, jobs, RTSP streams and the routers.
+
+Run it with `m2f-ttt serve` or `uvicorn --factory server.app:create_app`. OpenAPI docs at `/docs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+
+from model.checkpoint import load_checkpoint
+from model.device import resolve_device
+from server.jobs.runner import JobRunner
+from server.jobs.store import JobStore
+from server.logging_setup import kv
+from server.metrics import Metrics
+from server.routers import jobs, ops, streams_rtsp, streams_ws
+from server.rtsp_streams import RtspManager, default_source_factory
+from server.settings import Settings
+from server.worker import DeviceWorker
+from server.worker.device_worker import AdapterFactory, default_adapter_factory
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    adapter_factory: AdapterFactory | None = None,
+    rtsp_source_factory: Any = None,
+) -> FastAPI:
+    """Build the service. `adapter_factory` / `rtsp_source_factory` replace the TTT engine / camera source
+    (tests); by default `mask2former_ttt.ttt.build_adapter` and `server.sources.rtsp.RtspSource`."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        device = resolve_device(settings.device)
+        model = await asyncio.to_thread(load_checkpoint, settings.model_path, device)
+        metrics: Metrics = app.state.metrics
+        worker = DeviceWorker(
+            model,
+            metrics,
+            max_streams=settings.max_streams,
+            max_state_memory=int(settings.max_state_memory),
+            states_dir=settings.states_dir,
+            max_frame_pixels=settings.max_frame_pixels,
+            max_result_side=settings.max_result_side,
+            seed=settings.seed,
+            torch_threads=settings.torch_threads,
+            adapter_factory=adapter_factory or default_adapter_factory,
+        )
+        worker.start()
+        store = JobStore(settings.jobs_dir)
+        runner = JobRunner(store, worker, settings, metrics)
+        for job_id in store.load():
+            runner.enqueue(job_id)
+        runner.start()
+        rtsp = RtspManager(worker, settings, metrics, list(model.cfg.class_names),
+                           source_factory=rtsp_source_factory or default_source_factory)
+        app.state.model, app.state.worker = model, worker
+        app.state.job_store, app.state.job_runner, app.state.rtsp = store, runner, rtsp
+        log.info("service ready", extra=kv(model=str(settings.model_path), device=str(device), name=model.cfg.name,
+                                           max_streams=settings.max_streams, auth=settings.auth_enabled))
+        try:
+            yield
+        finally:
+            await rtsp.shutdown()
+            await asyncio.to_thread(runner.stop)
+            await asyncio.to_thread(worker.stop)
+            log.info("service stopped")
+
+    app = FastAPI(
+        title="mask2former-ttt",
+        version="0.1.0",
+        description="Streaming video segmentation whose model keeps learning on each stream (online TTT-MAE).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.model = None
+    app.state.worker = None
+    for module in (ops, streams_ws, streams_rtsp, jobs):
+        app.include_router(module.router)
+    return app

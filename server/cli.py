@@ -1,0 +1,54 @@
+"""Console entry point `m2f-ttt`: the project's CLI (`mask2former_ttt.cli`) plus `serve`.
+
+The CLI lives in `mask2former_ttt`; `serve` is added here so that `mask2former_ttt` never imports `server`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import typer
+
+
+def _serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, help="TCP port"),
+    log_level: str = typer.Option(None, help="log level (default: M2F_LOG_LEVEL or INFO)"),
+) -> None:
+    """Run the HTTP/WebSocket service (settings from M2F_* environment variables)."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.logging_setup import setup_logging
+    from server.settings import Settings
+
+    settings = Settings()
+    level = log_level or settings.log_level
+    setup_logging(level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=level.lower(),
+        ws_max_size=int(settings.max_frame_bytes) + 64 * 1024,
+    )
+
+
+def build_app() -> typer.Typer:
+    """The project's typer app (if present) with `serve` added."""
+    if importlib.util.find_spec("mask2former_ttt.cli") is not None:
+        from mask2former_ttt.cli import app
+    else:  # the project CLI is not there yet: a group with `serve` only
+        app = typer.Typer(help="mask2former-ttt: streaming video segmentation with online test-time training")
+        app.callback()(lambda: None)
+    app.command("serve")(_serve)
+    return app
+
+
+def main() -> None:
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()

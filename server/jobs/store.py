@@ -1,0 +1,111 @@
+"""On-disk job index: `jobs_dir/<id>/job.json` (+ `input.*` and `results/`). Reloaded at start-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from server.logging_setup import kv
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL = ("succeeded", "failed", "cancelled")
+JOB_FILE = "job.json"
+RESULTS = "results"
+
+
+class Job(BaseModel):
+    """A job's record (also its API representation)."""
+
+    id: str
+    state: JobState = "queued"
+    task: str
+    method: str
+    preset: str
+    filename: str
+    size_bytes: int
+    video: dict = Field(default_factory=dict, description="probe result: container, codec, width, height, fps, frames, duration_s")
+    frames_total: int = 0
+    frames_done: int = 0
+    fps: float | None = Field(None, description="frames processed per second")
+    eta_s: float | None = None
+    message: str | None = None
+    error: str | None = None
+    results: list[str] = Field(default_factory=list)
+    created: float = Field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def progress(self) -> float:
+        return self.frames_done / self.frames_total if self.frames_total else 0.0
+
+    def public(self) -> dict:
+        return {**self.model_dump(), "progress": round(self.progress, 4)}
+
+
+class JobStore:
+    """Thread-safe map of jobs backed by one JSON file per job (atomic replace on every save)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def results_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / RESULTS
+
+    def load(self) -> list[str]:
+        """Read every job.json; jobs that were running when the service stopped become failed. Returns the ids
+        of jobs still queued (to be re-enqueued), oldest first."""
+        requeue: list[Job] = []
+        for path in sorted(self.root.glob(f"*/{JOB_FILE}")):
+            try:
+                job = Job.model_validate_json(path.read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("unreadable job record skipped", extra=kv(path=str(path), error=str(exc)))
+                continue
+            if job.state == "running":
+                job.state, job.error, job.finished = "failed", "interrupted by a service restart", time.time()
+                self.save(job)
+            elif job.state == "queued":
+                requeue.append(job)
+            self.jobs[job.id] = job
+        log.info("job index loaded", extra=kv(jobs=len(self.jobs), requeued=len(requeue)))
+        return [j.id for j in sorted(requeue, key=lambda j: j.created)]
+
+    def save(self, job: Job) -> None:
+        with self._lock:
+            self.jobs[job.id] = job
+            directory = self.job_dir(job.id)
+            if not directory.is_dir():  # deleted meanwhile
+                return
+            tmp = directory / f".{JOB_FILE}.tmp"
+            tmp.write_text(json.dumps(job.model_dump()))
+            os.replace(tmp, directory / JOB_FILE)
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            self.jobs.pop(job_id, None)
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

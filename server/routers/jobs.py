@@ -1,0 +1,116 @@
+"""Upload jobs: `POST /v1/jobs` (multipart `file` + optional `task`, `method`, `preset`), `GET /v1/jobs[/{id}]`,
+`GET /v1/jobs/{id}/results/{name}`, `DELETE /v1/jobs/{id}`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import FileResponse, JSONResponse
+
+from mask2former_ttt.video_io import VideoError, probe
+from server.deps import Authorized, check_method, get_job_runner, get_job_store, get_settings
+from server.jobs.runner import JobRunner
+from server.jobs.store import Job, JobStore
+from server.jobs.upload import UploadError, receive_upload
+from server.logging_setup import kv
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["jobs"], dependencies=[Authorized])
+
+TASKS = ("semantic", "instance", "panoptic")
+# HTTP status per probe problem: the media type is wrong (415) vs the media is unusable (422).
+VIDEO_ERROR_STATUS = {"not_video": 415, "no_video_stream": 415, "empty": 422, "corrupt": 422, "too_long": 422,
+                      "not_found": 422}
+MEDIA_TYPES = {".mp4": "video/mp4", ".jsonl": "application/x-ndjson", ".json": "application/json", ".png": "image/png"}
+
+
+def _job(store: JobStore, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+    return job
+
+
+@router.post("/v1/jobs", status_code=status.HTTP_202_ACCEPTED,
+             responses={413: {"description": "upload too large"}, 415: {"description": "not a video"},
+                        422: {"description": "corrupt / too long / bad parameters"}})
+async def create_job(
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    store: JobStore = Depends(get_job_store),
+    runner: JobRunner = Depends(get_job_runner),
+) -> JSONResponse:
+    """Upload a video (multipart field `file`; optional fields `task`, `method`, `preset`). The body is streamed
+    to disk with a size cap, then probed with PyAV before the job is accepted (202 + id)."""
+    job_id = store.new_id()
+    directory = store.job_dir(job_id)
+    directory.mkdir(parents=True)
+    try:
+        path, filename, size, fields = await receive_upload(request, directory, int(settings.upload_max_bytes))
+        task = fields.get("task", "semantic")
+        method = fields.get("method") or settings.ttt_method
+        preset = fields.get("preset") or settings.ttt_preset
+        if task not in TASKS:
+            raise UploadError(422, f"unknown task {task!r}; choose one of {list(TASKS)}")
+        try:
+            check_method(method, preset)
+        except ValueError as exc:
+            raise UploadError(422, str(exc)) from None
+        try:
+            info = await asyncio.to_thread(probe, path, settings.max_duration_s)
+        except VideoError as exc:
+            raise UploadError(VIDEO_ERROR_STATUS.get(exc.kind, 422), f"{exc.kind}: {exc.message}") from None
+    except UploadError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        log.info("upload refused", extra=kv(status=exc.status, reason=exc.message))
+        raise HTTPException(exc.status, detail=exc.message) from None
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    job = Job(id=job_id, task=task, method=method, preset=preset, filename=filename, size_bytes=size,
+              video=info.to_dict(), frames_total=info.frames)
+    store.save(job)
+    runner.enqueue(job_id)
+    log.info("job accepted", extra=kv(job=job_id, bytes=size, frames=info.frames, codec=info.codec))
+    return JSONResponse(job.public(), status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+@router.get("/v1/jobs")
+async def list_jobs(store: JobStore = Depends(get_job_store)) -> dict:
+    return {"jobs": [j.public() for j in sorted(store.jobs.values(), key=lambda j: j.created)]}
+
+
+@router.get("/v1/jobs/{job_id}")
+async def get_job(job_id: str, store: JobStore = Depends(get_job_store)) -> dict:
+    """State, progress (frames done / total, fps, ETA), error and result file names."""
+    return _job(store, job_id).public()
+
+
+@router.get("/v1/jobs/{job_id}/results/{name:path}")
+async def get_result(job_id: str, name: str, store: JobStore = Depends(get_job_store)) -> FileResponse:
+    """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
+    job = _job(store, job_id)
+    if job.state != "succeeded":
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded")
+    root = store.results_dir(job_id).resolve()
+    path = (root / name).resolve()
+    if root not in path.parents or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no result {name!r}; available: {job.results}")
+    return FileResponse(path, media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"),
+                        filename=f"{job_id}-{path.name}")
+
+
+@router.delete("/v1/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_job(job_id: str, store: JobStore = Depends(get_job_store),
+                     runner: JobRunner = Depends(get_job_runner)) -> Response:
+    """Cancel the job if it is queued or running, then delete its upload and results."""
+    _job(store, job_id)
+    await asyncio.to_thread(runner.cancel, job_id)
+    store.delete(job_id)
+    log.info("job deleted", extra=kv(job=job_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

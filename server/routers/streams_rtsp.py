@@ -1,0 +1,171 @@
+"""RTSP camera streams: `POST /v1/streams`, `GET /v1/streams[/{id}]`, `DELETE /v1/streams/{id}`,
+in-order controls (`POST /v1/streams/{id}/reset|checkpoint|restore`) and `WS /v1/streams/{id}/results`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
+from pydantic import BaseModel, Field
+
+from server.auth import websocket_authorized
+from server.deps import Authorized, check_method, get_rtsp, get_settings, get_worker
+from server.protocol import CLOSE_NORMAL, CLOSE_POLICY, Encoding, encodings_for, error_message
+from server.rtsp_streams import CLOSED, RtspManager, RtspStream
+from server.settings import Policy, Settings, Task
+from server.worker import CapacityError, DeviceWorker
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["rtsp"])
+CONTROL_TIMEOUT_S = 60.0
+CLOSE_NOT_FOUND = 4404
+
+
+class CreateStream(BaseModel):
+    """A camera to follow. Unset method/preset use the server defaults."""
+
+    url: str = Field(..., description="rtsp:// or rtsps:// URL (credentials allowed; never echoed back)")
+    task: Task = "semantic"
+    method: str | None = None
+    preset: str | None = None
+    max_fps: float | None = Field(None, gt=0, description="process at most this many frames per second")
+    policy: Policy = "latest"
+    encodings: list[Encoding] | None = None
+
+
+class RestoreBody(BaseModel):
+    checkpoint_id: str
+
+
+def _stream(manager: RtspManager, stream_id: str) -> RtspStream:
+    stream = manager.streams.get(stream_id)
+    if stream is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
+    return stream
+
+
+@router.post("/v1/streams", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])
+async def create_stream(
+    body: CreateStream,
+    response: Response,
+    settings: Settings = Depends(get_settings),
+    manager: RtspManager = Depends(get_rtsp),
+) -> dict:
+    """Start following a camera: 201 {id}; 400 URL not allowed / bad method; 503 when the service is full."""
+    method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
+    try:
+        check_method(method, preset)
+        stream = await manager.create(body.url, body.task, method, preset, body.policy, body.max_fps,
+                                      encodings_for(body.task, body.encodings))
+    except CapacityError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    response.headers["Location"] = f"/v1/streams/{stream.id}"
+    return {"id": stream.id, **manager.status(stream)}
+
+
+@router.get("/v1/streams", dependencies=[Authorized])
+async def list_streams(manager: RtspManager = Depends(get_rtsp)) -> dict:
+    return {"streams": [manager.status(s) for s in manager.streams.values()]}
+
+
+@router.get("/v1/streams/{stream_id}", dependencies=[Authorized])
+async def get_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)) -> dict:
+    """State (connecting / running / reconnecting / failed / stopped), counters, last error, memory."""
+    return manager.status(_stream(manager, stream_id))
+
+
+@router.delete("/v1/streams/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized])
+async def delete_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)) -> Response:
+    if not await manager.delete(stream_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _control(manager: RtspManager, worker: DeviceWorker, stream_id: str, name: str, fn: object) -> dict:
+    stream = _stream(manager, stream_id)
+    if stream.session.closed:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"stream {stream_id!r} has no active session ({stream.state})")
+    try:
+        payload = await asyncio.wait_for(asyncio.wrap_future(worker.control(stream.session, name, fn)), CONTROL_TIMEOUT_S)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    except (RuntimeError, asyncio.TimeoutError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{name} failed: {exc}") from None
+    return {"stream_id": stream_id, **payload}
+
+
+@router.post("/v1/streams/{stream_id}/reset", dependencies=[Authorized])
+async def reset_stream(stream_id: str, request: Request) -> dict:
+    """Back to the model's initial weights with an empty window (in order with the queued frames)."""
+    worker = get_worker(request)
+    return await _control(get_rtsp(request), worker, stream_id, "reset", worker.do_reset)
+
+
+@router.post("/v1/streams/{stream_id}/checkpoint", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])
+async def checkpoint_stream(stream_id: str, request: Request) -> dict:
+    """Save the stream's adapted state to disk; returns its `checkpoint_id`."""
+    worker = get_worker(request)
+    return await _control(get_rtsp(request), worker, stream_id, "checkpoint", worker.do_checkpoint)
+
+
+@router.post("/v1/streams/{stream_id}/restore", dependencies=[Authorized])
+async def restore_stream(stream_id: str, body: RestoreBody, request: Request) -> dict:
+    """Load a checkpoint (same method and preset) into the stream."""
+    worker = get_worker(request)
+    return await _control(get_rtsp(request), worker, stream_id, "restore",
+                          lambda s: worker.do_restore(s, body.checkpoint_id))
+
+
+@router.websocket("/v1/streams/{stream_id}/results")
+async def stream_results(websocket: WebSocket, stream_id: str) -> None:
+    """Subscribe to a camera's results: `subscribed` (status), then `result` / `error` / `state` messages."""
+    await websocket.accept()
+    if not websocket_authorized(websocket):
+        await _close(websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)")
+        return
+    manager: RtspManager = websocket.app.state.rtsp
+    stream = manager.streams.get(stream_id)
+    if stream is None:
+        await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
+        return
+    queue: asyncio.Queue = asyncio.Queue(maxsize=32)
+    stream.subscribers.add(queue)
+    watcher = asyncio.create_task(_wait_disconnect(websocket))
+    try:
+        await websocket.send_text(json.dumps({"type": "subscribed", **manager.status(stream)}))
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher in done:
+                getter.cancel()
+                return
+            msg = getter.result()
+            if msg is CLOSED:
+                await websocket.send_text(json.dumps({"type": "closed", "stream_id": stream_id, "reason": "deleted"}))
+                await websocket.close(CLOSE_NORMAL)
+                return
+            await websocket.send_text(json.dumps(msg))
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        stream.subscribers.discard(queue)
+        watcher.cancel()
+
+
+async def _wait_disconnect(websocket: WebSocket) -> None:
+    while True:
+        msg = await websocket.receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+
+
+async def _close(websocket: WebSocket, code: int, err: str, message: str) -> None:
+    try:
+        await websocket.send_text(json.dumps(error_message(err, message)))
+        await websocket.close(code, reason=message[:120])
+    except (WebSocketDisconnect, RuntimeError):
+        pass

@@ -1,0 +1,246 @@
+"""`WS /v1/streams/ws`: a client streams frames and gets one JSON result per processed frame.
+
+Protocol: docs/websocket-protocol.md. One handler task reads the socket (frames, controls) and one sender task
+writes everything (results are encoded there, off the event loop), so outgoing messages keep the worker's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from server.auth import websocket_authorized
+from server.logging_setup import kv
+from server.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNSUPPORTED,
+    CONTROL_TYPES,
+    ProtocolError,
+    RestoreMessage,
+    SetTaskMessage,
+    StartMessage,
+    encodings_for,
+    error_message,
+    parse_frame,
+    parse_text,
+)
+from server.settings import Settings
+from server.streaming import LoopForwarder, outgoing_message, put_frame
+from server.worker import CapacityError, ControlReply, DeviceWorker, FrameItem, SessionClosed, StreamSession
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["streams"])
+SENDER_DRAIN_S = 30.0
+
+
+def _validation_text(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())
+
+
+async def _fail(websocket: WebSocket, close_code: int, code: str, message: str) -> None:
+    """Send an error message and close with `close_code` (reason = the message, truncated)."""
+    try:
+        await websocket.send_text(json.dumps(error_message(code, message)))
+        await websocket.close(close_code, reason=message[:120])
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
+async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessage:
+    try:
+        msg = await asyncio.wait_for(websocket.receive(), settings.start_timeout_s)
+    except asyncio.TimeoutError:
+        raise ProtocolError(CLOSE_POLICY, "start_timeout", f"no start message within {settings.start_timeout_s:g} s") from None
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    if msg.get("text") is None:
+        raise ProtocolError(CLOSE_UNSUPPORTED, "start_expected", 'the first message must be a text {"type": "start"} message')
+    data = parse_text(msg["text"])
+    if data.get("type") != "start":
+        raise ProtocolError(CLOSE_UNSUPPORTED, "start_expected", f'the first message must be "start", got {data["type"]!r}')
+    try:
+        return StartMessage.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_start", f"invalid start message: {_validation_text(exc)}") from None
+
+
+@router.websocket("/v1/streams/ws")
+async def stream_ws(websocket: WebSocket) -> None:
+    """Live stream over one WebSocket (see docs/websocket-protocol.md)."""
+    app = websocket.app
+    settings: Settings = app.state.settings
+    worker: DeviceWorker = app.state.worker
+    await websocket.accept()
+    if not websocket_authorized(websocket):
+        await _fail(websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)")
+        return
+    try:
+        start = await _receive_start(websocket, settings)
+    except ProtocolError as exc:
+        await _fail(websocket, exc.close_code, exc.code, exc.message)
+        return
+    except WebSocketDisconnect:
+        return
+
+    fwd = LoopForwarder(asyncio.get_running_loop())
+    session = StreamSession(
+        source="ws",
+        task=start.task,
+        method=start.method or settings.ttt_method,
+        preset=start.preset or settings.ttt_preset,
+        policy=start.policy,
+        queue_size=start.queue_size or settings.queue_size,
+        deliver=fwd,
+        encodings=encodings_for(start.task, start.encodings),
+        on_space=fwd.notify_space,
+    )
+    try:
+        await asyncio.wrap_future(worker.open_session(session))
+    except CapacityError as exc:
+        await _fail(websocket, CLOSE_TRY_AGAIN, "capacity", str(exc))
+        return
+    except ValueError as exc:
+        await _fail(websocket, CLOSE_INVALID_PAYLOAD, "bad_start", str(exc))
+        return
+    except RuntimeError as exc:
+        await _fail(websocket, CLOSE_INTERNAL, "unavailable", str(exc))
+        return
+
+    model_cfg = app.state.model.cfg
+    await websocket.send_text(json.dumps({
+        "type": "started",
+        "protocol": 1,
+        **session.stats(),
+        "encodings": list(session.encodings),
+        "class_names": model_cfg.class_names,
+        "thing_class_ids": model_cfg.thing_class_ids,
+        "max_frame_bytes": int(settings.max_frame_bytes),
+    }))
+    handler = _StreamHandler(websocket, worker, settings, session, fwd)
+    await handler.run()
+
+
+class _StreamHandler:
+    """Reads frames/controls of one started stream; a sender task writes results in order."""
+
+    def __init__(
+        self, websocket: WebSocket, worker: DeviceWorker, settings: Settings, session: StreamSession, fwd: LoopForwarder
+    ) -> None:
+        self.ws = websocket
+        self.worker = worker
+        self.settings = settings
+        self.session = session
+        self.fwd = fwd
+        self.seq = itertools.count()
+        self.class_names = websocket.app.state.model.cfg.class_names
+        self.metrics = websocket.app.state.metrics
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        close_code, reason, graceful = CLOSE_NORMAL, "stream closed", False
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    close_code = None
+                    break
+                if msg.get("bytes") is not None:
+                    if not await self._on_frame(msg["bytes"]):
+                        close_code, reason = CLOSE_GOING_AWAY, "stream closed by the server"
+                        break
+                elif msg.get("text") is not None and await self._on_text(msg["text"]):
+                    graceful = True
+                    break
+        except ProtocolError as exc:
+            log.info("protocol violation", extra=kv(stream=self.session.id, code=exc.code, error=exc.message))
+            self.fwd(error_message(exc.code, exc.message, stream_id=self.session.id))
+            close_code, reason = exc.close_code, exc.message
+        except WebSocketDisconnect:
+            close_code = None
+        finally:
+            if not graceful:
+                self.worker.close_session(self.session, reason if close_code else "client disconnected")
+            try:
+                await asyncio.wait_for(sender, SENDER_DRAIN_S if close_code else 1.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
+                sender.cancel()
+            if graceful:
+                self.worker.close_session(self.session, "client stopped")
+            if close_code is not None:
+                try:
+                    await self.ws.close(close_code, reason=reason[:120])
+                except (RuntimeError, WebSocketDisconnect):
+                    pass
+
+    async def _on_frame(self, data: bytes) -> bool:
+        header, image = parse_frame(data, int(self.settings.max_frame_bytes))
+        frame_id = header.get("frame_id")
+        item = FrameItem(frame_id=next(self.seq) if frame_id is None else frame_id, data=image,
+                         capture_ts=header.get("capture_ts"))
+        return await put_frame(self.worker, self.session, item, self.fwd.space)
+
+    async def _on_text(self, text: str) -> bool:
+        """Handle a control message; True when the client asked to stop."""
+        data = parse_text(text)
+        kind = data["type"]
+        model = CONTROL_TYPES.get(kind)
+        if model is None:
+            hint = "the stream is already started" if kind == "start" else f"unknown message type {kind!r}"
+            self.fwd(error_message("bad_message", hint, stream_id=self.session.id))
+            return False
+        try:
+            msg = model.model_validate(data)
+        except ValidationError as exc:
+            self.fwd(error_message("bad_message", f"invalid {kind} message: {_validation_text(exc)}",
+                                   stream_id=self.session.id))
+            return False
+        s, w = self.session, self.worker
+        if kind == "stats":
+            self.fwd({"type": "stats", **s.stats()})
+        elif kind == "reset":
+            w.control(s, "reset", w.do_reset)
+        elif kind == "checkpoint":
+            w.control(s, "checkpoint", w.do_checkpoint)
+        elif isinstance(msg, RestoreMessage):
+            w.control(s, "restore", lambda sess: w.do_restore(sess, msg.checkpoint_id))
+        elif isinstance(msg, SetTaskMessage):
+            w.control(s, "set_task", lambda sess: _set_task(sess, msg))
+        elif kind == "stop":
+            w.control(s, "stop", lambda sess: {"processed": sess.processed, "dropped": sess.dropped})
+            return True
+        return False
+
+    async def _send_loop(self) -> None:
+        """Write every delivery in order until the session closes or the client stops."""
+        while True:
+            obj: Any = await self.fwd.queue.get()
+            try:
+                msg = await outgoing_message(obj, self.class_names, self.metrics)
+            except Exception as exc:  # noqa: BLE001 - an encoder bug must not silence the stream
+                log.exception("result encoding failed", extra=kv(stream=self.session.id))
+                msg = error_message("encode_failed", f"{type(exc).__name__}: {exc}", getattr(obj, "frame_id", None))
+            if msg is not None:
+                await self.ws.send_text(json.dumps(msg))
+            if isinstance(obj, ControlReply) and obj.name == "stop":
+                return
+            if isinstance(obj, SessionClosed):
+                if obj.reason == "server shutting down":
+                    await self.ws.close(CLOSE_GOING_AWAY, reason=obj.reason)
+                return
+
+
+def _set_task(session: StreamSession, msg: SetTaskMessage) -> dict:
+    session.task = msg.task
+    session.encodings = encodings_for(msg.task, msg.encodings)
+    return {"task": session.task, "encodings": list(session.encodings)}

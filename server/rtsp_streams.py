@@ -1,0 +1,238 @@
+"""RTSP camera streams: a source thread per camera feeding a worker session, results fanned out to subscribers.
+
+Life of a camera stream: `create` checks the URL against the allowlist, admits a session (capacity), starts an
+`RtspSource`; the source's frames go into the session's queue under its policy; a pump task encodes each result
+once and hands it to every subscriber's bounded queue (a slow subscriber loses its oldest messages, never blocks
+the others). When the source fails for good, the session is released (capacity freed) but the stream stays
+visible with state `failed` until deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from server.logging_setup import kv
+from server.metrics import Metrics
+from server.settings import Settings
+from server.streaming import LoopForwarder, outgoing_message
+from server.worker import DeviceWorker, FrameItem, SessionClosed, StreamSession
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_QUEUE = 32
+CLOSED = object()  # sentinel for subscriber queues
+
+SourceFactory = Callable[..., Any]
+
+
+def default_source_factory(**kwargs: Any) -> Any:
+    from server.sources.rtsp import RtspSource
+
+    return RtspSource(**kwargs)
+
+
+def default_url_check(url: str, allowed_schemes: list[str], allowed_hosts: list[str] | None) -> None:
+    from server.sources.rtsp import check_url_allowed
+
+    check_url_allowed(url, allowed_schemes, allowed_hosts)
+
+
+def redact(url: str) -> str:
+    from server.sources.rtsp import redact_url
+
+    return redact_url(url)
+
+
+@dataclass
+class RtspStream:
+    """One camera: its worker session (None once released), source, subscribers and settings."""
+
+    id: str
+    url: str
+    task: str
+    method: str
+    preset: str
+    policy: str
+    max_fps: float | None
+    session: StreamSession
+    fwd: LoopForwarder
+    source: Any = None
+    subscribers: set[asyncio.Queue] = field(default_factory=set)
+    pump: asyncio.Task | None = None
+    created: float = field(default_factory=time.time)
+    released: bool = False
+    reconnects_seen: int = 0
+
+    @property
+    def state(self) -> str:
+        state = getattr(self.source, "state", None)
+        return getattr(state, "value", str(state)) if state is not None else "connecting"
+
+    def publish(self, msg: Any) -> None:
+        """Put `msg` on every subscriber queue, dropping a subscriber's oldest message when it is full."""
+        for q in list(self.subscribers):
+            if q.full():
+                try:
+                    q.get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            q.put_nowait(msg)
+
+
+class RtspManager:
+    """Registry of camera streams."""
+
+    def __init__(
+        self,
+        worker: DeviceWorker,
+        settings: Settings,
+        metrics: Metrics,
+        class_names: list[str],
+        source_factory: SourceFactory = default_source_factory,
+        url_check: Callable[[str, list[str], list[str] | None], None] = default_url_check,
+    ) -> None:
+        self.worker = worker
+        self.settings = settings
+        self.metrics = metrics
+        self.class_names = class_names
+        self.source_factory = source_factory
+        self.url_check = url_check
+        self.streams: dict[str, RtspStream] = {}
+
+    async def create(self, url: str, task: str, method: str, preset: str, policy: str, max_fps: float | None,
+                     encodings: tuple[str, ...]) -> RtspStream:
+        """Start a camera stream. ValueError: URL not allowed / bad method; CapacityError: service full."""
+        s = self.settings
+        self.url_check(url, s.rtsp_allowed_schemes, s.rtsp_allowed_hosts)
+        fwd = LoopForwarder(asyncio.get_running_loop())
+        session = StreamSession("rtsp", task, method, preset, policy, s.queue_size, fwd, encodings)
+        await asyncio.wrap_future(self.worker.open_session(session))
+        stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
+        stream.pump = asyncio.create_task(self._pump(stream))
+        try:
+            stream.source = self.source_factory(
+                url=url,
+                on_frame=lambda frame, pts, index: self._on_frame(stream, frame, pts, index),
+                max_fps=max_fps,
+                open_timeout_s=s.rtsp_open_timeout_s,
+                stall_timeout_s=s.rtsp_stall_timeout_s,
+                max_failures=s.rtsp_max_failures,
+                on_state=lambda state: self._on_state(stream, state),
+            )
+            stream.source.start()
+        except Exception:
+            self.worker.close_session(session, "camera source could not start")
+            stream.pump.cancel()
+            raise
+        self.streams[stream.id] = stream
+        log.info("rtsp stream created", extra=kv(stream=stream.id, session=session.id, url=redact(url), task=task))
+        return stream
+
+    def _on_frame(self, stream: RtspStream, frame: np.ndarray, pts: float, index: int) -> None:
+        """Source thread: queue the frame (policy `block` waits here, slowing the camera reader)."""
+        item = FrameItem(frame_id=index, data=frame, pts_s=pts)
+        if stream.policy == "block":
+            self.worker.put(stream.session, item)
+        else:
+            self.worker.offer(stream.session, item)
+
+    def _on_state(self, stream: RtspStream, state: Any) -> None:
+        """Source thread: count reconnects, tell subscribers, release the session when the camera failed."""
+        self._sync_reconnects(stream)
+        value = getattr(state, "value", str(state))
+        stats = getattr(stream.source, "stats", None)
+        last_error = getattr(stats, "last_error", None)
+        log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=last_error))
+        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": last_error})
+        if value == "failed" and not stream.released:
+            stream.released = True
+            self.worker.close_session(stream.session, f"camera failed: {last_error}")
+
+    def _sync_reconnects(self, stream: RtspStream) -> None:
+        stats = getattr(stream.source, "stats", None)
+        n = int(getattr(stats, "reconnects", 0) or 0)
+        if n > stream.reconnects_seen:
+            self.metrics.reconnects.inc(n - stream.reconnects_seen)
+            stream.reconnects_seen = n
+
+    async def _pump(self, stream: RtspStream) -> None:
+        """Encode each delivery once (only while someone listens) and publish it."""
+        while True:
+            obj = await stream.fwd.queue.get()
+            if obj is CLOSED:
+                return
+            if isinstance(obj, SessionClosed):
+                stream.publish({"type": "session_closed", "stream_id": stream.id, "reason": obj.reason})
+                continue
+            if not stream.subscribers:
+                continue
+            try:
+                msg = await outgoing_message(obj, self.class_names, self.metrics)
+            except Exception:  # noqa: BLE001
+                log.exception("rtsp result encoding failed", extra=kv(stream=stream.id))
+                continue
+            if msg is not None:
+                stream.publish(msg)
+
+    def status(self, stream: RtspStream) -> dict:
+        """What `GET /v1/streams/{id}` returns."""
+        self._sync_reconnects(stream)
+        stats = getattr(stream.source, "stats", None)
+        st = stats.as_dict() if hasattr(stats, "as_dict") else {}
+        sess = stream.session
+        return {
+            "id": stream.id,
+            "url": redact(stream.url),
+            "state": stream.state,
+            "task": stream.task,
+            "method": stream.method,
+            "preset": stream.preset,
+            "policy": stream.policy,
+            "max_fps": stream.max_fps,
+            "frames": st.get("frames", 0),
+            "processed": sess.processed,
+            "drops": sess.dropped,
+            "skipped_by_max_fps": st.get("frames_dropped", 0),
+            "errors": sess.errors,
+            "reconnects": st.get("reconnects", 0),
+            "last_error": st.get("last_error"),
+            "codec": st.get("codec"),
+            "width": st.get("width"),
+            "height": st.get("height"),
+            "fps": st.get("fps"),
+            "memory_bytes": 0 if sess.closed else sess.memory_bytes,
+            "last_loss": sess.last_loss,
+            "rollbacks": sess.rollbacks,
+            "session_open": not sess.closed,
+            "subscribers": len(stream.subscribers),
+            "created": stream.created,
+        }
+
+    async def delete(self, stream_id: str) -> bool:
+        """Stop and forget a stream from any state; False if unknown."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        self.worker.close_session(stream.session, "deleted")  # first: unblocks a source waiting in `put`
+        if stream.source is not None:
+            await asyncio.to_thread(stream.source.stop, 5.0)
+        stream.fwd(CLOSED)
+        stream.publish(CLOSED)
+        if stream.pump is not None:
+            try:
+                await asyncio.wait_for(stream.pump, 5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                stream.pump.cancel()
+        log.info("rtsp stream deleted", extra=kv(stream=stream_id))
+        return True
+
+    async def shutdown(self) -> None:
+        for stream_id in list(self.streams):
+            await self.delete(stream_id)

