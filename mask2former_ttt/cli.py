@@ -159,5 +159,40 @@ def info(model_dir: Path = typer.Option(None, help="checkpoint directory (defaul
     console.print_json(json.dumps(load_config(model_dir or bundled_model_dir()).model_dump()))
 
 
+@app.command()
+def segment(
+    video: str = typer.Argument(..., help="video file, rtsp:// URL or camera device (/dev/video0)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output directory (created)"),
+    method: str = typer.Option("online", help="TTT method (online, main_only, no_memory, ...)"),
+    preset: str = typer.Option("default", help="TTT preset: default | release"),
+    task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
+    model: Optional[Path] = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="stop after this many frames (needed for endless live inputs unless you press Ctrl-C)"),
+    max_width: Optional[int] = typer.Option(None, min=16, help="scale frames down to this width first"),
+    input_format: Optional[str] = typer.Option(None, "--format", help="FFmpeg input format (v4l2, lavfi, ...); guessed when unset"),
+    seed: int = typer.Option(0, help="seed of the TTT masks"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON)."""
+    _logging()
+    from mask2former_ttt.segment import SegmentError, segment_video
+    from mask2former_ttt.video_io import VideoError
+
+    try:
+        summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
+                                max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
+                                progress=progress)
+    except VideoError as exc:
+        typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except (SegmentError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    state = "interrupted after" if summary.interrupted else "segmented"
+    console.print(f"{state} {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} fps) -> {summary.out_dir}: "
+                  f"{', '.join(summary.files)}")
+
+
 def main() -> None:
     app()

@@ -96,7 +96,9 @@ def _open(path: Path) -> av.container.InputContainer:
             raise VideoError(
                 "corrupt", f"the file looks like {looks_like} but cannot be parsed (truncated or damaged?): {_why(exc)}"
             ) from exc
-        raise VideoError("not_video", f"not a video file: no known container format could read it ({_why(exc)})") from exc
+        raise VideoError(
+            "not_video", f"not a video file: no known container format could read it ({_why(exc)})"
+        ) from exc
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

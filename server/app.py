@@ -60,12 +60,25 @@ def create_app(
         for job_id in store.load():
             runner.enqueue(job_id)
         runner.start()
-        rtsp = RtspManager(worker, settings, metrics, list(model.cfg.class_names),
-                           source_factory=rtsp_source_factory or default_source_factory)
+        rtsp = RtspManager(
+            worker,
+            settings,
+            metrics,
+            list(model.cfg.class_names),
+            source_factory=rtsp_source_factory or default_source_factory,
+        )
         app.state.model, app.state.worker = model, worker
         app.state.job_store, app.state.job_runner, app.state.rtsp = store, runner, rtsp
-        log.info("service ready", extra=kv(model=str(settings.model_path), device=str(device), name=model.cfg.name,
-                                           max_streams=settings.max_streams, auth=settings.auth_enabled))
+        log.info(
+            "service ready",
+            extra=kv(
+                model=str(settings.model_path),
+                device=str(device),
+                name=model.cfg.name,
+                max_streams=settings.max_streams,
+                auth=settings.auth_enabled,
+            ),
+        )
         try:
             yield
         finally:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 
 from server.auth import require_api_key
-from server.metrics import Metrics
 from server.settings import Settings
 from server.worker import DeviceWorker
+from server.worker.device_worker import LIVE_UNSUPPORTED
 
 if TYPE_CHECKING:
     from server.jobs.runner import JobRunner
@@ -25,10 +25,6 @@ def get_settings(request: Request) -> Settings:
 
 def get_worker(request: Request) -> DeviceWorker:
     return request.app.state.worker
-
-
-def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
 
 
 def get_job_store(request: Request) -> "JobStore":
@@ -50,12 +46,7 @@ def check_method(method: str, preset: str) -> None:
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if method in LIVE_UNSUPPORTED:
+        raise ValueError(f"method {method!r} cannot run in the service: it {LIVE_UNSUPPORTED[method]}")
     if preset not in TTT_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TTT_PRESETS)}")
-
-
-def http_error(code: int, message: str, **extra: Any) -> HTTPException:
-    return HTTPException(code, detail={"message": message, **extra} if extra else message)
-
-
-SERVICE_UNAVAILABLE = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -20,15 +20,25 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames = Counter("m2f_frames_processed", "Frames processed by the device worker", ["source"], registry=r)
-        self.drops = Counter("m2f_frames_dropped", "Frames dropped by the `latest` queue policy", ["source"], registry=r)
-        self.frame_errors = Counter("m2f_frame_errors", "Frames that failed (bad image, adapter error)", ["source"], registry=r)
-        self.rollbacks = Counter("m2f_ttt_rollbacks", "TTT steps rolled back because the loss diverged", ["source"], registry=r)
+        self.drops = Counter(
+            "m2f_frames_dropped", "Frames dropped by the `latest` queue policy", ["source"], registry=r
+        )
+        self.frame_errors = Counter(
+            "m2f_frame_errors", "Frames that failed (bad image, adapter error)", ["source"], registry=r
+        )
+        self.rollbacks = Counter(
+            "m2f_ttt_rollbacks", "TTT steps rolled back because the loss diverged", ["source"], registry=r
+        )
         self.reconnects = Counter("m2f_rtsp_reconnects", "RTSP reconnection attempts", registry=r)
-        self.refusals = Counter("m2f_admission_refusals", "Streams refused because the service was full", ["reason"], registry=r)
+        self.refusals = Counter(
+            "m2f_admission_refusals", "Streams refused because the service was full", ["reason"], registry=r
+        )
         self.stage_seconds = Histogram(
             "m2f_stage_seconds", "Per-frame latency of each pipeline stage", ["stage"], buckets=_BUCKETS, registry=r
         )
-        self.stream_memory = Gauge("m2f_stream_state_bytes", "Adapted-state memory of each stream", ["stream"], registry=r)
+        self.stream_memory = Gauge(
+            "m2f_stream_state_bytes", "Adapted-state memory of each stream", ["stream"], registry=r
+        )
         self.active_streams = Gauge("m2f_active_streams", "Streams holding adapted state", ["source"], registry=r)
         self.jobs = Counter("m2f_jobs_finished", "Upload jobs finished", ["state"], registry=r)
         for source in ("ws", "rtsp", "job"):  # export zeros from the start

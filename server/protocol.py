@@ -85,8 +85,14 @@ class SimpleMessage(_Msg):
     type: Literal["reset", "stats", "checkpoint", "stop"]
 
 
-CONTROL_TYPES = {"set_task": SetTaskMessage, "restore": RestoreMessage, "reset": SimpleMessage,
-                 "stats": SimpleMessage, "checkpoint": SimpleMessage, "stop": SimpleMessage}
+CONTROL_TYPES = {
+    "set_task": SetTaskMessage,
+    "restore": RestoreMessage,
+    "reset": SimpleMessage,
+    "stats": SimpleMessage,
+    "checkpoint": SimpleMessage,
+    "stop": SimpleMessage,
+}
 
 
 def encodings_for(task: str, encodings: Sequence[str] | None) -> tuple[str, ...]:
@@ -107,13 +113,16 @@ def parse_text(text: str) -> dict:
 def parse_frame(data: bytes, max_bytes: int) -> tuple[dict, bytes]:
     """Split a binary frame message into (header, image bytes), validating sizes, JSON and image magic."""
     if len(data) > max_bytes:
-        raise ProtocolError(CLOSE_TOO_BIG, "frame_too_big", f"frame message is {len(data)} bytes; the limit is {max_bytes}")
+        raise ProtocolError(
+            CLOSE_TOO_BIG, "frame_too_big", f"frame message is {len(data)} bytes; the limit is {max_bytes}"
+        )
     if len(data) < HEADER_LEN.size:
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_frame", "frame message shorter than its 4-byte header length")
     (n,) = HEADER_LEN.unpack_from(data)
     if n > MAX_HEADER_BYTES or HEADER_LEN.size + n > len(data):
         raise ProtocolError(
-            CLOSE_INVALID_PAYLOAD, "bad_frame",
+            CLOSE_INVALID_PAYLOAD,
+            "bad_frame",
             f"frame header length {n} is invalid (message has {len(data)} bytes, header limit {MAX_HEADER_BYTES})",
         )
     try:
@@ -132,7 +141,9 @@ def parse_frame(data: bytes, max_bytes: int) -> tuple[dict, bytes]:
     if not image:
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_frame", "frame message has a header but no image bytes")
     if image_format(image) is None:
-        raise ProtocolError(CLOSE_UNSUPPORTED, "unsupported_image", "frame image is neither JPEG nor PNG (bad magic bytes)")
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, "unsupported_image", "frame image is neither JPEG nor PNG (bad magic bytes)"
+        )
     return header, image
 
 
@@ -178,7 +189,9 @@ def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Seque
 
 def _result_hw(fr: FrameResult) -> tuple[int, int]:
     r = fr.result
-    shape = r.label_map.shape if fr.task == "semantic" else (r.id_map.shape if fr.task == "panoptic" else r.masks.shape[1:])
+    shape = (
+        r.label_map.shape if fr.task == "semantic" else (r.id_map.shape if fr.task == "panoptic" else r.masks.shape[1:])
+    )
     return int(shape[0]), int(shape[1])
 
 

@@ -106,8 +106,16 @@ class RtspManager:
         self.url_check = url_check
         self.streams: dict[str, RtspStream] = {}
 
-    async def create(self, url: str, task: str, method: str, preset: str, policy: str, max_fps: float | None,
-                     encodings: tuple[str, ...]) -> RtspStream:
+    async def create(
+        self,
+        url: str,
+        task: str,
+        method: str,
+        preset: str,
+        policy: str,
+        max_fps: float | None,
+        encodings: tuple[str, ...],
+    ) -> RtspStream:
         """Start a camera stream. ValueError: URL not allowed / bad method; CapacityError: service full."""
         s = self.settings
         self.url_check(url, s.rtsp_allowed_schemes, s.rtsp_allowed_hosts)

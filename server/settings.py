@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="M2F_", extra="ignore")
 
     # model and adaptation
-    model_path: Path = Field(default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)")
-    device: Literal["auto", "cpu", "cuda"] | str = Field("auto", description="auto | cpu | cuda[:i]")
+    model_path: Path = Field(
+        default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:i]")
     ttt_method: str = Field("online", description="default TTT method of new streams")
     ttt_preset: str = Field("default", description="default TTT preset of new streams")
     seed: int = 0
@@ -40,12 +42,16 @@ class Settings(BaseSettings):
     # limits
     max_streams: int = Field(8, ge=1, description="live streams + running jobs that may hold adapted state at once")
     max_state_memory: ByteSize = Field(ByteSize(2 * 1024**3), description="budget for all streams' adapted state")
-    queue_size: int = Field(2, ge=1, description="frames queued per stream before the drop / backpressure policy applies")
+    queue_size: int = Field(
+        2, ge=1, description="frames queued per stream before the drop / backpressure policy applies"
+    )
     upload_max_bytes: ByteSize = Field(ByteSize(512 * 1024**2), description="largest accepted upload")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted uploaded video")
     max_frame_bytes: ByteSize = Field(ByteSize(8 * 1024**2), description="largest WebSocket frame message")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded WebSocket frame (width * height)")
-    max_result_side: int = Field(640, ge=16, description="results are computed at the frame size capped to this long side")
+    max_result_side: int = Field(
+        640, ge=16, description="results are computed at the frame size capped to this long side"
+    )
     job_max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
     start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
 

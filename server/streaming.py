@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from typing import Any, Sequence
 
 from server.metrics import Metrics
@@ -54,10 +53,6 @@ async def put_frame(worker: DeviceWorker, session: StreamSession, item: FrameIte
     return True
 
 
-def _finite(x: float | None) -> float | None:
-    return x if x is None or math.isfinite(x) else None
-
-
 async def outgoing_message(obj: Any, class_names: Sequence[str], metrics: Metrics) -> dict | None:
     """The JSON message for an object delivered by the worker (None for SessionClosed).
 
@@ -65,7 +60,6 @@ async def outgoing_message(obj: Any, class_names: Sequence[str], metrics: Metric
     recorded.
     """
     if isinstance(obj, FrameResult):
-        obj.loss = _finite(obj.loss)
         msg = await asyncio.get_running_loop().run_in_executor(None, result_message, obj, obj.encodings, class_names)
         metrics.observe_timings({k: msg["timings_ms"][k] / 1000 for k in ("encode", "end_to_end")})
         return msg

@@ -31,8 +31,9 @@ class RunningServer:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", startup_timeout_s: float = 60.0,
-                    ws_max_size: int = 16 * 1024 * 1024) -> Iterator[RunningServer]:
+def serve_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", startup_timeout_s: float = 60.0, ws_max_size: int = 16 * 1024 * 1024
+) -> Iterator[RunningServer]:
     """Start uvicorn with `app` on a socket bound to a free port (no race for the port); stop on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -22,7 +22,7 @@ import logging
 import math
 import multiprocessing
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -133,7 +133,8 @@ def generate_dataset(
     for k in range(n_worlds):
         idx = list(range(k * stills_per_world, min((k + 1) * stills_per_world, n_train_stills)))
         tasks.append((_still_task, str(root), seed, k, idx, size, world_height))
-    for split, n_w, n_f in (("val", n_val_worlds, val_frames or frames_per_video), ("test", n_test_worlds, frames_per_video)):
+    video_splits = (("val", n_val_worlds, val_frames or frames_per_video), ("test", n_test_worlds, frames_per_video))
+    for split, n_w, n_f in video_splits:
         for k in range(n_w):
             fams = list(families) + ([SEGMENTS] if segments_videos and k == 0 else [])
             tasks.append((_video_task, str(root), seed, split, k, fams, n_f, size, world_height, program_kw))
@@ -143,19 +144,18 @@ def generate_dataset(
     images: list[dict] = []
     anns: list[dict] = []
     videos: dict[str, dict] = {}
+    results: list[tuple] = [()] * len(tasks)
     with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
         if workers > 1:
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-                futures = [ex.submit(fn, *args) for fn, *args in tasks]
-                results = []
-                for fut in futures:
-                    results.append(fut.result())
-                    bar.update(results[-1][-1])
+                futures = {ex.submit(fn, *args): k for k, (fn, *args) in enumerate(tasks)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.update(results[futures[fut]][-1])
         else:
-            results = []
-            for fn, *args in tasks:
-                results.append(fn(*args))
-                bar.update(results[-1][-1])
+            for k, (fn, *args) in enumerate(tasks):
+                results[k] = fn(*args)
+                bar.update(results[k][-1])
     for task, res in zip(tasks, results):
         if task[0] is _still_task:
             images += res[0]

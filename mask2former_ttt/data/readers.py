@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .classes import CITYSCAPES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, KITTI_STEP, LabelSet
-from .formats import SegmentInfo, decode_kitti_step, load_raw, load_rgb, panoptic_from_semantic, rgb_to_id
+from .formats import ID_DIVISOR, SegmentInfo, decode_kitti_step, load_raw, load_rgb, panoptic_from_semantic, rgb_to_id
 
 Loader = Callable[[], "Annotated"]
 
@@ -110,32 +111,39 @@ def coco_loaders(root: Path, split: str, labels: LabelSet) -> list[Loader]:
     isthing = {to_contig[c["id"]]: bool(c.get("isthing")) for c in js["categories"]}
     class_instance = js.get("info", {}).get("segment_id_encoding") == "class_instance"
     images = {im["id"]: im for im in js["images"]}
-    pan_dir = _first_dir(root / "panoptic" / split, root / "annotations" / f"panoptic_{split}", root / f"panoptic_{split}")
+    pan_dir = _first_dir(
+        root / "panoptic" / split, root / "annotations" / f"panoptic_{split}", root / f"panoptic_{split}"
+    )
     img_dir = _first_dir(root / "images" / split, root / split)
+    return [
+        partial(
+            _load_coco, img_dir / images[a["image_id"]]["file_name"], pan_dir / a["file_name"], a["segments_info"],
+            to_contig, isthing, class_instance,
+        )
+        for a in sorted(js["annotations"], key=lambda a: a["image_id"])
+    ]
 
-    def make(ann: dict) -> Loader:
-        def load() -> Annotated:
-            im = images[ann["image_id"]]
-            pan = rgb_to_id(load_rgb(pan_dir / ann["file_name"]))
-            sem = np.full(pan.shape, IGNORE_INDEX, np.uint8)
-            inst = np.zeros(pan.shape, np.int64)
-            segs: dict[int, SegmentInfo] = {}
-            n_things = 0
-            for s in ann["segments_info"]:
-                c = to_contig[s["category_id"]]
-                m = pan == s["id"]
-                sem[m] = c
-                crowd = bool(s.get("iscrowd", 0))
-                if isthing[c] and not crowd:
-                    n_things += 1
-                    inst[m] = s["id"] % 65536 if class_instance else n_things
-                segs[int(s["id"])] = SegmentInfo(int(s["id"]), c, isthing[c], crowd)
-            pan = np.where(np.isin(pan, list(segs)), pan, 0)
-            return Annotated(load_rgb(img_dir / im["file_name"]), sem, inst, pan, segs, Path(im["file_name"]).stem)
 
-        return load
-
-    return [make(a) for a in sorted(js["annotations"], key=lambda a: a["image_id"])]
+def _load_coco(
+    image_path: Path, pan_path: Path, segments_info: list[dict], to_contig: dict[int, int], isthing: dict[int, bool],
+    class_instance: bool,
+) -> Annotated:
+    pan = rgb_to_id(load_rgb(pan_path))
+    sem = np.full(pan.shape, IGNORE_INDEX, np.uint8)
+    inst = np.zeros(pan.shape, np.int64)
+    segs: dict[int, SegmentInfo] = {}
+    n_things = 0
+    for s in segments_info:
+        c = to_contig[s["category_id"]]
+        m = pan == s["id"]
+        sem[m] = c
+        crowd = bool(s.get("iscrowd", 0))
+        if isthing[c] and not crowd:
+            n_things += 1
+            inst[m] = s["id"] % ID_DIVISOR if class_instance else n_things
+        segs[int(s["id"])] = SegmentInfo(int(s["id"]), c, isthing[c], crowd)
+    pan = np.where(np.isin(pan, list(segs)), pan, 0)
+    return Annotated(load_rgb(image_path), sem, inst, pan, segs, image_path.stem)
 
 
 def cityscapes_loaders(root: Path, split: str, labels: LabelSet) -> list[Loader]:
@@ -143,28 +151,30 @@ def cityscapes_loaders(root: Path, split: str, labels: LabelSet) -> list[Loader]
     out: list[Loader] = []
     for img in sorted(img_root.glob("*/*_leftImg8bit.png")):
         stem = img.name[: -len("_leftImg8bit.png")]
-        sem_p = gt_root / img.parent.name / f"{stem}_gtFine_labelTrainIds.png"
-        inst_p = gt_root / img.parent.name / f"{stem}_gtFine_instanceIds.png"
-
-        def load(img: Path = img, sem_p: Path = sem_p, inst_p: Path = inst_p, stem: str = stem) -> Annotated:
-            sem = load_raw(sem_p).astype(np.uint8)
-            inst = None
-            if inst_p.exists():
-                raw = load_raw(inst_p).astype(np.int64)
-                label = np.where(raw >= 1000, raw // 1000, raw)
-                lut = np.full(max(int(label.max()) + 1, 34), IGNORE_INDEX, np.int64)
-                for k, v in CITYSCAPES_LABEL_TO_TRAIN.items():
-                    lut[k] = v
-                train = lut[label]
-                inst = np.where((raw >= 1000) & (train == sem), raw % 1000 + 1, 0)  # +1: instance 0 is valid
-            pan, segs = panoptic_from_semantic(sem, inst, labels.thing_ids if inst is not None else (), IGNORE_INDEX)
-            inst_map = np.zeros(sem.shape, np.int64) if inst is None else inst
-            return Annotated(load_rgb(img), sem, inst_map, pan, segs, stem)
-
-        out.append(load)
+        gt = gt_root / img.parent.name
+        out.append(partial(
+            _load_cityscapes, img, gt / f"{stem}_gtFine_labelTrainIds.png", gt / f"{stem}_gtFine_instanceIds.png",
+            stem, labels.thing_ids,
+        ))
     if not out:
         raise FileNotFoundError(f"no *_leftImg8bit.png under {img_root}")
     return out
+
+
+def _load_cityscapes(img: Path, sem_p: Path, inst_p: Path, stem: str, thing_ids: tuple[int, ...]) -> Annotated:
+    sem = load_raw(sem_p).astype(np.uint8)
+    inst = None
+    if inst_p.exists():  # labelId * 1000 + k for thing instances, labelId for stuff / crowd
+        raw = load_raw(inst_p).astype(np.int64)
+        label = np.where(raw >= 1000, raw // 1000, raw)
+        lut = np.full(max(int(label.max()) + 1, 34), IGNORE_INDEX, np.int64)
+        for k, v in CITYSCAPES_LABEL_TO_TRAIN.items():
+            lut[k] = v
+        train = lut[label]
+        inst = np.where((raw >= 1000) & (train == sem), raw % 1000 + 1, 0)  # +1: instance 0 is valid
+    pan, segs = panoptic_from_semantic(sem, inst, thing_ids if inst is not None else (), IGNORE_INDEX)
+    inst_map = np.zeros(sem.shape, np.int64) if inst is None else inst
+    return Annotated(load_rgb(img), sem, inst_map, pan, segs, stem)
 
 
 def kitti_step_frame(image_path: Path, label_path: Path | None, labels: LabelSet, name: str) -> Annotated:
@@ -185,7 +195,7 @@ def kitti_step_loaders(root: Path, split: str, labels: LabelSet) -> list[Loader]
     for seq in _sequence_dirs(root, split):
         for img in sorted(seq.glob("*.png")):
             lab = root / "panoptic_maps" / split / seq.name / img.name
-            out.append(lambda img=img, lab=lab, n=f"{seq.name}/{img.stem}": kitti_step_frame(img, lab, labels, n))
+            out.append(partial(kitti_step_frame, img, lab, labels, f"{seq.name}/{img.stem}"))
     return out
 
 
@@ -282,7 +292,9 @@ def mask_targets(
         classes.append(s.category_id)
     h, w = panoptic.shape
     mask_arr = np.stack(masks).astype(np.float32) if masks else np.zeros((0, h, w), np.float32)
-    seg_dicts = [{"id": s.id, "category_id": s.category_id, "isthing": s.isthing, "iscrowd": s.iscrowd} for s in present]
+    seg_dicts = [
+        {"id": s.id, "category_id": s.category_id, "isthing": s.isthing, "iscrowd": s.iscrowd} for s in present
+    ]
     return mask_arr, np.asarray(classes, np.int64), seg_dicts
 
 

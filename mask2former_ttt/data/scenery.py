@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classes import (
-    BUILDING, CAR, FENCE, PERSON, POLE, ROAD, SIDEWALK, SKY, SYNTHETIC, TERRAIN, TRAFFIC_SIGN, VEGETATION,
+    BUILDING, CAR, FENCE, PERSON, POLE, ROAD, SIDEWALK, SKY, TERRAIN, TRAFFIC_SIGN, VEGETATION,
 )
 from .noise import smooth_noise, smooth_noise_1d
 
@@ -522,6 +522,5 @@ def paint_world(rng: np.random.Generator, height: int, width: int) -> tuple[Canv
     paint_poles(c, lay)
     paint_persons(c, lay)
     paint_cars(c, lay)
-    assert SYNTHETIC.num_classes == 11
     tex, tex2 = finish_textures(c, lay)
     return c, lay, tex, tex2

@@ -78,7 +78,9 @@ def coco_categories(labels: LabelSet) -> list[dict]:
     ]
 
 
-def write_coco_json(root: str | Path, split: str, images: list[dict], annotations: list[dict], labels: LabelSet) -> Path:
+def write_coco_json(
+    root: str | Path, split: str, images: list[dict], annotations: list[dict], labels: LabelSet
+) -> Path:
     """Write ``panoptic_<split>.json`` (entries sorted by image id)."""
     path = Path(root) / f"panoptic_{split}.json"
     _dump_json(

@@ -15,8 +15,13 @@ def categories(class_names: Sequence[str], thing_class_ids: Sequence[int]) -> li
     things = set(int(i) for i in thing_class_ids)
     colors = class_palette(len(class_names))
     return [
-        {"id": i, "name": n, "supercategory": "thing" if i in things else "stuff", "isthing": int(i in things),
-         "color": colors[i].tolist()}
+        {
+            "id": i,
+            "name": n,
+            "supercategory": "thing" if i in things else "stuff",
+            "isthing": int(i in things),
+            "color": colors[i].tolist(),
+        }
         for i, n in enumerate(class_names)
     ]
 

@@ -1,13 +1,12 @@
 """One frame's result as encoded payloads: segments_info plus the requested mask encodings.
 
-`encode_frame` is shared by the service (which base64s the bytes into JSON) and the offline CLI (which writes
+`encode_masks` is shared by the service (which base64s the bytes into JSON) and the offline CLI (which writes
 them to files). Encodings:
 
-| name      | semantic                         | instance                              | panoptic                               |
-|-----------|----------------------------------|---------------------------------------|----------------------------------------|
-| `png`     | label map, 8/16-bit grey         | instance id map (0 = none, i+1)       | COCO-panoptic RGB id map               |
-| `rle`     | one COCO RLE per class present   | one COCO RLE per instance             | one COCO RLE per segment               |
-| `overlay` | JPEG of the frame with the result drawn on it (all tasks)                                                  |
+- `png`: semantic label map (8/16-bit grey); instance id map (0 = none, i + 1 = instance i);
+  panoptic COCO-panoptic RGB id map.
+- `rle`: one COCO RLE per class present (semantic), per instance, or per segment (panoptic).
+- `overlay`: JPEG of the frame with the result drawn on it (all tasks).
 
 `rle` lists are aligned with `segments_info` (same order).
 """
@@ -65,7 +64,7 @@ def segments_info(kind: str, result: Any, class_names: Sequence[str] = ()) -> li
                 "area": int(a),
                 "isthing": True,
             }
-            for i, (c, s, a) in enumerate(zip(classes, scores, areas))
+            for i, (c, s, a) in enumerate(zip(classes, scores, areas, strict=True))
         ]
     if kind == "panoptic":
         return [

@@ -56,7 +56,9 @@ class VideoResultWriter:
         self._images: list[dict] = []
         self._annotations: list[dict] = []
 
-    def write(self, index: int, image: np.ndarray, result: Any, pts_s: float | None = None, extra: dict | None = None) -> dict:
+    def write(
+        self, index: int, image: np.ndarray, result: Any, pts_s: float | None = None, extra: dict | None = None
+    ) -> dict:
         """Write frame `index`: `image` (H, W, 3) uint8 RGB, `result` a semantic/instance/panoptic result.
 
         Returns the JSON record written to `results.jsonl`.
@@ -64,10 +66,18 @@ class VideoResultWriter:
         segs = segments_info(self.kind, result, self.class_names)
         want = ("rle",) if self.kind == "instance" else ("png",)
         enc = encode_masks(self.kind, result, want, segs)
-        height, width = (result.masks.shape[1:] if self.kind == "instance" else
-                         (result.label_map if self.kind == "semantic" else result.id_map).shape)
-        record: dict[str, Any] = {"frame_index": index, "pts_s": pts_s, "width": int(width), "height": int(height),
-                                  "segments_info": segs}
+        height, width = (
+            result.masks.shape[1:]
+            if self.kind == "instance"
+            else (result.label_map if self.kind == "semantic" else result.id_map).shape
+        )
+        record: dict[str, Any] = {
+            "frame_index": index,
+            "pts_s": pts_s,
+            "width": int(width),
+            "height": int(height),
+            "segments_info": segs,
+        }
         if "rle" in enc:
             record["rle"] = enc["rle"]
         if "png" in enc and self._png_dir is not None:

@@ -100,7 +100,7 @@ def train(cfg: TrainConfig) -> Path:
         classes = [c.to(device) for c in batch["class_labels"]]
         with autocast(device, scaler is not None):
             total, parts = loss_fn(model, x, masks, classes, gen)
-        if not math.isfinite(float(total)):
+        if not math.isfinite(float(total.detach())):
             raise FloatingPointError(f"non-finite training loss at step {step}: {parts}")
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(total) if scaler else total).backward()
@@ -115,7 +115,7 @@ def train(cfg: TrainConfig) -> Path:
             optimizer.step()
         schedule.step()
         step += 1
-        history.append({"step": step, "loss": float(total), **parts})
+        history.append({"step": step, "loss": float(total.detach()), **parts})
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             recent = history[-cfg.log_every :]

@@ -45,6 +45,7 @@ class JobRunner:
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
         self._thread: threading.Thread | None = None
+        self._shutting_down = False
         self.current: str | None = None
 
     def start(self) -> None:
@@ -52,6 +53,8 @@ class JobRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Interrupt the running job (it is queued again on disk and restarts with the service)."""
+        self._shutting_down = True
         for ev in list(self._cancel.values()):
             ev.set()
         self._queue.put(None)
@@ -111,11 +114,20 @@ class JobRunner:
 
     def _execute(self, job: Job, cancel: threading.Event) -> None:
         results: queue.Queue[Any] = queue.Queue()
-        session = StreamSession("job", job.task, job.method, job.preset, "block", self.settings.queue_size,
-                                results.put, session_id=f"job-{job.id}")
+        session = StreamSession(
+            "job",
+            job.task,
+            job.method,
+            job.preset,
+            "block",
+            self.settings.queue_size,
+            results.put,
+            session_id=f"job-{job.id}",
+        )
         try:
             if not self._admit(job, session, cancel):
-                self._end(job, "cancelled")
+                if not self._shutting_down:  # at shutdown the job simply stays queued
+                    self._end(job, "cancelled")
                 return
         except ValueError as exc:
             self._end(job, "failed", error=str(exc))
@@ -125,10 +137,16 @@ class JobRunner:
         log.info("job started", extra=kv(job=job.id, task=job.task, method=job.method, frames=job.frames_total))
         input_path = next(self.store.job_dir(job.id).glob("input*"))
         produced: dict[str, Any] = {"count": None, "error": None}
-        producer = threading.Thread(target=self._produce, args=(input_path, session, produced, cancel),
-                                    name=f"job-decode-{job.id}", daemon=True)
-        writer = VideoResultWriter(self.store.results_dir(job.id), job.task, self.class_names, self.thing_class_ids,
-                                   fps=fps_fraction(job.video.get("fps")))
+        producer = threading.Thread(
+            target=self._produce, args=(input_path, session, produced, cancel), name=f"job-decode-{job.id}", daemon=True
+        )
+        writer = VideoResultWriter(
+            self.store.results_dir(job.id),
+            job.task,
+            self.class_names,
+            self.thing_class_ids,
+            fps=fps_fraction(job.video.get("fps")),
+        )
         producer.start()
         error: str | None = None
         try:
@@ -142,7 +160,7 @@ class JobRunner:
                 pass
             job.results = writer.close()
         if cancel.is_set() and error is None:
-            self._end(job, "cancelled")
+            self._requeue(job) if self._shutting_down else self._end(job, "cancelled")
         elif error or produced["error"]:
             self._end(job, "failed", error=error or produced["error"])
         else:
@@ -170,8 +188,15 @@ class JobRunner:
         finally:
             produced["count"] = count
 
-    def _consume(self, job: Job, session: StreamSession, results: queue.Queue, produced: dict,
-                 cancel: threading.Event, writer: VideoResultWriter) -> str | None:
+    def _consume(
+        self,
+        job: Job,
+        session: StreamSession,
+        results: queue.Queue,
+        produced: dict,
+        cancel: threading.Event,
+        writer: VideoResultWriter,
+    ) -> str | None:
         """Write results in order until every produced frame is back; returns an error message or None."""
         received, last_save, t0 = 0, 0.0, time.perf_counter()
         while not cancel.is_set():
@@ -187,10 +212,17 @@ class JobRunner:
             if not isinstance(obj, FrameResult):
                 continue  # SessionClosed / control replies
             received += 1
-            writer.write(obj.index, obj.image, obj.result, obj.pts_s, extra={
-                "loss": obj.loss, "rolled_back": obj.rolled_back,
-                "timings_ms": {k: round(v * 1000, 3) for k, v in obj.timings_s.items()},
-            })
+            writer.write(
+                obj.index,
+                obj.image,
+                obj.result,
+                obj.pts_s,
+                extra={
+                    "loss": obj.loss,
+                    "rolled_back": obj.rolled_back,
+                    "timings_ms": {k: round(v * 1000, 3) for k, v in obj.timings_s.items()},
+                },
+            )
             job.frames_done = received
             now = time.perf_counter()
             job.fps = received / (now - t0)
@@ -200,6 +232,13 @@ class JobRunner:
                 self.store.save(job)
                 last_save = now
         return None
+
+    def _requeue(self, job: Job) -> None:
+        """Shutdown while running: back to `queued` so that the next start runs the job again from frame 0."""
+        job.state, job.started, job.frames_done, job.fps, job.eta_s, job.results = "queued", None, 0, None, None, []
+        job.message = "interrupted by a service shutdown; it restarts when the service starts again"
+        self.store.save(job)
+        log.info("job interrupted by shutdown", extra=kv(job=job.id))
 
     def _end(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.finished, job.eta_s = state, error, time.time(), 0.0 if state == "succeeded" else None

@@ -34,7 +34,9 @@ class Job(BaseModel):
     preset: str
     filename: str
     size_bytes: int
-    video: dict = Field(default_factory=dict, description="probe result: container, codec, width, height, fps, frames, duration_s")
+    video: dict = Field(
+        default_factory=dict, description="probe result: container, codec, width, height, fps, frames, duration_s"
+    )
     frames_total: int = 0
     frames_done: int = 0
     fps: float | None = Field(None, description="frames processed per second")

@@ -107,9 +107,18 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> tu
     if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
         raise UploadError(413, f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
     collector = _Collector(dest_dir, max_bytes)
-    callbacks = {name: getattr(collector, name) for name in (
-        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-        "on_part_data", "on_part_end")}
+    callbacks = {
+        name: getattr(collector, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+        )
+    }
     parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():

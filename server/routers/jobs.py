@@ -24,8 +24,14 @@ router = APIRouter(tags=["jobs"], dependencies=[Authorized])
 
 TASKS = ("semantic", "instance", "panoptic")
 # HTTP status per probe problem: the media type is wrong (415) vs the media is unusable (422).
-VIDEO_ERROR_STATUS = {"not_video": 415, "no_video_stream": 415, "empty": 422, "corrupt": 422, "too_long": 422,
-                      "not_found": 422}
+VIDEO_ERROR_STATUS = {
+    "not_video": 415,
+    "no_video_stream": 415,
+    "empty": 422,
+    "corrupt": 422,
+    "too_long": 422,
+    "not_found": 422,
+}
 MEDIA_TYPES = {".mp4": "video/mp4", ".jsonl": "application/x-ndjson", ".json": "application/json", ".png": "image/png"}
 
 
@@ -36,9 +42,15 @@ def _job(store: JobStore, job_id: str) -> Job:
     return job
 
 
-@router.post("/v1/jobs", status_code=status.HTTP_202_ACCEPTED,
-             responses={413: {"description": "upload too large"}, 415: {"description": "not a video"},
-                        422: {"description": "corrupt / too long / bad parameters"}})
+@router.post(
+    "/v1/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        413: {"description": "upload too large"},
+        415: {"description": "not a video"},
+        422: {"description": "corrupt / too long / bad parameters"},
+    },
+)
 async def create_job(
     request: Request,
     settings: Settings = Depends(get_settings),
@@ -72,8 +84,16 @@ async def create_job(
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    job = Job(id=job_id, task=task, method=method, preset=preset, filename=filename, size_bytes=size,
-              video=info.to_dict(), frames_total=info.frames)
+    job = Job(
+        id=job_id,
+        task=task,
+        method=method,
+        preset=preset,
+        filename=filename,
+        size_bytes=size,
+        video=info.to_dict(),
+        frames_total=info.frames,
+    )
     store.save(job)
     runner.enqueue(job_id)
     log.info("job accepted", extra=kv(job=job_id, bytes=size, frames=info.frames, codec=info.codec))
@@ -96,18 +116,24 @@ async def get_result(job_id: str, name: str, store: JobStore = Depends(get_job_s
     """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
     job = _job(store, job_id)
     if job.state != "succeeded":
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded"
+        )
     root = store.results_dir(job_id).resolve()
     path = (root / name).resolve()
     if root not in path.parents or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no result {name!r}; available: {job.results}")
-    return FileResponse(path, media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"),
-                        filename=f"{job_id}-{path.name}")
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"),
+        filename=f"{job_id}-{path.name}",
+    )
 
 
 @router.delete("/v1/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_job(job_id: str, store: JobStore = Depends(get_job_store),
-                     runner: JobRunner = Depends(get_job_runner)) -> Response:
+async def delete_job(
+    job_id: str, store: JobStore = Depends(get_job_store), runner: JobRunner = Depends(get_job_runner)
+) -> Response:
     """Cancel the job if it is queued or running, then delete its upload and results."""
     _job(store, job_id)
     await asyncio.to_thread(runner.cancel, job_id)

@@ -31,8 +31,12 @@ async def readyz(request: Request) -> JSONResponse:
         "capacity_left": bool(capacity.get("available")),
     }
     ready = all(checks.values())
-    body = {"ready": ready, "checks": checks, "capacity": capacity,
-            "model": {"name": model.cfg.name, "path": str(state.settings.model_path)} if model is not None else None}
+    body = {
+        "ready": ready,
+        "checks": checks,
+        "capacity": capacity,
+        "model": {"name": model.cfg.name, "path": str(state.settings.model_path)} if model is not None else None,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -52,13 +56,22 @@ async def info(request: Request) -> dict:
     s = state.settings
     cfg = state.model.cfg
     return {
-        "model": {"name": cfg.name, "class_names": cfg.class_names, "thing_class_ids": cfg.thing_class_ids,
-                  "image_size": cfg.image_size},
+        "model": {
+            "name": cfg.name,
+            "class_names": cfg.class_names,
+            "thing_class_ids": cfg.thing_class_ids,
+            "image_size": cfg.image_size,
+        },
         "methods": sorted(METHODS),
         "presets": sorted(TTT_PRESETS),
         "defaults": {"method": s.ttt_method, "preset": s.ttt_preset, "queue_size": s.queue_size},
-        "limits": {"max_streams": s.max_streams, "max_state_memory": int(s.max_state_memory),
-                   "upload_max_bytes": int(s.upload_max_bytes), "max_duration_s": s.max_duration_s,
-                   "max_frame_bytes": int(s.max_frame_bytes), "max_result_side": s.max_result_side},
+        "limits": {
+            "max_streams": s.max_streams,
+            "max_state_memory": int(s.max_state_memory),
+            "upload_max_bytes": int(s.upload_max_bytes),
+            "max_duration_s": s.max_duration_s,
+            "max_frame_bytes": int(s.max_frame_bytes),
+            "max_result_side": s.max_result_side,
+        },
         "capacity": state.worker.capacity(),
     }

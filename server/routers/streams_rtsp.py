@@ -57,10 +57,13 @@ async def create_stream(
     method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
     try:
         check_method(method, preset)
-        stream = await manager.create(body.url, body.task, method, preset, body.policy, body.max_fps,
-                                      encodings_for(body.task, body.encodings))
+        stream = await manager.create(
+            body.url, body.task, method, preset, body.policy, body.max_fps, encodings_for(body.task, body.encodings)
+        )
     except CapacityError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+        ) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     response.headers["Location"] = f"/v1/streams/{stream.id}"
@@ -88,9 +91,13 @@ async def delete_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)
 async def _control(manager: RtspManager, worker: DeviceWorker, stream_id: str, name: str, fn: object) -> dict:
     stream = _stream(manager, stream_id)
     if stream.session.closed:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"stream {stream_id!r} has no active session ({stream.state})")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"stream {stream_id!r} has no active session ({stream.state})"
+        )
     try:
-        payload = await asyncio.wait_for(asyncio.wrap_future(worker.control(stream.session, name, fn)), CONTROL_TIMEOUT_S)
+        payload = await asyncio.wait_for(
+            asyncio.wrap_future(worker.control(stream.session, name, fn)), CONTROL_TIMEOUT_S
+        )
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     except (RuntimeError, asyncio.TimeoutError) as exc:
@@ -116,8 +123,9 @@ async def checkpoint_stream(stream_id: str, request: Request) -> dict:
 async def restore_stream(stream_id: str, body: RestoreBody, request: Request) -> dict:
     """Load a checkpoint (same method and preset) into the stream."""
     worker = get_worker(request)
-    return await _control(get_rtsp(request), worker, stream_id, "restore",
-                          lambda s: worker.do_restore(s, body.checkpoint_id))
+    return await _control(
+        get_rtsp(request), worker, stream_id, "restore", lambda s: worker.do_restore(s, body.checkpoint_id)
+    )
 
 
 @router.websocket("/v1/streams/{stream_id}/results")
@@ -125,7 +133,9 @@ async def stream_results(websocket: WebSocket, stream_id: str) -> None:
     """Subscribe to a camera's results: `subscribed` (status), then `result` / `error` / `state` messages."""
     await websocket.accept()
     if not websocket_authorized(websocket):
-        await _close(websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)")
+        await _close(
+            websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)"
+        )
         return
     manager: RtspManager = websocket.app.state.rtsp
     stream = manager.streams.get(stream_id)

@@ -61,18 +61,26 @@ async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessa
     try:
         msg = await asyncio.wait_for(websocket.receive(), settings.start_timeout_s)
     except asyncio.TimeoutError:
-        raise ProtocolError(CLOSE_POLICY, "start_timeout", f"no start message within {settings.start_timeout_s:g} s") from None
+        raise ProtocolError(
+            CLOSE_POLICY, "start_timeout", f"no start message within {settings.start_timeout_s:g} s"
+        ) from None
     if msg["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(msg.get("code", 1000))
     if msg.get("text") is None:
-        raise ProtocolError(CLOSE_UNSUPPORTED, "start_expected", 'the first message must be a text {"type": "start"} message')
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, "start_expected", 'the first message must be a text {"type": "start"} message'
+        )
     data = parse_text(msg["text"])
     if data.get("type") != "start":
-        raise ProtocolError(CLOSE_UNSUPPORTED, "start_expected", f'the first message must be "start", got {data["type"]!r}')
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, "start_expected", f'the first message must be "start", got {data["type"]!r}'
+        )
     try:
         return StartMessage.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_start", f"invalid start message: {_validation_text(exc)}") from None
+        raise ProtocolError(
+            CLOSE_INVALID_PAYLOAD, "bad_start", f"invalid start message: {_validation_text(exc)}"
+        ) from None
 
 
 @router.websocket("/v1/streams/ws")
@@ -83,7 +91,9 @@ async def stream_ws(websocket: WebSocket) -> None:
     worker: DeviceWorker = app.state.worker
     await websocket.accept()
     if not websocket_authorized(websocket):
-        await _fail(websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)")
+        await _fail(
+            websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)"
+        )
         return
     try:
         start = await _receive_start(websocket, settings)
@@ -118,15 +128,19 @@ async def stream_ws(websocket: WebSocket) -> None:
         return
 
     model_cfg = app.state.model.cfg
-    await websocket.send_text(json.dumps({
-        "type": "started",
-        "protocol": 1,
-        **session.stats(),
-        "encodings": list(session.encodings),
-        "class_names": model_cfg.class_names,
-        "thing_class_ids": model_cfg.thing_class_ids,
-        "max_frame_bytes": int(settings.max_frame_bytes),
-    }))
+    await websocket.send_text(
+        json.dumps(
+            {
+                "type": "started",
+                "protocol": 1,
+                **session.stats(),
+                "encodings": list(session.encodings),
+                "class_names": model_cfg.class_names,
+                "thing_class_ids": model_cfg.thing_class_ids,
+                "max_frame_bytes": int(settings.max_frame_bytes),
+            }
+        )
+    )
     handler = _StreamHandler(websocket, worker, settings, session, fwd)
     await handler.run()
 
@@ -186,8 +200,9 @@ class _StreamHandler:
     async def _on_frame(self, data: bytes) -> bool:
         header, image = parse_frame(data, int(self.settings.max_frame_bytes))
         frame_id = header.get("frame_id")
-        item = FrameItem(frame_id=next(self.seq) if frame_id is None else frame_id, data=image,
-                         capture_ts=header.get("capture_ts"))
+        item = FrameItem(
+            frame_id=next(self.seq) if frame_id is None else frame_id, data=image, capture_ts=header.get("capture_ts")
+        )
         return await put_frame(self.worker, self.session, item, self.fwd.space)
 
     async def _on_text(self, text: str) -> bool:
@@ -202,8 +217,11 @@ class _StreamHandler:
         try:
             msg = model.model_validate(data)
         except ValidationError as exc:
-            self.fwd(error_message("bad_message", f"invalid {kind} message: {_validation_text(exc)}",
-                                   stream_id=self.session.id))
+            self.fwd(
+                error_message(
+                    "bad_message", f"invalid {kind} message: {_validation_text(exc)}", stream_id=self.session.id
+                )
+            )
             return False
         s, w = self.session, self.worker
         if kind == "stats":

@@ -1,14 +1,20 @@
 """The device worker: one thread that owns the model on the device and runs every stream's TTT step.
 
 All adapter calls (create, step, reset, state I/O) happen on this thread, so each stream has exactly one
-writer and frames of a stream are processed strictly in arrival order. Streams are served round-robin
-(see `Scheduler`). Admission control reserves per-stream memory (the adapter's own estimate, or the largest
-footprint seen for that method/preset) against `max_state_memory` and caps the number of streams.
+writer and frames of a stream are processed strictly in arrival order. Client images are decoded here, lazily,
+so frames dropped by the `latest` policy cost no decoding; post-processing runs here too (on the device), and
+results leave as CPU tensors for the consumers, which encode them (RLE / PNG / JPEG) on their own threads.
+
+Streams are served round-robin (see `Scheduler`). Admission control reserves per-stream memory (the adapter's
+own estimate, or the largest footprint seen for that method/preset) against `max_state_memory` and caps the
+number of streams.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import re
 import threading
 import time
@@ -58,6 +64,12 @@ def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) 
     if method in LIVE_UNSUPPORTED:
         raise ValueError(f"method {method!r} cannot serve streams: it {LIVE_UNSUPPORTED[method]}")
     return build_adapter(model, method=method, preset=preset, seed=seed)
+
+
+def _to_cpu(result: Any) -> Any:
+    """A post-processing result with its tensors on the CPU (encoders run on other threads, in numpy)."""
+    moved = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return dataclasses.replace(result, **{k: v.cpu() for k, v in moved.items() if torch.is_tensor(v)})
 
 
 def _estimate_bytes(adapter: Any) -> int:
@@ -152,7 +164,8 @@ class DeviceWorker:
 
     def _full_streams(self) -> CapacityError:
         return CapacityError(
-            "streams", f"the service is full: {len(self.sessions)} of {self.max_streams} streams are active; try again later"
+            "streams",
+            f"the service is full: {len(self.sessions)} of {self.max_streams} streams are active; try again later",
         )
 
     def _admit(self, session: StreamSession) -> StreamSession:
@@ -176,8 +189,17 @@ class DeviceWorker:
         self.scheduler.add(session)
         self.metrics.active_streams.labels(session.source).inc()
         self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
-        log.info("stream opened", extra=kv(stream=session.id, source=session.source, method=session.method,
-                                            preset=session.preset, task=session.task, reserved_bytes=need))
+        log.info(
+            "stream opened",
+            extra=kv(
+                stream=session.id,
+                source=session.source,
+                method=session.method,
+                preset=session.preset,
+                task=session.task,
+                reserved_bytes=need,
+            ),
+        )
         return session
 
     def _close(self, session: StreamSession, reason: str) -> None:
@@ -190,8 +212,16 @@ class DeviceWorker:
             self.metrics.stream_memory.remove(session.id)
         except KeyError:
             pass
-        log.info("stream closed", extra=kv(stream=session.id, reason=reason, processed=session.processed,
-                                            dropped=session.dropped, errors=session.errors))
+        log.info(
+            "stream closed",
+            extra=kv(
+                stream=session.id,
+                reason=reason,
+                processed=session.processed,
+                dropped=session.dropped,
+                errors=session.errors,
+            ),
+        )
         self._deliver(session, SessionClosed(session.id, reason))
 
     # ---- producers ------------------------------------------------------------------------------------------
@@ -230,8 +260,13 @@ class DeviceWorker:
         checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
         self.states_dir.mkdir(parents=True, exist_ok=True)
         path = self.states_dir / f"{checkpoint_id}.pt"
-        blob = {"format": STATE_FORMAT, "method": session.method, "preset": session.preset,
-                "frames": session.processed, "state": session.adapter.state_dict()}
+        blob = {
+            "format": STATE_FORMAT,
+            "method": session.method,
+            "preset": session.preset,
+            "frames": session.processed,
+            "state": session.adapter.state_dict(),
+        }
         torch.save(blob, path)
         log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=path.stat().st_size))
         return {"checkpoint_id": checkpoint_id, "bytes": path.stat().st_size, "frames": session.processed}
@@ -259,21 +294,25 @@ class DeviceWorker:
 
     # ---- the thread -----------------------------------------------------------------------------------------
     def _run(self) -> None:
+        previous_threads = torch.get_num_threads()
         if self.torch_threads:
-            torch.set_num_threads(self.torch_threads)
+            torch.set_num_threads(self.torch_threads)  # process-wide in torch: restored when the worker stops
         log.info("device worker started", extra=kv(threads=torch.get_num_threads()))
-        while not self._stop.is_set():
-            work = self.scheduler.next(timeout=0.25)
-            if work is None:
-                continue
-            kind, a, b = work
-            if kind == "command":
-                self._run_command(a, b)
-            elif isinstance(b, ControlItem):
-                self._run_control(a, b)
-            else:
-                self._process(a, b)
-        log.info("device worker stopped")
+        try:
+            while not self._stop.is_set():
+                work = self.scheduler.next(timeout=0.25)
+                if work is None:
+                    continue
+                kind, a, b = work
+                if kind == "command":
+                    self._run_command(a, b)
+                elif isinstance(b, ControlItem):
+                    self._run_control(a, b)
+                else:
+                    self._process(a, b)
+        finally:
+            torch.set_num_threads(previous_threads)
+            log.info("device worker stopped")
 
     @staticmethod
     def _run_command(fn: Callable[[], Any], fut: Future) -> None:
@@ -323,6 +362,7 @@ class DeviceWorker:
                 object_mask_threshold=cfg.object_mask_threshold,
                 overlap_threshold=cfg.overlap_threshold,
             )
+            out = _to_cpu(out)
             timings["postprocess"] = time.perf_counter() - t
         except ImageDecodeError as exc:
             self._frame_failed(session, item, "bad_image", f"frame {item.frame_id!r}: {exc}")
@@ -333,7 +373,7 @@ class DeviceWorker:
             return
         session.processed += 1
         self.frames_processed += 1
-        session.last_loss = st.loss
+        session.last_loss = st.loss if st.loss is None or math.isfinite(st.loss) else None  # JSON has no NaN
         session.memory_bytes = int(session.adapter.memory_bytes())
         session.reserved_bytes = max(session.reserved_bytes, session.memory_bytes)
         key = (session.method, session.preset)
@@ -353,7 +393,7 @@ class DeviceWorker:
                 task=session.task,
                 image=rgb,
                 result=out,
-                loss=st.loss,
+                loss=session.last_loss,
                 rolled_back=st.rolled_back,
                 rollbacks=st.rollbacks,
                 timings_s=timings,

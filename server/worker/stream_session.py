@@ -47,7 +47,8 @@ class ControlItem:
 @dataclass
 class FrameResult:
     """A processed frame. `result` is model.postprocess's Semantic/Instance/PanopticResult (CPU tensors);
-    `image` is the decoded RGB frame (for overlays); `timings_s` has queue/decode/ttt/predict/postprocess."""
+    `image` is the decoded RGB frame (for overlays); `timings_s` has queue/decode/ttt/predict/postprocess;
+    `loss` is None when the method took no step or the loss was not finite."""
 
     stream_id: str
     frame_id: Any

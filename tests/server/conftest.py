@@ -19,5 +19,3 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model(preset("tiny", thing_class_ids=THING_IDS))
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
-
-

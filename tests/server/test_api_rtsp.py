@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ class ScriptedSource:
     instances: list["ScriptedSource"] = []
 
     def __init__(self, url, on_frame, max_fps=None, on_state=None, frames: int = 5, fail_after: bool = False, **kw):
-        self.url, self.on_frame, self.on_state, self.kw = url, on_frame, on_state, kw
+        self.url, self.on_frame, self.on_state, self.kw = url, on_frame, on_state, {"max_fps": max_fps, **kw}
         self.frames, self.fail_after = frames, fail_after
         self._state = SourceState.STOPPED
         self._stats = SourceStats(codec="h264", width=64, height=48, fps=10.0)
@@ -78,8 +77,10 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 def test_camera_stream_lifecycle_and_results(tmp_path: Path, tiny_checkpoint: Path) -> None:
     ScriptedSource.instances.clear()
     with make_client(tmp_path, tiny_checkpoint, source_factory=factory(frames=4)) as client:
-        r = client.post("/v1/streams", json={"url": "rtsp://user:secret@127.0.0.1:8554/cam", "task": "panoptic",
-                                             "policy": "block", "max_fps": 5})
+        r = client.post(
+            "/v1/streams",
+            json={"url": "rtsp://user:secret@127.0.0.1:8554/cam", "task": "panoptic", "policy": "block", "max_fps": 5},
+        )
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
         assert r.headers["location"] == f"/v1/streams/{sid}"
@@ -111,7 +112,9 @@ def test_camera_stream_lifecycle_and_results(tmp_path: Path, tiny_checkpoint: Pa
 
 
 def test_failed_camera_releases_capacity_but_stays_visible(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, max_streams=1, source_factory=factory(frames=0, fail_after=True)) as client:
+    with make_client(
+        tmp_path, tiny_checkpoint, max_streams=1, source_factory=factory(frames=0, fail_after=True)
+    ) as client:
         sid = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam"}).json()["id"]
         r = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1:9/other"})
         assert r.status_code == 503 and "1 of 1 streams" in r.json()["detail"]
@@ -127,8 +130,9 @@ def test_failed_camera_releases_capacity_but_stays_visible(tmp_path: Path, tiny_
 
 
 def test_url_allowlist_and_validation(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, rtsp_allowed_hosts="10.0.0.0/8,cam.example.com",
-                     source_factory=factory()) as client:
+    with make_client(
+        tmp_path, tiny_checkpoint, rtsp_allowed_hosts="10.0.0.0/8,cam.example.com", source_factory=factory()
+    ) as client:
         r = client.post("/v1/streams", json={"url": "http://10.1.2.3/cam"})
         assert r.status_code == 400 and "scheme 'http' is not allowed" in r.json()["detail"]
         r = client.post("/v1/streams", json={"url": "rtsp://u:pw@192.168.1.5/cam"})

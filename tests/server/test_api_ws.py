@@ -54,7 +54,7 @@ def test_one_result_per_frame_with_timings_and_encodings(tmp_path: Path, tiny_ch
 
 
 def test_latest_policy_reports_drops(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, factory=fake_factory(delay_s=0.05)) as client:
+    with make_client(tmp_path, tiny_checkpoint, factory=fake_factory(delay_s=0.1)) as client:
         with client.websocket_connect("/v1/streams/ws") as ws:
             start(ws, policy="latest", queue_size=1)
             for i in range(12):
@@ -126,8 +126,9 @@ def test_bad_start(tmp_path: Path, tiny_checkpoint: Path, first, code: int, err:
         (pack_frame(b"\xff\xd8\xff" + b"\x00" * 5000), 1009, "frame_too_big"),
     ],
 )
-def test_malformed_frames_close_with_a_reason(tmp_path: Path, tiny_checkpoint: Path, payload: bytes, code: int,
-                                              err: str) -> None:
+def test_malformed_frames_close_with_a_reason(
+    tmp_path: Path, tiny_checkpoint: Path, payload: bytes, code: int, err: str
+) -> None:
     with make_client(tmp_path, tiny_checkpoint, max_frame_bytes=4096) as client:
         with client.websocket_connect("/v1/streams/ws") as ws:
             start(ws)

@@ -29,8 +29,12 @@ def model(tiny_checkpoint: Path):
 
 
 def make_worker(model, tmp_path: Path, created: list | None = None, **kw) -> DeviceWorker:
-    params = dict(max_streams=3, max_state_memory=10_000, states_dir=tmp_path / "states",
-                  adapter_factory=fake_factory(created=created, bytes_per_stream=kw.pop("bytes_per_stream", 1000)))
+    params = dict(
+        max_streams=3,
+        max_state_memory=10_000,
+        states_dir=tmp_path / "states",
+        adapter_factory=fake_factory(created=created, bytes_per_stream=kw.pop("bytes_per_stream", 1000)),
+    )
     params.update(kw)
     worker = DeviceWorker(model, Metrics(), **params)
     worker.start()

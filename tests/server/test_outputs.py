@@ -41,8 +41,10 @@ def panoptic() -> PanopticResult:
     ids = torch.zeros(20, 30, dtype=torch.int32)
     ids[:, :15] = 1
     ids[2:6, 20:28] = 2
-    infos = [{"id": 1, "category_id": 0, "isthing": False, "score": 0.9, "area": 300},
-             {"id": 2, "category_id": 12, "isthing": True, "score": 0.8, "area": 32}]
+    infos = [
+        {"id": 1, "category_id": 0, "isthing": False, "score": 0.9, "area": 300},
+        {"id": 2, "category_id": 12, "isthing": True, "score": 0.8, "area": 32},
+    ]
     return PanopticResult(ids, infos)
 
 
@@ -97,8 +99,9 @@ def test_segments_info_and_encodings_per_task() -> None:
     inst = instances()
     segs = segments_info("instance", inst, names)
     assert [s["id"] for s in segs] == [1, 2] and segs[0]["area"] == 100
-    enc = encode_masks("instance", inst, ["png", "rle", "overlay"], segs, image=np.zeros((40, 60, 3), np.uint8),
-                       num_classes=19)
+    enc = encode_masks(
+        "instance", inst, ["png", "rle", "overlay"], segs, image=np.zeros((40, 60, 3), np.uint8), num_classes=19
+    )
     id_png = png_decode(enc["png"])
     assert id_png[7, 7] == 1 and id_png[12, 12] == 2 and id_png[19, 29] == 0  # best instance wins overlaps
     assert enc["overlay"][:3] == b"\xff\xd8\xff"
@@ -149,4 +152,6 @@ def test_video_result_writer_panoptic(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "panoptic.json").read_text())
     assert len(doc["annotations"]) == 3 and doc["categories"][12]["isthing"] == 1
     assert doc["annotations"][0]["segments_info"][1]["bbox"] == [20, 2, 8, 4]
-    assert np.array_equal(rgb_to_id(png_decode((tmp_path / "panoptic/000002.png").read_bytes())), panoptic().id_map.numpy())
+    assert np.array_equal(
+        rgb_to_id(png_decode((tmp_path / "panoptic/000002.png").read_bytes())), panoptic().id_map.numpy()
+    )

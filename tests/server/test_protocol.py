@@ -71,8 +71,12 @@ def test_start_message_validation_and_default_encodings() -> None:
     assert msg.encodings == ["rle", "overlay"] and msg.policy == "latest"
     assert encodings_for("instance", None) == ("rle",)
     assert encodings_for("panoptic", None) == ("png",)
-    for bad in ({"type": "start", "task": "depth"}, {"type": "start", "encodings": ["gif"]},
-                {"type": "start", "policy": "sometimes"}, {"type": "start", "extra": 1}):
+    for bad in (
+        {"type": "start", "task": "depth"},
+        {"type": "start", "encodings": ["gif"]},
+        {"type": "start", "policy": "sometimes"},
+        {"type": "start", "extra": 1},
+    ):
         with pytest.raises(ValidationError):
             StartMessage.model_validate(bad)
     assert json.loads(StartMessage(type="start").model_dump_json())["task"] == "semantic"

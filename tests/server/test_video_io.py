@@ -33,7 +33,7 @@ def test_iter_frames_scales_and_stops() -> None:
     [
         (lambda p: p.write_text("hello, I am a text file\n" * 50), "not_video", "not a video"),
         (lambda p: p.write_bytes(png(rgb_frame())), "not_video", "still image"),
-        (lambda p: p.write_bytes(BUNNY.read_bytes()[: 40_000]), "corrupt", "MP4"),
+        (lambda p: p.write_bytes(BUNNY.read_bytes()[:40_000]), "corrupt", "MP4"),
         (lambda p: p.write_bytes(b""), "empty", "empty"),
     ],
 )

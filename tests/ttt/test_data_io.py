@@ -32,7 +32,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_layout_on_disk(root: Path) -> None:
@@ -85,7 +86,8 @@ def test_coco_json_consistent_with_png(root: Path) -> None:
             m = ids == s["id"]
             assert s["area"] == int(m.sum())
             ys, xs = np.nonzero(m)
-            assert s["bbox"] == [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+            x0, y0 = int(xs.min()), int(ys.min())
+            assert s["bbox"] == [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
             assert (sem[m] == s["category_id"] - 1).all()
             assert s["iscrowd"] == 0
         assert sum(s["area"] for s in ann["segments_info"]) == ids.size  # every synthetic pixel is labelled

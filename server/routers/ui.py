@@ -1,0 +1,76 @@
+"""Browser demo: the webcam page at `/` (plain static files from `server/static/`) and `GET /v1/classes`.
+
+The page streams the webcam over `WS /v1/streams/ws` (docs/websocket-protocol.md) and draws the returned masks
+with the colours served here, which are the same palettes the server's own overlays use
+(`mask2former_ttt.outputs.palette`), so the page, the overlay encoding and the offline MP4s agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import FileResponse
+
+from mask2former_ttt.outputs.palette import class_palette, instance_palette
+from server.deps import Authorized
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["ui"])
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+INSTANCE_COLORS = 256  # instance colours do not depend on how many are drawn: colour i is the same for any n
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+
+def _static_file(name: str) -> FileResponse:
+    """A file of `server/static/` (no sub-directories, no escaping it); 404 otherwise."""
+    path = (STATIC_DIR / name).resolve()
+    if path.parent != STATIC_DIR or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no static file {name!r}")
+    # no-cache: the browser revalidates (ETag / Last-Modified) so a new release is picked up at once
+    return FileResponse(
+        path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def index() -> FileResponse:
+    """The webcam demo page."""
+    return _static_file("index.html")
+
+
+@router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+async def static(name: str) -> FileResponse:
+    """The page's script and style sheet."""
+    return _static_file(name)
+
+
+@router.get("/v1/classes", dependencies=[Authorized])
+async def classes(request: Request) -> dict:
+    """The model's classes with the colours the service draws them in.
+
+    `class_colors[c]` is class `c`'s RGB colour (semantic results and panoptic stuff segments);
+    `instance_colors[i]` is the colour of instance `i + 1` of an instance result and of the panoptic segment at
+    position `i` of `segments_info` when it is a thing (cycle through the list for larger indices).
+    """
+    model = request.app.state.model
+    if model is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the model is not loaded yet")
+    cfg = model.cfg
+    names = list(cfg.class_names)
+    return {
+        "model": cfg.name,
+        "class_names": names,
+        "thing_class_ids": list(cfg.thing_class_ids),
+        "class_colors": class_palette(len(names)).tolist(),
+        "instance_colors": instance_palette(INSTANCE_COLORS).tolist(),
+    }
