@@ -259,7 +259,6 @@ def segment_video(
                 "loss": st.loss, "rolled_back": st.rolled_back, "rollbacks": st.rollbacks,
                 "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
             })
-            record["timings_ms"]["write"] = round((time.perf_counter() - t2) * 1000, 3)
             done += 1
             bar.update(1)
             if st.loss is not None:

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -66,9 +66,10 @@ def run_benchmark(
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
+    computed = [r for r in rows if r.alias_of is None]
     jobs = [
         (video, row, seed)
-        for row in rows
+        for row in computed
         for seed in range(row.seeds if row.seeds is not None else seeds)
         for video in videos
     ]
@@ -82,4 +83,7 @@ def run_benchmark(
         for fut in tqdm(as_completed(futures), total=len(futures), desc="benchmark", unit="video"):
             v, r, s = futures[fut]
             job_path(out_dir, v, r, s).write_text(json.dumps(fut.result()))
-    return [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]
+    scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]
+    for alias in (r for r in rows if r.alias_of is not None):
+        scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
+    return scores
