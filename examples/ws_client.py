@@ -11,6 +11,7 @@ Needs only `websockets`, `av` (PyAV) and `pillow`; it does not import the projec
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import struct
@@ -56,11 +57,12 @@ def describe(result: dict) -> str:
     t = result["timings_ms"]
     return (f"frame {result['frame_id']}: {result['task']} {result['width']}x{result['height']} "
             f"{len(segs)} segments [{parts}{more}] loss={'n/a' if loss is None else f'{loss:.4f}'} "
-            f"ttt={t.get('ttt', 0):.0f}ms predict={t.get('predict', 0):.0f}ms end_to_end={t.get('end_to_end', 0):.0f}ms "
-            f"dropped={result['dropped']}")
+            f"ttt={t.get('ttt', 0):.0f}ms predict={t.get('predict', 0):.0f}ms "
+            f"end_to_end={t.get('end_to_end', 0):.0f}ms dropped={result['dropped']}")
 
 
-def send_all(ws: ClientConnection, frames: list[bytes], fps: float | None, errors: list[BaseException]) -> None:
+def send_all(ws: ClientConnection, frames: list[bytes], fps: float | None,
+             errors: list[BaseException]) -> None:
     """Sender thread: every frame (paced at `fps` when given), then `stop`."""
     try:
         for i, data in enumerate(frames):
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", help="TTT preset (default: the server's)")
     parser.add_argument("--policy", default="block", choices=["block", "latest"],
                         help="block: every frame gets a result; latest: live behaviour, may drop")
-    parser.add_argument("--fps", type=float, help="pace sending at this rate (default: as fast as the server takes them)")
+    parser.add_argument("--fps", type=float,
+                        help="pace sending at this rate (default: as fast as the server takes them)")
     parser.add_argument("--api-key", help="API key when the service has M2F_API_KEYS")
     parser.add_argument("--overlay-dir", type=Path, help="also request overlays and save them here as JPEGs")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for a message after this many s")
@@ -106,8 +109,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with connect(f"{args.url.rstrip('/')}/v1/streams/ws", additional_headers=headers, max_size=None,
                  open_timeout=10) as ws:
-        ws.send(json.dumps(start))
-        started = json.loads(ws.recv(timeout=30))
+        try:
+            ws.send(json.dumps(start))
+        except ConnectionClosed:
+            pass  # refused at once (e.g. a wrong API key): the server's error message is still readable below
+        try:
+            started = json.loads(ws.recv(timeout=30))
+        except ConnectionClosed as exc:
+            print(f"error: the server closed the connection: {exc}", file=sys.stderr)
+            return 1
         if started["type"] != "started":
             print(f"error: {started.get('code')}: {started.get('message')}", file=sys.stderr)
             return 1
@@ -127,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 results += 1
                 print(describe(msg), flush=True)
                 if args.overlay_dir and "overlay" in msg["masks"]:
-                    import base64
-
-                    (args.overlay_dir / f"{msg['frame_id']:06d}.jpg").write_bytes(base64.b64decode(msg["masks"]["overlay"]))
+                    jpeg = base64.b64decode(msg["masks"]["overlay"])
+                    (args.overlay_dir / f"{msg['frame_id']:06d}.jpg").write_bytes(jpeg)
             elif msg["type"] == "error":
                 print(f"server error {msg['code']}: {msg['message']}", file=sys.stderr, flush=True)
             elif msg["type"] == "stop":

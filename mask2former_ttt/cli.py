@@ -131,6 +131,36 @@ def evaluate(
 
 
 @app.command()
+def benchmark(
+    data_root: Path = typer.Option(Path("data/synth"), help="generated here first when missing"),
+    retrain: bool = typer.Option(False, help="train a fresh model instead of using the bundled one"),
+    train_steps: int = typer.Option(1500, help="joint-training steps when --retrain"),
+    seeds: int = typer.Option(2),
+    workers: int = typer.Option(2),
+    out_dir: Path = typer.Option(Path("runs/benchmark")),
+    docs_dir: Optional[Path] = typer.Option(Path("docs/benchmark")),
+) -> None:
+    """One command: generate the synthetic data (if missing), train (or use the bundled model), print the table."""
+    _logging()
+    from model.checkpoint import bundled_model_dir
+
+    if not (data_root / "videos.json").is_file():
+        generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=1, seed=0, workers=workers, overwrite=False)
+    model_dir = bundled_model_dir()
+    if retrain:
+        train(
+            data_root=data_root, dataset_format="auto", out_dir=out_dir / "train", init="scratch", init_path=None,
+            model_preset="tiny", recon_variant="light", steps=train_steps, warmup_steps=50, batch_size=8, lr=1e-3,
+            backbone_lr_mult=1.0, grad_clip=1.0, device="auto", threads=1, checkpoint_every=250, seed=0,
+        )
+        model_dir = out_dir / "train" / "final"
+    evaluate(
+        model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
+        max_frames=None, out_dir=out_dir, docs_dir=docs_dir,
+    )
+
+
+@app.command()
 def convert(
     source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"),
     out_dir: Path = typer.Argument(..., help="output checkpoint directory"),
@@ -168,9 +198,13 @@ def segment(
     task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
     model: Optional[Path] = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
-    max_frames: Optional[int] = typer.Option(None, min=1, help="stop after this many frames (needed for endless live inputs unless you press Ctrl-C)"),
+    max_frames: Optional[int] = typer.Option(
+        None, min=1, help="stop after this many frames (live inputs run until Ctrl-C otherwise)"
+    ),
     max_width: Optional[int] = typer.Option(None, min=16, help="scale frames down to this width first"),
-    input_format: Optional[str] = typer.Option(None, "--format", help="FFmpeg input format (v4l2, lavfi, ...); guessed when unset"),
+    input_format: Optional[str] = typer.Option(
+        None, "--format", help="FFmpeg input format (v4l2, lavfi, ...); guessed when unset"
+    ),
     seed: int = typer.Option(0, help="seed of the TTT masks"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -186,12 +220,14 @@ def segment(
     except VideoError as exc:
         typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
         raise typer.Exit(2) from None
-    except (SegmentError, RuntimeError) as exc:
+    except SegmentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     state = "interrupted after" if summary.interrupted else "segmented"
-    console.print(f"{state} {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} fps) -> {summary.out_dir}: "
-                  f"{', '.join(summary.files)}")
+    console.print(f"{state} {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} fps) "
+                  f"-> {summary.out_dir}: {', '.join(summary.files)}")
+    if summary.interrupted and summary.kind == "file":
+        raise typer.Exit(130)  # a live source is stopped with Ctrl-C normally; a file was left incomplete
 
 
 def main() -> None:

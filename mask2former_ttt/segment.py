@@ -69,6 +69,7 @@ class SegmentSummary:
     """Outcome of `segment_video`."""
 
     source: str
+    kind: str
     out_dir: str
     task: str
     method: str
@@ -225,16 +226,22 @@ def segment_video(
     _check_choices(task, method, preset)
     if max_frames is not None and max_frames < 1:
         raise SegmentError("max_frames must be at least 1")
-    dev = resolve_device(device)
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as exc:  # cuda asked for but absent
+        raise SegmentError(str(exc)) from None
     model_path = Path(model_dir) if model_dir is not None else bundled_model_dir()
-    info, frames = open_source(source, input_format, max_width, max_frames)
+    is_file = source_kind(source, input_format) == "file"
+    # files are probed before the model loads (fast, clear errors); live sources are opened once all else is ready
+    opened = open_source(source, input_format, max_width, max_frames) if is_file else None
     model = _load_model(model_path, dev)
     cfg = model.cfg
     adapter = build_adapter(model, method, preset, seed)
     if hasattr(adapter, "prepare"):  # offline baselines train on the whole video before predicting
-        if info.kind != "file":
+        if not is_file:
             raise SegmentError(f"method {method!r} needs the whole video first; it cannot run on a live source")
         adapter.prepare([_to_tensor(f.rgb) for f in iter_frames(source, max_width=max_width, max_frames=max_frames)])
+    info, frames = opened or open_source(source, input_format, max_width, max_frames)
     fps: Fraction = fps_fraction(info.fps)
     logger.info("segmenting source=%s kind=%s frames=%s fps=%.3f task=%s method=%s preset=%s model=%s device=%s",
                 info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev)
@@ -272,9 +279,9 @@ def segment_video(
         files = writer.close()
     seconds = time.perf_counter() - t_start
     summary = SegmentSummary(
-        source=info.source, out_dir=str(out), task=task, method=method, preset=preset, model=str(model_path),
-        device=str(dev), frames=done, seconds=round(seconds, 3), fps=round(done / seconds, 3) if seconds > 0 else 0.0,
-        interrupted=interrupted, files=files + [RUN_JSON],
+        source=info.source, kind=info.kind, out_dir=str(out), task=task, method=method, preset=preset,
+        model=str(model_path), device=str(dev), frames=done, seconds=round(seconds, 3),
+        fps=round(done / seconds, 3) if seconds > 0 else 0.0, interrupted=interrupted, files=files + [RUN_JSON],
     )
     run = {**summary.to_dict(), "input": asdict(info), "output_fps": float(fps)}
     (out / RUN_JSON).write_text(json.dumps(run, indent=2))

@@ -18,7 +18,7 @@ from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
-from server.routers import jobs, ops, streams_rtsp, streams_ws
+from server.routers import jobs, ops, streams_rtsp, streams_ws, ui
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker import DeviceWorker
@@ -97,6 +97,6 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_rtsp, jobs):
+    for module in (ops, streams_ws, streams_rtsp, jobs, ui):
         app.include_router(module.router)
     return app

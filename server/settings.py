@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda[:i]")
     ttt_method: str = Field("online", description="default TTT method of new streams")
     ttt_preset: str = Field("default", description="default TTT preset of new streams")
-    seed: int = 0
+    seed: int = Field(0, description="seed of each stream's sampling / masking RNG")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the device worker")
 
     # limits
@@ -63,16 +63,16 @@ class Settings(BaseSettings):
     states_dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
 
     # RTSP
-    rtsp_allowed_schemes: CommaList = Field(default_factory=lambda: ["rtsp", "rtsps"])
+    rtsp_allowed_schemes: CommaList = Field(default_factory=lambda: ["rtsp", "rtsps"], description="URL schemes accepted for cameras")
     rtsp_allowed_hosts: CommaList | None = Field(
         None, description="hosts / *.suffix / CIDR allowed for camera URLs; unset = any host"
     )
     rtsp_max_failures: int | None = Field(None, ge=1, description="consecutive connect failures before a camera fails")
-    rtsp_open_timeout_s: float = 5.0
-    rtsp_stall_timeout_s: float = 5.0
+    rtsp_open_timeout_s: float = Field(5.0, gt=0, description="seconds to open a camera (and socket I/O timeout)")
+    rtsp_stall_timeout_s: float = Field(5.0, gt=0, description="seconds without a frame before reconnecting")
 
     # logging
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
     @field_validator("api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -14,7 +15,7 @@ HEADLINE = ("drift", "noise", "fog")
 
 
 def _avg(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
+    vals = [v for v in values if v is not None and not math.isnan(v)]
     return mean(vals) if vals else None
 
 

@@ -308,6 +308,7 @@
     const h = Math.max(2, Math.round(v.videoHeight * w / v.videoWidth) & ~1);
     if (capture.width !== w || capture.height !== h) { capture.width = w; capture.height = h; }
     captureCtx.drawImage(v, 0, 0, w, h);
+    const capturedAt = performance.now(); // latency is measured from here to the drawn result's arrival
     ui.encoding = true;
     ui.lastSend = now;
     capture.toBlob((jpeg) => {
@@ -318,7 +319,7 @@
       const len = new Uint8Array(4);
       new DataView(len.buffer).setUint32(0, header.length, false);
       ws.send(new Blob([len, header, jpeg]));
-      ui.pending.set(id, performance.now());
+      ui.pending.set(id, capturedAt);
       ui.sent++;
       showStats();
     }, "image/jpeg", 0.8);

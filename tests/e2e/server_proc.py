@@ -79,7 +79,8 @@ def wait_ready(server: ServerProcess, timeout_s: float, path: str = "/readyz") -
     last: str = "no answer"
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {server.proc.returncode} during start-up:\n{server.log_tail()}")
+            code = server.proc.returncode
+            raise RuntimeError(f"the service exited with {code} during start-up:\n{server.log_tail()}")
         try:
             resp = httpx.get(server.url + path, timeout=2.0)
             if resp.status_code == 200:

@@ -63,11 +63,12 @@ def test_webcam_page_streams_and_draws_masks(tmp_path: Path, fake_camera_y4m: Pa
     # one core for the model, one for Chromium
     env = service_env(ckpt, tmp_path, M2F_TORCH_THREADS="1", M2F_API_KEYS=API_KEY)
     with run_service(None, env, tmp_path / "server.log", ready_timeout_s=40) as server:
+        index = httpx.get(f"{server.url}/", timeout=10)
+        assert index.status_code == 200, "the app does not serve the page: create_app must include server.routers.ui"
+        assert "text/html" in index.headers["content-type"] and "/static/app.js" in index.text
         assert httpx.get(f"{server.url}/v1/classes", timeout=10).status_code == 401
         palette = httpx.get(f"{server.url}/v1/classes", headers={"X-API-Key": API_KEY}, timeout=10).json()
         class_colors = [tuple(c) for c in palette["class_colors"]]
-        index = httpx.get(f"{server.url}/", timeout=10)
-        assert index.status_code == 200 and "text/html" in index.headers["content-type"]
 
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(

@@ -117,7 +117,8 @@ def test_dockerfile_static_contract() -> None:
             assert key[4:].lower() in Settings.model_fields, f"{key} is not a setting"
 
     # every COPY source exists and is part of the build context
-    ignored = [p.strip().rstrip("/") for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    lines = DOCKERIGNORE.read_text().splitlines()
+    ignored = [p.strip().rstrip("/") for p in lines if p.strip() and not p.startswith("#")]
     for copy in by_kind["COPY"]:
         parts = [p for p in shlex.split(copy) if not p.startswith("--")]
         for src in parts[:-1]:

@@ -77,7 +77,7 @@ def test_segment_file_writes_overlay_jsonl_and_panoptic(tmp_path: Path, ckpt: Pa
         assert ann["image_id"] == image["id"] and ann["file_name"] == image["file_name"]
         png = np.asarray(Image.open(out / "panoptic" / ann["file_name"]))
         assert png.shape == (image["height"], image["width"], 3) == (in_size[1], in_size[0], 3)
-        ids = png[..., 0].astype(np.int64) + 256 * png[..., 1] + 65536 * png[..., 2]
+        ids = png.astype(np.int64) @ np.array([1, 256, 65536])  # COCO panoptic: R + 256 G + 256^2 B
         assert set(np.unique(ids)) - {0} == {s["id"] for s in ann["segments_info"]}
         for seg in ann["segments_info"]:
             assert seg["category_id"] in cats and seg["area"] == int((ids == seg["id"]).sum())
