@@ -36,7 +36,7 @@ from model.postprocess import postprocess
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.config import TTT_PRESETS
-from mask2former_ttt.video_io import VideoError, VideoFrame, fps_fraction, iter_frames, probe, scaled_size
+from mask2former_ttt.video_io import VideoError, VideoFrame, decode_rgb, fps_fraction, iter_frames, probe
 
 logger = logging.getLogger(__name__)
 
@@ -145,17 +145,9 @@ def iter_live_frames(container: av.container.InputContainer, max_width: int | No
     """Decode a live container's first video stream as RGB frames (H, W, 3) uint8; closes the container."""
     index = 0
     try:
-        stream = container.streams.video[0]
-        size: tuple[int, int] | None = None
-        for frame in container.decode(stream):
-            if size is None:
-                size = scaled_size(frame.width, frame.height, max_width)
-            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-            pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-            yield VideoFrame(index, pts, rgb)
-            index += 1
-            if max_frames is not None and index >= max_frames:
-                return
+        for frame in decode_rgb(container, max_width, max_frames):
+            index = frame.index + 1
+            yield frame
     except av.FFmpegError as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise VideoError("unavailable", f"reading the stream failed after {index} frames: {reason}") from exc

@@ -183,6 +183,24 @@ def scaled_size(width: int, height: int, max_width: int | None) -> tuple[int, in
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
+def decode_rgb(
+    container: av.container.InputContainer, max_width: int | None = None, max_frames: int | None = None
+) -> Iterator[VideoFrame]:
+    """Decode the first video stream of an open container as RGB frames (H, W, 3) uint8, scaled to `max_width`.
+
+    FFmpeg errors propagate (callers name them); stops after `max_frames`.
+    """
+    size: tuple[int, int] | None = None
+    for index, frame in enumerate(container.decode(container.streams.video[0])):
+        if max_frames is not None and index >= max_frames:
+            return
+        if size is None:
+            size = scaled_size(frame.width, frame.height, max_width)
+        rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        yield VideoFrame(index, pts, rgb)
+
+
 def iter_frames(path: str | Path, max_width: int | None = None, max_frames: int | None = None) -> Iterator[VideoFrame]:
     """Decode the first video stream of `path` in order as RGB frames (H, W, 3) uint8.
 
@@ -197,17 +215,10 @@ def iter_frames(path: str | Path, max_width: int | None = None, max_frames: int 
             raise VideoError("no_video_stream", "the file has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        size: tuple[int, int] | None = None
         try:
-            for frame in container.decode(stream):
-                if size is None:
-                    size = scaled_size(frame.width, frame.height, max_width)
-                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-                yield VideoFrame(index, pts, rgb)
-                index += 1
-                if max_frames is not None and index >= max_frames:
-                    return
+            for frame in decode_rgb(container, max_width, max_frames):
+                index = frame.index + 1
+                yield frame
         except av.FFmpegError as exc:
             raise VideoError("corrupt", f"decoding failed at frame {index}: {_why(exc)}") from exc
     finally:
