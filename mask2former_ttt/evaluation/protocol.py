@@ -35,6 +35,7 @@ def standard_rows(k_values: tuple[int, ...] = (1, 4, 16, 64)) -> list[Row]:
         Row(name="tent", method="tent", overrides={"lr": 1e-4}, seeds=1),
         Row(name="self_train", method="self_train", overrides={"lr": 1e-3}, seeds=1),
         Row(name="online_shuffled", method="online", shuffle_frames=True, seeds=1),
+        Row(name="online_k16_no_guard", method="online", overrides={"anchor": 0.0}, seeds=1),
         Row(name="release_preset", method="online", preset="release", seeds=1),
         Row(name="default_preset", method="online", preset="default", alias_of="online_k16"),
     ]

@@ -47,8 +47,9 @@ def release_preset() -> TTTConfig:
 
 
 def default_preset() -> TTTConfig:
-    """Chosen on the project's validation videos (see docs/benchmark): SGD with momentum, persistent optimizer,
-    masked-pixel loss, small batch, and a pull toward θ0 that keeps clean videos from degrading."""
+    """Chosen on the project's validation videos only (scripts/tune_default_preset.py, docs/benchmark): SGD lr 3e-3
+    with momentum, persistent optimizer, masked-pixel loss, B = 4, k = 16, and the safe-adaptation guard: after
+    every step the weights move 1 % back toward θ0 (val: clean −0.7 instead of −1.4 mIoU, 96 % of the gain kept)."""
     return TTTConfig(
         window=16,
         batch_size=4,
@@ -62,7 +63,7 @@ def default_preset() -> TTTConfig:
         grad_clip=1.0,
         reset_optimizer_each_frame=False,
         loss_on="masked",
-        anchor=0.0,
+        anchor=0.01,
     )
 
 
