@@ -66,8 +66,10 @@ def run_benchmark(
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
-    first = {"main_task_only": 0, "online_k16": 1}  # the headline rows run first; partial runs stay useful
-    computed = sorted((r for r in rows if r.alias_of is None), key=lambda r: first.get(r.name, 2))
+    # headline rows first, the most expensive last: a run cut short still has the key comparisons
+    order = {"main_task_only": 0, "online_k16": 1, "online_k16_no_guard": 2, "online_shuffled": 3, "no_memory": 4,
+             "ln_adapt": 8, "release_preset": 9}
+    computed = sorted((r for r in rows if r.alias_of is None), key=lambda r: order.get(r.name, 5))
     jobs = [
         (video, row, seed)
         for row in computed

@@ -26,7 +26,13 @@ def standard_rows(k_values: tuple[int, ...] = (1, 4, 16, 64)) -> list[Row]:
         Row(name="explicit_only", method="explicit_only", seeds=1),
     ]
     rows += [
-        Row(name=f"online_k{k}", method="online", overrides={"window": k}, seeds=1 if k != 16 else None)
+        Row(
+            name=f"online_k{k}",
+            method="online",
+            overrides={"window": k},
+            seeds=1 if k != 16 else None,
+            alias_of="implicit_only" if k == 1 else None,  # window 1 on the default preset is Implicit Only
+        )
         for k in k_values
     ]
     rows += [

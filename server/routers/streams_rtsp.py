@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["rtsp"])
 CONTROL_TIMEOUT_S = 60.0
 CLOSE_NOT_FOUND = 4404
+CLOSE_BAD_GATEWAY = 1014  # the camera (upstream) failed: reason carries its error
 
 
 class CreateStream(BaseModel):
@@ -142,6 +143,9 @@ async def stream_results(websocket: WebSocket, stream_id: str) -> None:
     if stream is None:
         await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
         return
+    if stream.state == "failed":
+        await _close(websocket, CLOSE_BAD_GATEWAY, "camera_failed", manager.status(stream).get("last_error") or "camera failed")
+        return
     queue: asyncio.Queue = asyncio.Queue(maxsize=32)
     stream.subscribers.add(queue)
     watcher = asyncio.create_task(_wait_disconnect(websocket))
@@ -159,6 +163,9 @@ async def stream_results(websocket: WebSocket, stream_id: str) -> None:
                 await websocket.close(CLOSE_NORMAL)
                 return
             await websocket.send_text(json.dumps(msg))
+            if isinstance(msg, dict) and msg.get("type") == "state" and msg.get("state") == "failed":
+                await websocket.close(CLOSE_BAD_GATEWAY, reason=str(msg.get("last_error") or "camera failed")[:120])
+                return
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.e2e.conftest_rtsp import rtsp_camera  # noqa: F401  (fixture)
@@ -73,6 +74,11 @@ def test_dead_camera_url_fails_clearly_and_healthy_stream_is_unaffected(service,
     assert dead.status_code == 201
     info = _wait_state(service, dead.json()["id"], {"failed"})
     assert "not found" in info["last_error"].lower()
+    with connect(f"{service.ws_url}/v1/streams/{dead.json()['id']}/results", open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "error"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1014 and "not found" in closed.value.rcvd.reason.lower()
     refused = httpx.post(f"{service.url}/v1/streams", json={"url": "http://127.0.0.1/cam", "task": "semantic"})
     assert refused.status_code == 400 and "rtsp" in refused.text.lower()
     with connect(f"{service.ws_url}/v1/streams/{healthy}/results", open_timeout=10, max_size=None) as ws:
