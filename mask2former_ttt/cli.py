@@ -106,6 +106,7 @@ def evaluate(
     max_frames: Optional[int] = typer.Option(None),
     out_dir: Path = typer.Option(Path("runs/benchmark")),
     docs_dir: Optional[Path] = typer.Option(None, help="also write results.json/.md and plots here"),
+    report_only: bool = typer.Option(False, help="aggregate the finished jobs in out_dir without running more"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _logging()
@@ -121,7 +122,10 @@ def evaluate(
     if not manifest:
         raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
     selected = rows_by_name(rows)
-    scores = run_benchmark(model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames)
+    scores = run_benchmark(
+        model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
+        run=not report_only,
+    )
     summary = aggregate(scores, manifest, [r.name for r in selected])
     summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames}
     for target in filter(None, [out_dir, docs_dir]):
@@ -156,7 +160,7 @@ def benchmark(
         model_dir = out_dir / "train" / "final"
     evaluate(
         model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
-        max_frames=None, out_dir=out_dir, docs_dir=docs_dir,
+        max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False,
     )
 
 

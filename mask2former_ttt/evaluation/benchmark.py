@@ -49,6 +49,20 @@ def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames
     return asdict(score)
 
 
+def limit_videos(videos: list[str], families: dict[str, str] | None, per_family: int | None) -> list[str]:
+    """The first `per_family` videos (in name order) of each family, or all of them."""
+    if per_family is None or families is None:
+        return videos
+    kept: dict[str, int] = {}
+    out = []
+    for v in sorted(videos):
+        fam = families.get(v, "")
+        if kept.get(fam, 0) < per_family:
+            out.append(v)
+            kept[fam] = kept.get(fam, 0) + 1
+    return out
+
+
 def job_path(out_dir: Path, video: str, row: str, seed: int) -> Path:
     return out_dir / "jobs" / f"{video}__{row}__s{seed}.json"
 
@@ -63,6 +77,8 @@ def run_benchmark(
     out_dir: Path,
     workers: int = 2,
     max_frames: int | None = None,
+    families: dict[str, str] | None = None,
+    run: bool = True,
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
@@ -74,11 +90,22 @@ def run_benchmark(
         (video, row, seed)
         for row in computed
         for seed in range(row.seeds if row.seeds is not None else seeds)
-        for video in videos
+        for video in limit_videos(videos, families, row.max_videos_per_family)
     ]
     todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2]).is_file()]
+    if not run:  # report only: use what has finished
+        jobs, todo = [j for j in jobs if j not in todo], []
     log.info("%d jobs, %d cached, %d to run on %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    if todo:
+        _run_jobs(todo, model_dir, root, split, out_dir, workers, threads, max_frames)
+    scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]
+    for alias in (r for r in rows if r.alias_of is not None):
+        scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
+    return scores
+
+
+def _run_jobs(todo: list, model_dir: Path, root: Path, split: str, out_dir: Path, workers: int, threads: int, max_frames: int | None) -> None:
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), threads)) as pool:
         futures = {
             pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames): (v, r.name, s) for v, r, s in todo
@@ -86,7 +113,3 @@ def run_benchmark(
         for fut in tqdm(as_completed(futures), total=len(futures), desc="benchmark", unit="video"):
             v, r, s = futures[fut]
             job_path(out_dir, v, r, s).write_text(json.dumps(fut.result()))
-    scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]
-    for alias in (r for r in rows if r.alias_of is not None):
-        scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
-    return scores

@@ -42,6 +42,7 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
             "s_per_frame": _avg([s.s_per_frame for s in all_scores]),
             "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE if f in fams]),
             "rollbacks": sum(s.rollbacks for s in all_scores),
+            "runs": len(all_scores),
         }
     base = methods.get("main_task_only", {}).get("s_per_frame")
     for m in methods.values():
@@ -56,17 +57,17 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 def markdown_table(summary: dict) -> str:
     """Rows = methods; columns = mIoU per family (PQ / AP in parentheses where defined), s/frame, ratio."""
     fams = [f for f in SHIFT_FAMILIES if any(f in m["families"] for m in summary["methods"].values())]
-    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | s/frame | × main |"
-    lines = [head, "|" + "---|" * (len(fams) + 4)]
+    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | s/frame | × main | runs |"
+    lines = [head, "|" + "---|" * (len(fams) + 5)]
     for name, m in summary["methods"].items():
         cells = []
         for f in fams:
             d = m["families"].get(f)
             cells.append("–" if d is None else f"{_fmt(d['miou'])} ({_fmt(d['pq'])} / {_fmt(d['ap'])})")
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} |"
+            f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
         )
-    return "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes.\n"
+    return "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
 
 
 def plot_curves(scores: list[VideoScore], out_dir: Path, rows: list[str]) -> list[Path]:
