@@ -17,6 +17,7 @@ class StepStats:
     ttt_backward_s: float = 0.0
     optimizer_s: float = 0.0
     predict_s: float = 0.0
+    postprocess_s: float = 0.0  # filled by whoever post-processes (runner, service)
     steps_taken: int = 0
     rolled_back: bool = False
     rollbacks: int = 0

@@ -84,3 +84,14 @@ def test_presets_match_the_release_and_validate():
         ttt_preset("nope")
     with pytest.raises(ValueError):
         build_adapter(None, "nope")  # type: ignore[arg-type]
+
+
+def test_runner_returns_predictions_and_stats_for_any_method(tiny_model, frames):
+    from mask2former_ttt.ttt.runner import run_frames
+
+    outs = run_frames(build_adapter(tiny_model, "online", "default", batch_size=2, micro_batch=2), frames[:3], "panoptic")
+    assert [o.result.stats.frame_index for o in outs] == [0, 1, 2]
+    assert all(o.masks.id_map.shape == frames[0].shape[1:] and o.result.stats.postprocess_s > 0 for o in outs)
+    assert all(o.result.stats.loss is not None and o.result.stats.ttt_backward_s > 0 for o in outs)
+    offline = run_frames(build_adapter(tiny_model, "offline_all_frames", "default", batch_size=2, micro_batch=2), frames[:2])
+    assert len(offline) == 2 and offline[0].masks is None
