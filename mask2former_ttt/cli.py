@@ -131,7 +131,7 @@ def evaluate(
     for target in filter(None, [out_dir, docs_dir]):
         write_report(summary, target)
         plot_curves(scores, target / "curves", [r.name for r in selected])
-    console.print(markdown_table(summary))
+    typer.echo(markdown_table(summary))
 
 
 @app.command()
