@@ -66,12 +66,16 @@ class Scheduler:
                     if session.policy != "latest":
                         return False
                     self._drop_oldest_frame(session)
-                session.pending_frames += 1
-                session.received += 1
-                item.enqueued = time.perf_counter()
+                self._count_frame(session, item)
             session.queue.append(item)
             self._cv.notify_all()
             return True
+
+    @staticmethod
+    def _count_frame(session: StreamSession, item: FrameItem) -> None:
+        session.pending_frames += 1
+        session.received += 1
+        item.enqueued = time.perf_counter()
 
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
         """Queue a frame, waiting while the queue is full (backpressure). False if closed or timed out."""
@@ -81,9 +85,7 @@ class Scheduler:
             )
             if not ok or session.closed or self._stopped:
                 return False
-            session.pending_frames += 1
-            session.received += 1
-            item.enqueued = time.perf_counter()
+            self._count_frame(session, item)
             session.queue.append(item)
             self._cv.notify_all()
             return True

