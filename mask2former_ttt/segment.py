@@ -36,7 +36,7 @@ from model.postprocess import postprocess
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.config import TTT_PRESETS
-from mask2former_ttt.video_io import VideoError, VideoFrame, decode_rgb, fps_fraction, iter_frames, probe
+from mask2former_ttt.video_io import VideoError, VideoFrame, decode_rgb, fps_fraction, iter_frames, probe, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -119,25 +119,17 @@ def open_live(source: str, input_format: str | None = None) -> tuple[av.containe
     except av.FFmpegError as exc:
         what = {"device": "camera device", "stream": "stream"}[kind]
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise VideoError("unavailable", f"cannot open {what} {_redact(source)}"
+        raise VideoError("unavailable", f"cannot open {what} {redact_url(source)}"
                                         f"{f' (format {fmt})' if fmt else ''}: {reason}") from exc
     if not container.streams.video:
         container.close()
-        raise VideoError("no_video_stream", f"{_redact(source)} has no video stream")
+        raise VideoError("no_video_stream", f"{redact_url(source)} has no video stream")
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate
     ctx = stream.codec_context
-    info = SourceInfo(_redact(source), kind, float(rate) if rate else None, None,
+    info = SourceInfo(redact_url(source), kind, float(rate) if rate else None, None,
                       int(ctx.width or 0) or None, int(ctx.height or 0) or None, ctx.name if ctx else None)
     return container, info
-
-
-def _redact(source: str) -> str:
-    """The source without URL credentials (never logged or written)."""
-    if "://" in source and "@" in source.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = source.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return source
 
 
 def iter_live_frames(container: av.container.InputContainer, max_width: int | None = None,

@@ -8,6 +8,7 @@ Both the offline CLI and the service's upload jobs use these, so a bad file fail
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -172,6 +173,27 @@ def _decode_first(path: Path, stream_index: int) -> None:
         except av.FFmpegError as exc:
             raise VideoError("corrupt", f"the first video frame cannot be decoded: {_why(exc)}") from exc
     raise VideoError("corrupt", "the video stream contains no decodable frame")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and errors)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}"
+    try:
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def scaled_size(width: int, height: int, max_width: int | None) -> tuple[int, int]:

@@ -39,6 +39,8 @@ import av
 import av.error
 import numpy as np
 
+from mask2former_ttt.video_io import redact_url
+
 from .base import FrameSink, SourceState, SourceStats, StateCallback
 
 __all__ = ["RtspSource", "RtspConnectError", "check_url_allowed", "redact_url"]
@@ -63,27 +65,6 @@ class RtspConnectError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- URL helpers
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and errors)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    try:
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    except ValueError:
-        pass
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _host_matches(host: str, pattern: str) -> bool:
