@@ -45,7 +45,8 @@ def _init_worker(model_dir: str, threads: int) -> None:
 
 def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames: int | None) -> dict:
     frames = load_video(Path(root), split, video, max_frames)
-    score = evaluate_video(_MODEL, frames, Row.model_validate(row), seed, video)
+    parsed = Row.model_validate(row)
+    score = evaluate_video(_MODEL, frames, parsed, seed, video, parsed.panoptic_metrics, parsed.panoptic_metrics)
     return asdict(score)
 
 
