@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Iterator
 
 import av
-from PIL import Image
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
