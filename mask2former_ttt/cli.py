@@ -44,7 +44,7 @@ def generate(
     train_stills: int = typer.Option(2000, help="clean training stills"),
     frames: int = typer.Option(200, help="frames per video"),
     test_worlds: int = typer.Option(3, help="test worlds per shift family"),
-    val_worlds: int = typer.Option(1, help="validation worlds per shift family"),
+    val_worlds: int = typer.Option(3, help="validation worlds per shift family (tuning only)"),
     seed: int = 0,
     workers: int = typer.Option(2, help="processes (output is identical for any value)"),
     overwrite: bool = typer.Option(False, help="replace an existing dataset"),
@@ -149,13 +149,13 @@ def benchmark(
     from model.checkpoint import bundled_model_dir
 
     if not (data_root / "videos.json").is_file():
-        generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=1, seed=0, workers=workers, overwrite=False)
+        generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=3, seed=0, workers=workers, overwrite=False)
     model_dir = bundled_model_dir()
     if retrain:
         train(
             data_root=data_root, dataset_format="auto", out_dir=out_dir / "train", init="scratch", init_path=None,
             model_preset="tiny", recon_variant="light", steps=train_steps, warmup_steps=50, batch_size=8, lr=1e-3,
-            backbone_lr_mult=1.0, grad_clip=1.0, device="auto", threads=1, checkpoint_every=250, seed=0,
+            backbone_lr_mult=1.0, grad_clip=1.0, device="auto", threads=None, checkpoint_every=250, seed=0,
         )
         model_dir = out_dir / "train" / "final"
     evaluate(

@@ -78,7 +78,7 @@ def generate_dataset(
     root: str | Path,
     n_train_stills: int = 2000,
     stills_per_world: int = 25,
-    n_val_worlds: int = 1,
+    n_val_worlds: int = 3,
     n_test_worlds: int = 3,
     families: tuple[str, ...] = FAMILIES,
     segments_videos: bool = True,
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("root")
     ap.add_argument("--train-stills", type=int, default=2000)
     ap.add_argument("--stills-per-world", type=int, default=25)
-    ap.add_argument("--val-worlds", type=int, default=1)
+    ap.add_argument("--val-worlds", type=int, default=3)
     ap.add_argument("--test-worlds", type=int, default=3)
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--no-segments", action="store_true")

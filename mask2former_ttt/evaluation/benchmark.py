@@ -6,9 +6,11 @@ Jobs run in `workers` processes (one torch thread each); every finished (video, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -18,7 +20,8 @@ from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint
 from mask2former_ttt.data.readers import VideoSequence, list_videos
-from mask2former_ttt.evaluation.protocol import Row
+from mask2former_ttt.evaluation.protocol import HEADLINE_ROWS, Row
+from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.evaluation.video_eval import LabelledFrame, VideoScore, evaluate_video
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,36 @@ def limit_videos(videos: list[str], families: dict[str, str] | None, per_family:
     return out
 
 
-def job_path(out_dir: Path, video: str, row: str, seed: int) -> Path:
-    return out_dir / "jobs" / f"{video}__{row}__s{seed}.json"
+def _world_index(video: str) -> int:
+    match = re.search(r"-w(\d+)$", video)
+    return int(match.group(1)) if match else 0
+
+
+def job_priority(video: str, row: Row, seed: int, row_names: list[str]) -> tuple:
+    """Run order: the headline rows with all seeds, then every other row with seed 0, then the other seeds; within
+    a tier world by world (w00 of every family for every row, then w01 ...) and the release preset (≈ 19× the
+    fixed model's cost) last, so a run cut short has even coverage and the key comparisons complete."""
+    tier = 0 if row.name in HEADLINE_ROWS else (1 if seed == 0 else 2)
+    return (tier, row.preset == "release", seed, _world_index(video), row_names.index(row.name), video)
+
+
+def run_key(model_dir: Path, row: Row, max_frames: int | None) -> str:
+    """Short digest of everything a cached score depends on besides (video, seed): the checkpoint's weights and
+    config, the row's method and fully resolved TTT configuration, the frame limit. A changed preset, model or
+    row definition therefore never reuses a stale score."""
+    digest = hashlib.sha1()
+    for name in ("config.json", "model.safetensors"):
+        path = Path(model_dir) / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    resolved = ttt_preset(row.preset, **row.overrides).model_dump(mode="json")
+    spec = {"row": row.model_dump(mode="json", exclude={"name", "alias_of"}), "ttt": resolved, "max_frames": max_frames}
+    digest.update(json.dumps(spec, sort_keys=True).encode())
+    return digest.hexdigest()[:10]
+
+
+def job_path(out_dir: Path, video: str, row: str, seed: int, key: str) -> Path:
+    return out_dir / "jobs" / f"{video}__{row}__s{seed}__{key}.json"
 
 
 def run_benchmark(
@@ -83,34 +114,40 @@ def run_benchmark(
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
-    # headline rows first, the most expensive last: a run cut short still has the key comparisons
-    order = {"main_task_only": 0, "online_k16": 1, "online_k16_no_guard": 2, "online_shuffled": 3, "no_memory": 4,
-             "ln_adapt": 8, "release_preset": 9}
-    computed = sorted((r for r in rows if r.alias_of is None), key=lambda r: order.get(r.name, 5))
+    computed = [r for r in rows if r.alias_of is None]
     jobs = [
         (video, row, seed)
         for row in computed
         for seed in range(row.seeds if row.seeds is not None else seeds)
         for video in limit_videos(videos, families, row.max_videos_per_family)
     ]
-    todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2]).is_file()]
+    jobs.sort(key=lambda job: job_priority(*job, [r.name for r in computed]))
+    keys = {r.name: run_key(model_dir, r, max_frames) for r in computed}
+    todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2], keys[j[1].name]).is_file()]
     if not run:  # report only: use what has finished
         jobs, todo = [j for j in jobs if j not in todo], []
     log.info("%d jobs, %d cached, %d to run on %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     if todo:
-        _run_jobs(todo, model_dir, root, split, out_dir, workers, threads, max_frames)
-    scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s).read_text())) for v, r, s in jobs]
+        _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames)
+    scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s, keys[r.name]).read_text())) for v, r, s in jobs]
     for alias in (r for r in rows if r.alias_of is not None):
         scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
     return scores
 
 
-def _run_jobs(todo: list, model_dir: Path, root: Path, split: str, out_dir: Path, workers: int, threads: int, max_frames: int | None) -> None:
+def _run_jobs(todo: list, keys: dict[str, str], model_dir: Path, root: Path, split: str, out_dir: Path, workers: int, threads: int, max_frames: int | None) -> None:
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), threads)) as pool:
         futures = {
             pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames): (v, r.name, s) for v, r, s in todo
         }
+        failed = []
         for fut in tqdm(as_completed(futures), total=len(futures), desc="benchmark", unit="video"):
             v, r, s = futures[fut]
-            job_path(out_dir, v, r, s).write_text(json.dumps(fut.result()))
+            try:
+                job_path(out_dir, v, r, s, keys[r]).write_text(json.dumps(fut.result()))
+            except Exception as exc:  # one bad job must not discard the others: report them all at the end
+                log.error("job %s / %s / seed %d failed: %s", v, r, s, exc)
+                failed.append(f"{v}/{r}/s{s}: {exc}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(todo)} benchmark jobs failed (finished ones are cached): " + "; ".join(failed[:5]))

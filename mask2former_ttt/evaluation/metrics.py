@@ -13,7 +13,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.detection import PanopticQuality
+from torchmetrics.functional.detection._panoptic_quality_common import _panoptic_quality_compute
 from torchmetrics.functional.classification import multiclass_jaccard_index
+
+from mask2former_ttt.evaluation.pq_speedup import fast_color_areas
 
 log = logging.getLogger(__name__)
 IGNORE = 255
@@ -40,11 +43,19 @@ class SemanticMeter:
 
 
 class PanopticMeter:
-    """PQ over a video with torchmetrics' PanopticQuality; void / ignore pixels use an unknown category id."""
+    """PQ over a video with torchmetrics' PanopticQuality (areas counted by `pq_speedup`), scored as COCO's
+    panopticapi does.
+
+    Ground-truth void (255) pixels use torchmetrics' void colour. Pixels the prediction leaves unlabeled (no query
+    passed the thresholds) get their own category `num_classes + 1` instead: torchmetrics would treat predicted
+    void as "ignore" and drop every ground-truth segment a model abstains on from the false negatives, so a model
+    that predicts nothing would score NaN instead of 0. PQ is then averaged over the real classes only.
+    """
 
     def __init__(self, num_classes: int, thing_ids: list[int]) -> None:
         things = set(thing_ids)
-        stuffs = set(range(num_classes)) - things
+        self.unlabeled = num_classes + 1
+        stuffs = (set(range(num_classes)) - things) | {self.unlabeled}
         self.void = num_classes
         self.metric = PanopticQuality(things=things, stuffs=stuffs, allow_unknown_preds_category=True)
 
@@ -54,17 +65,25 @@ class PanopticMeter:
     def update(self, id_map: torch.Tensor, segments_info: list[dict], gt_semantic: torch.Tensor, gt_instance: torch.Tensor) -> None:
         """Prediction: id map (H, W) + segments_info; ground truth: semantic (H, W) (255 = void), instance ids (H, W)."""
         id_map = id_map.cpu().long()
-        lut = torch.full((int(id_map.max()) + 1,), self.void, dtype=torch.long)
+        lut = torch.full((int(id_map.max()) + 1,), self.unlabeled, dtype=torch.long)
         for seg in segments_info:
             lut[seg["id"]] = seg["category_id"]
-        pred = self._pair(lut[id_map], id_map)
+        category = lut[id_map]
+        pred = self._pair(category, torch.where(category == self.unlabeled, 0, id_map))
         gt_cat = gt_semantic.cpu().long().clone()
         gt_cat[gt_cat == IGNORE] = self.void
         target = self._pair(gt_cat, gt_instance.cpu())
-        self.metric.update(pred, target)
+        with fast_color_areas():
+            self.metric.update(pred, target)
 
     def compute(self) -> float:
-        return 100.0 * float(self.metric.compute())
+        """PQ × 100 averaged over the real classes seen in prediction or ground truth (NaN if none)."""
+        m = self.metric
+        keep = [i for c, i in m.cat_id_to_continuous_id.items() if c != self.unlabeled]
+        *_, pq_avg, _, _ = _panoptic_quality_compute(
+            m.iou_sum[keep], m.true_positives[keep], m.false_positives[keep], m.false_negatives[keep]
+        )
+        return 100.0 * float(pq_avg)
 
 
 class InstanceMeter:
