@@ -95,6 +95,23 @@ def train(
 
 
 @app.command()
+def calibrate(
+    model_dir: Path = typer.Option(..., help="checkpoint directory to update (config.json only)"),
+    data_root: Path = typer.Option(..., help="the training set the checkpoint was trained on"),
+    split: str = typer.Option("train"),
+    dataset_format: str = typer.Option("auto", help="auto | coco | cityscapes | kitti-step"),
+    max_images: int = typer.Option(500, min=2),
+) -> None:
+    """Store the training images' low-level statistics in a checkpoint (the safe-adaptation guard's reference).
+    Joint training does this itself; use it for converted or Hugging Face checkpoints."""
+    _logging()
+    from mask2former_ttt.training.calibration import calibrate_checkpoint
+
+    ref = calibrate_checkpoint(model_dir, data_root, split, dataset_format, max_images=max_images)
+    console.print(f"{model_dir}: input_stats_reference mean={[round(v, 4) for v in ref['mean']]}")
+
+
+@app.command()
 def evaluate(
     model_dir: Path = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
     data_root: Path = typer.Option(Path("data/synth")),

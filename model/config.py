@@ -77,6 +77,9 @@ class ModelConfig(BaseModel):
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
     recon_loss_reference: float | None = None  # typical ℓ_s on clean training data, written by joint training
+    # {"mean": [5], "std": [5]} low-level statistics of the training images (mask2former_ttt.ttt.shift_score),
+    # written by joint training or `m2f-ttt calibrate`; the safe-adaptation guard is off without it
+    input_stats_reference: dict[str, list[float]] | None = None
 
     @property
     def num_classes(self) -> int:

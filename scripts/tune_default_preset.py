@@ -30,8 +30,14 @@ CANDIDATES: dict[str, dict] = {
     "anchor_0.02": {"anchor": 0.02},
     "anchor_0.03": {"anchor": 0.03},
     "anchor_0.05": {"anchor": 0.05},
+    # the shift gate: steps scaled by how far the frame's low-level statistics are from the training images'
+    "shift_2_3.5": {"shift_gate": (2.0, 3.5), "anchor": 0.01},
+    "shift_2.5_4": {"shift_gate": (2.5, 4.0), "anchor": 0.01},
+    "shift_3_5": {"shift_gate": (3.0, 5.0), "anchor": 0.01},
+    "shift_2.5_4_no_anchor": {"shift_gate": (2.5, 4.0), "anchor": 0.0},
 }
 SESSION_2 = ["sgd_lr3e-3", "anchor_0.01", "anchor_0.02", "anchor_0.03", "anchor_0.05"]
+SHIFT_GATES = ["shift_2_3.5", "shift_2.5_4", "shift_3_5", "shift_2.5_4_no_anchor"]
 
 
 def main() -> None:
@@ -40,7 +46,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("data/synth"))
     parser.add_argument("--out-dir", type=Path, default=Path("runs/tune"))
     parser.add_argument("--families", nargs="+", default=["drift", "noise", "fog", "clean"])
-    parser.add_argument("--candidates", nargs="+", default=SESSION_2, choices=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", default=SESSION_2 + SHIFT_GATES, choices=list(CANDIDATES))
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

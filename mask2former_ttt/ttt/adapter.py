@@ -23,6 +23,7 @@ from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.shift_score import gate_scale, shift_score
 from mask2former_ttt.ttt.param_groups import mae_names, make_optimizer
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
@@ -204,6 +205,14 @@ class StreamAdapter:
             self._restore(self.theta0)
         if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
             self.optimizer = make_optimizer(self.params, self.cfg)
+        stats.step_scale = self._shift_gate(stats)
+        if stats.step_scale == 0.0:  # looks like the training data: no step, drift back toward θ0
+            self._pull_toward_theta0()
+            if self.cfg.reset_optimizer_each_frame:
+                self.optimizer = None
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * stats.step_scale
         losses = [self.train_step(self._sample_batch(), stats) for _ in range(self.cfg.steps_per_frame)]
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
@@ -271,11 +280,23 @@ class StreamAdapter:
         warm = self.loss_mean is not None and self.frame_index >= WARMUP_FRAMES
         return warm and loss > self.cfg.explode_factor * self.loss_mean
 
+    def _shift_gate(self, stats: StepStats) -> float:
+        """This frame's step-size multiplier from the shift score of its input (1.0 when the gate is off)."""
+        reference = self.model.cfg.input_stats_reference
+        if self.cfg.shift_gate is None or reference is None:
+            return 1.0
+        stats.shift_score = shift_score(self.window[-1], reference)
+        return gate_scale(stats.shift_score, *self.cfg.shift_gate)
+
+    @torch.no_grad()
+    def _pull_toward_theta0(self) -> None:
+        if self.cfg.anchor > 0:
+            for n, p in self.params.items():
+                p.lerp_(self.theta0[n], self.cfg.anchor)
+
     def _after_update(self) -> None:
+        self._pull_toward_theta0()
         with torch.no_grad():
-            if self.cfg.anchor > 0:
-                for n, p in self.params.items():
-                    p.lerp_(self.theta0[n], self.cfg.anchor)
             if self.cfg.rollback_to == "last_good":
                 if self.last_good is None:
                     self.last_good = {n: p.detach().clone() for n, p in self.params.items()}

@@ -38,6 +38,12 @@ class TTTConfig(BaseModel):
     loss_gate: float | None = Field(
         None, description="skip the step when ℓ_s < loss_gate × the model's clean reference loss"
     )
+    shift_gate: tuple[float, float] | None = Field(
+        None,
+        description="(low, high): scale each frame's steps by clamp((s - low) / (high - low), 0, 1), s = the frame's "
+        "shift score against the training images (ttt/shift_score.py); at 0 the step is skipped and the weights "
+        "relax toward θ0 by `anchor`. Needs `input_stats_reference` in the checkpoint, else it is off",
+    )
 
 
 def release_preset() -> TTTConfig:

@@ -22,6 +22,8 @@ class StepStats:
     rolled_back: bool = False
     rollbacks: int = 0
     reset: bool = False
+    shift_score: float | None = None  # the frame's distance from the training images (safe-adaptation guard)
+    step_scale: float = 1.0  # the guard's step-size multiplier for this frame (0 = step skipped)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -220,6 +220,8 @@ class JobRunner:
                 extra={
                     "loss": obj.loss,
                     "rolled_back": obj.rolled_back,
+                    "shift_score": obj.shift_score,
+                    "step_scale": obj.step_scale,
                     "timings_ms": {k: round(v * 1000, 3) for k, v in obj.timings_s.items()},
                 },
             )

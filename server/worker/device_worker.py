@@ -403,6 +403,8 @@ class DeviceWorker:
                 pts_s=item.pts_s,
                 dropped=session.dropped,
                 memory_bytes=session.memory_bytes,
+                shift_score=st.shift_score,
+                step_scale=st.step_scale,
             ),
         )
 

@@ -66,6 +66,8 @@ class FrameResult:
     pts_s: float | None
     dropped: int
     memory_bytes: int
+    shift_score: float | None = None  # the safe-adaptation guard's view of this frame (None: guard off)
+    step_scale: float = 1.0  # the guard's step-size multiplier (0: no step on this frame)
 
 
 @dataclass

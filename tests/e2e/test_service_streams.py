@@ -104,6 +104,7 @@ def _two_streams(stack: ExitStack, service) -> None:
             assert set(t) == {"queue", "decode", "ttt", "predict", "postprocess", "encode", "end_to_end"}
             assert t["ttt"] > 0 and t["predict"] > 0 and t["end_to_end"] >= t["ttt"]
             assert r["ttt"]["loss"] is not None and r["ttt"]["rolled_back"] is False
+            assert r["ttt"]["step_scale"] == 1.0 and r["ttt"]["shift_score"] is None  # no reference: guard off
     assert (results_a[0]["width"], results_a[0]["height"]) == (160, 90)
     assert set(results_a[0]["masks"]) == {"png", "rle"} and set(results_b[0]["masks"]) == {"png"}
 

@@ -41,13 +41,29 @@ def test_generate_writes_the_protocol_splits(trained: tuple[Path, Path]) -> None
     assert (data / "panoptic_train.json").is_file()
 
 
-def test_train_writes_a_loadable_checkpoint_with_a_recon_reference(trained: tuple[Path, Path]) -> None:
+def test_train_writes_a_loadable_checkpoint_with_its_references(trained: tuple[Path, Path]) -> None:
     from model.checkpoint import load_checkpoint
 
     _, ckpt = trained
     model = load_checkpoint(ckpt)
     assert model.cfg.recon_loss_reference is not None and model.cfg.recon_loss_reference > 0
     assert model.cfg.swin.in_channels == 4
+    ref = model.cfg.input_stats_reference  # the safe-adaptation guard's reference, from the un-augmented stills
+    assert ref is not None and len(ref["mean"]) == len(ref["std"]) == 5 and min(ref["std"]) > 0
+
+
+def test_calibrate_writes_the_reference_into_an_existing_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from model.checkpoint import load_checkpoint, load_config
+
+    data, ckpt = trained
+    copy = shutil.copytree(ckpt, tmp_path / "ckpt")
+    cfg = load_config(copy)
+    cfg.input_stats_reference = None
+    (copy / "config.json").write_text(cfg.model_dump_json())
+    invoke("calibrate", "--model-dir", str(copy), "--data-root", str(data))
+    assert load_checkpoint(copy).cfg.input_stats_reference == load_config(ckpt).input_stats_reference
 
 
 def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path], tmp_path: Path) -> None:
