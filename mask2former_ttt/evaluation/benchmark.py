@@ -75,7 +75,7 @@ def _world_index(video: str) -> int:
 def job_priority(video: str, row: Row, seed: int, row_names: list[str]) -> tuple:
     """Run order: the headline rows with all seeds, then every other row with seed 0, then the other seeds; within
     a tier world by world (w00 of every family for every row, then w01 ...) and the release preset (≈ 19× the
-    fixed model's cost) last, so a run cut short has even coverage and the key comparisons complete."""
+    fixed model's cost) last, so a run cut short has even coverage and the key comparisons are complete."""
     tier = 0 if row.name in HEADLINE_ROWS else (1 if seed == 0 else 2)
     return (tier, row.preset == "release", seed, _world_index(video), row_names.index(row.name), video)
 

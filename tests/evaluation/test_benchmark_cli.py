@@ -71,15 +71,15 @@ def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path
     out, docs = tmp_path / "out", tmp_path / "docs"
     args = ["evaluate", "--model-dir", str(ckpt), "--data-root", str(data), "--seeds", "2", "--workers", "1",
             "--out-dir", str(out), "--docs-dir", str(docs), "--row", "main_task_only", "--row", "default_preset",
-            "--row", "online_shuffled"]
+            "--row", "online_k1"]
     for fam in FAMILIES:
         args += ["--family", fam]
     table = invoke(*args)
-    assert "main_task_only" in table and "default_preset" in table and "online_shuffled" in table
+    assert all(f"| {row} |" in table for row in ("main_task_only", "default_preset", "online_k1", "implicit_only"))
 
     results = json.loads((docs / "results.json").read_text())
     methods = results["methods"]
-    assert {"main_task_only", "online_k16", "default_preset", "online_shuffled"} <= set(methods)
+    assert set(methods) == {"main_task_only", "default_preset", "online_k1", "implicit_only"}
     for name, method in methods.items():
         assert set(method["families"]) == set(FAMILIES), name
         for fam in FAMILIES:
@@ -88,8 +88,8 @@ def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path
             assert cell["pq"] is not None and 0.0 <= cell["pq"] <= 100.0
         assert method["s_per_frame"] > 0
     assert methods["main_task_only"]["ratio_to_main"] == pytest.approx(1.0)
-    assert methods["default_preset"]["families"] == methods["online_k16"]["families"]  # an alias, not a rerun
-    assert methods["online_k16"]["runs"] == 2 * len(FAMILIES)  # 2 mask seeds
+    assert methods["online_k1"]["families"] == methods["implicit_only"]["families"]  # an alias, not a rerun
+    assert methods["default_preset"]["runs"] == 2 * len(FAMILIES)  # 2 mask seeds
     assert methods["main_task_only"]["runs"] == len(FAMILIES)  # no masks: one seed is the whole story
     assert (docs / "results.md").read_text().startswith("| method |")
     assert sorted(p.name for p in (docs / "curves").glob("*.png")) == [f"test-{f}-w00.png" for f in sorted(FAMILIES)]
@@ -99,4 +99,4 @@ def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path
     invoke(*args)  # everything cached: nothing recomputed
     assert {p: p.stat().st_mtime_ns for p in jobs} == stamps
     invoke(*args, "--report-only")
-    assert json.loads((out / "results.json").read_text())["methods"]["online_k16"]["runs"] == 2 * len(FAMILIES)
+    assert json.loads((out / "results.json").read_text())["methods"]["default_preset"]["runs"] == 2 * len(FAMILIES)
