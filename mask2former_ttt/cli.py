@@ -124,12 +124,14 @@ def evaluate(
     out_dir: Path = typer.Option(Path("runs/benchmark")),
     docs_dir: Optional[Path] = typer.Option(None, help="also write results.json/.md and plots here"),
     report_only: bool = typer.Option(False, help="aggregate the finished jobs in out_dir without running more"),
+    shuffle_frames: bool = typer.Option(False, help="add a frame-order-shuffled twin of every adapting row"),
+    k: list[int] = typer.Option(None, "--k", min=1, help="window sizes of the online_k<k> sweep (default 1 4 16 64)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _logging()
     from model.checkpoint import bundled_model_dir
     from mask2former_ttt.evaluation.benchmark import read_manifest, run_benchmark
-    from mask2former_ttt.evaluation.protocol import rows_by_name
+    from mask2former_ttt.evaluation.protocol import rows_by_name, with_shuffled_twins
     from mask2former_ttt.evaluation.report import aggregate, markdown_table, plot_curves, write_report
 
     model_dir = model_dir or bundled_model_dir()
@@ -138,7 +140,9 @@ def evaluate(
         manifest = {n: fam for n, fam in manifest.items() if fam in families}
     if not manifest:
         raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
-    selected = rows_by_name(rows)
+    selected = rows_by_name(rows, tuple(k) if k else (1, 4, 16, 64))
+    if shuffle_frames:
+        selected = with_shuffled_twins(selected)
     scores = run_benchmark(
         model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
         run=not report_only,
@@ -177,7 +181,7 @@ def benchmark(
         model_dir = out_dir / "train" / "final"
     evaluate(
         model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
-        max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False,
+        max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False, shuffle_frames=False, k=None,
     )
 
 

@@ -66,9 +66,10 @@ def standard_rows(k_values: tuple[int, ...] = (1, 4, 16, 64)) -> list[Row]:
     return rows
 
 
-def rows_by_name(names: list[str] | None) -> list[Row]:
-    """The standard rows, or the named subset (a row aliasing another brings that row along)."""
-    rows = standard_rows()
+def rows_by_name(names: list[str] | None, k_values: tuple[int, ...] = (1, 4, 16, 64)) -> list[Row]:
+    """The standard rows (with the `online_k<k>` sweep over `k_values`), or the named subset (a row aliasing
+    another brings that row along)."""
+    rows = standard_rows(k_values)
     if not names:
         return rows
     known = {r.name: r for r in rows}
@@ -77,3 +78,15 @@ def rows_by_name(names: list[str] | None) -> list[Row]:
         raise ValueError(f"unknown rows {missing}; known: {sorted(known)}")
     wanted = set(names) | {known[n].alias_of for n in names if known[n].alias_of}
     return [r for r in rows if r.name in wanted]
+
+
+def with_shuffled_twins(rows: list[Row]) -> list[Row]:
+    """`rows` plus, for every row that adapts in frame order, a `<name>_shuffled` twin streaming the same frames in
+    a random order (seeded by the mask seed): the control for "does temporal order matter"."""
+    names = {r.name for r in rows}
+    twins = [
+        r.model_copy(update={"name": f"{r.name}_shuffled", "shuffle_frames": True, "alias_of": None})
+        for r in rows
+        if not r.shuffle_frames and r.alias_of is None and r.method != "main_only" and f"{r.name}_shuffled" not in names
+    ]
+    return rows + twins
