@@ -47,7 +47,37 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
     base = methods.get("main_task_only", {}).get("s_per_frame")
     for m in methods.values():
         m["ratio_to_main"] = m["s_per_frame"] / base if base and m["s_per_frame"] else None
-    return {"methods": methods}
+    summary = {"methods": methods}
+    summary["safe_adaptation"] = safe_adaptation(summary)
+    return summary
+
+
+def safe_adaptation(summary: dict, guarded: str = "default_preset", unguarded: str = "online_k16") -> dict | None:
+    """The guard's effect from one run: clean mIoU change and drift/noise/fog gain against Main Task Only, with and
+    without the guard, and the share of the unguarded gain the guarded row keeps."""
+    methods = summary["methods"]
+    if not {"main_task_only", guarded, unguarded} <= set(methods):
+        return None
+
+    def miou(row: str, fam: str) -> float | None:
+        return methods[row]["families"].get(fam, {}).get("miou")
+
+    def delta(row: str, fam: str) -> float | None:
+        a, b = miou(row, fam), miou("main_task_only", fam)
+        return None if a is None or b is None else a - b
+
+    def gain(row: str) -> float | None:
+        a, b = methods[row]["headline_miou"], methods["main_task_only"]["headline_miou"]
+        return None if a is None or b is None else a - b
+
+    g, u = gain(guarded), gain(unguarded)
+    return {
+        "guarded": guarded,
+        "unguarded": unguarded,
+        "clean_delta": {guarded: delta(guarded, "clean"), unguarded: delta(unguarded, "clean")},
+        "headline_gain": {guarded: g, unguarded: u},
+        "gain_kept": g / u if g is not None and u else None,
+    }
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -67,7 +97,16 @@ def markdown_table(summary: dict) -> str:
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
         )
-    return "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
+    text = "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
+    safe = summary.get("safe_adaptation")
+    if safe:
+        g, u = safe["guarded"], safe["unguarded"]
+        text += (
+            f"\nSafe adaptation ({g} vs {u}, against main_task_only): clean {_fmt(safe['clean_delta'][g], 2)} vs "
+            f"{_fmt(safe['clean_delta'][u], 2)} mIoU; drift+noise+fog gain {_fmt(safe['headline_gain'][g], 2)} vs "
+            f"{_fmt(safe['headline_gain'][u], 2)} ({_fmt(None if safe['gain_kept'] is None else 100 * safe['gain_kept'], 0)} % kept).\n"
+        )
+    return text
 
 
 def plot_curves(scores: list[VideoScore], out_dir: Path, rows: list[str]) -> list[Path]:
