@@ -59,7 +59,7 @@ def main() -> None:
     base = summary["methods"]["main_task_only"]
     for name, m in summary["methods"].items():
         fams = {f: round(d["miou"], 1) for f, d in m["families"].items()}
-        gain = m["headline_miou"] - base["headline_miou"]
+        gain = m["headline_vs_main"]
         clean = m["families"]["clean"]["miou"] - base["families"]["clean"]["miou"] if "clean" in fams else None
         print(json.dumps({"candidate": name, "headline": round(m["headline_miou"], 2), "gain": round(gain, 2),
                           "clean_delta": None if clean is None else round(clean, 2), **fams}))

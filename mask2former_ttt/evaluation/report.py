@@ -20,10 +20,21 @@ def _avg(values: list[float | None]) -> float | None:
 
 
 def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: list[str]) -> dict:
-    """{"methods": {row: {"families": {family: {"miou","pq","ap","videos"}}, "s_per_frame", "ratio_to_main"}}}."""
+    """{"methods": {row: {"families": {family: {"miou", "pq", "ap", "miou_vs_main", "videos", "runs"}}, "s_per_frame",
+    "ratio_to_main", "headline_miou", "headline_vs_main"}}, "safe_adaptation": {...}}.
+
+    `miou_vs_main` is paired: the mean over the row's runs of (run mIoU − Main Task Only's mIoU on the same video),
+    so a row that covers fewer videos than Main is still compared like for like. `headline_miou` (drift, noise,
+    fog) is None unless the row covers all three families.
+    """
     by: dict[str, dict[str, list[VideoScore]]] = defaultdict(lambda: defaultdict(list))
     for s in scores:
         by[s.row][family_of[s.video]].append(s)
+    main_of = {s.video: s.miou for s in scores if s.row == "main_task_only" and s.seed == 0}
+
+    def vs_main(ss: list[VideoScore]) -> float | None:
+        return _avg([s.miou - main_of[s.video] for s in ss if s.video in main_of])
+
     methods: dict[str, dict] = {}
     for row in row_order:
         fams = {
@@ -31,16 +42,19 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
                 "miou": _avg([s.miou for s in ss]),
                 "pq": _avg([s.pq for s in ss]),
                 "ap": _avg([s.ap for s in ss]),
+                "miou_vs_main": vs_main(ss),
                 "videos": len({s.video for s in ss}),
                 "runs": len(ss),
             }
             for fam, ss in sorted(by[row].items())
         }
         all_scores = [s for ss in by[row].values() for s in ss]
+        covered = all(f in fams for f in HEADLINE)
         methods[row] = {
             "families": fams,
             "s_per_frame": _avg([s.s_per_frame for s in all_scores]),
-            "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE if f in fams]),
+            "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE]) if covered else None,
+            "headline_vs_main": _avg([fams[f]["miou_vs_main"] for f in HEADLINE]) if covered else None,
             "rollbacks": sum(s.rollbacks for s in all_scores),
             "runs": len(all_scores),
         }
@@ -59,16 +73,11 @@ def safe_adaptation(summary: dict, guarded: str = "default_preset", unguarded: s
     if not {"main_task_only", guarded, unguarded} <= set(methods):
         return None
 
-    def miou(row: str, fam: str) -> float | None:
-        return methods[row]["families"].get(fam, {}).get("miou")
-
     def delta(row: str, fam: str) -> float | None:
-        a, b = miou(row, fam), miou("main_task_only", fam)
-        return None if a is None or b is None else a - b
+        return methods[row]["families"].get(fam, {}).get("miou_vs_main")
 
     def gain(row: str) -> float | None:
-        a, b = methods[row]["headline_miou"], methods["main_task_only"]["headline_miou"]
-        return None if a is None or b is None else a - b
+        return methods[row]["headline_vs_main"]
 
     g, u = gain(guarded), gain(unguarded)
     return {
@@ -87,15 +96,16 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 def markdown_table(summary: dict) -> str:
     """Rows = methods; columns = mIoU per family (PQ / AP in parentheses where defined), s/frame, ratio."""
     fams = [f for f in SHIFT_FAMILIES if any(f in m["families"] for m in summary["methods"].values())]
-    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | s/frame | × main | runs |"
-    lines = [head, "|" + "---|" * (len(fams) + 5)]
+    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | Δ vs main (paired) | s/frame | × main | runs |"
+    lines = [head, "|" + "---|" * (len(fams) + 6)]
     for name, m in summary["methods"].items():
         cells = []
         for f in fams:
             d = m["families"].get(f)
             cells.append("–" if d is None else f"{_fmt(d['miou'])} ({_fmt(d['pq'])} / {_fmt(d['ap'])})")
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
+            f"| {name} | " + " | ".join(cells) + f" | {_fmt(m['headline_miou'])} | {_fmt(m['headline_vs_main'], 2)} "
+            f"| {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
         )
     text = "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
     safe = summary.get("safe_adaptation")
