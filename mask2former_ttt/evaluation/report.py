@@ -6,7 +6,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
+from statistics import mean, median
 
 from mask2former_ttt.evaluation.video_eval import VideoScore
 
@@ -52,7 +52,8 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
         covered = all(f in fams for f in HEADLINE)
         methods[row] = {
             "families": fams,
-            "s_per_frame": _avg([s.s_per_frame for s in all_scores]),
+            # median over the row's runs of each run's mean seconds per frame: robust to contention on shared cores
+            "s_per_frame": median([s.s_per_frame for s in all_scores]) if all_scores else None,
             "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE]) if covered else None,
             "headline_vs_main": _avg([fams[f]["miou_vs_main"] for f in HEADLINE]) if covered else None,
             "rollbacks": sum(s.rollbacks for s in all_scores),
