@@ -109,6 +109,7 @@ def markdown_table(summary: dict) -> str:
             f"| {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
         )
     text = "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
+    text += "\n" + delta_table(summary, fams)
     safe = summary.get("safe_adaptation")
     if safe:
         g, u = safe["guarded"], safe["unguarded"]
@@ -118,6 +119,20 @@ def markdown_table(summary: dict) -> str:
             f"{_fmt(safe['headline_gain'][u], 2)} ({_fmt(None if safe['gain_kept'] is None else 100 * safe['gain_kept'], 0)} % kept).\n"
         )
     return text
+
+
+def delta_table(summary: dict, fams: list[str]) -> str:
+    """mIoU change against Main Task Only on the same videos (paired), per family, with each family's run count."""
+    lines = ["| method | " + " | ".join(fams) + " |", "|" + "---|" * (len(fams) + 1)]
+    for name, m in summary["methods"].items():
+        if name == "main_task_only":
+            continue
+        cells = []
+        for f in fams:
+            d = m["families"].get(f)
+            cells.append("–" if d is None or d["miou_vs_main"] is None else f"{d['miou_vs_main']:+.1f} ({d['runs']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "Δ mIoU against main_task_only on the same videos (runs):\n\n" + "\n".join(lines) + "\n"
 
 
 def plot_curves(scores: list[VideoScore], out_dir: Path, rows: list[str]) -> list[Path]:

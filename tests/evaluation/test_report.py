@@ -40,6 +40,7 @@ def test_aggregate_family_means_ratio_and_safe_adaptation() -> None:
     assert safe["gain_kept"] == pytest.approx((17 / 3 + 0.5) / 6.5)
     table = markdown_table(summary)
     assert "clean 0.00 vs -2.50 mIoU" in table and "(95 % kept)" in table
+    assert "| online_k16 | +6.5 (2) | +6.5 (2) | +6.5 (2) | -2.5 (2) |" in table  # paired Δ per family
 
 
 def test_partial_rows_are_compared_on_their_own_videos() -> None:
