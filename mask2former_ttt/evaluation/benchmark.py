@@ -21,8 +21,8 @@ from tqdm import tqdm
 from model.checkpoint import load_checkpoint
 from mask2former_ttt.data.readers import VideoSequence, list_videos
 from mask2former_ttt.evaluation.protocol import HEADLINE_ROWS, Row
-from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.evaluation.video_eval import LabelledFrame, VideoScore, evaluate_video
+from mask2former_ttt.ttt.config import ttt_preset
 
 log = logging.getLogger(__name__)
 _MODEL = None
@@ -73,9 +73,9 @@ def _world_index(video: str) -> int:
 
 
 def job_priority(video: str, row: Row, seed: int, row_names: list[str]) -> tuple:
-    """Run order: the headline rows with all seeds, then every other row with seed 0, then the other seeds; within
-    a tier world by world (w00 of every family for every row, then w01 ...) and the release preset (≈ 19× the
-    fixed model's cost) last, so a run cut short has even coverage and the key comparisons are complete."""
+    """Run order: the headline rows (`HEADLINE_ROWS`) with all their seeds, the release preset (≈ 28× the fixed
+    model's cost on CPU) last among them; then every other row with seed 0; then the other seeds. Within a tier
+    world by world (w00 of every family for every row, then w01 ...), so a run cut short has even coverage."""
     tier = 0 if row.name in HEADLINE_ROWS else (1 if seed == 0 else 2)
     return (tier, row.preset == "release", seed, _world_index(video), row_names.index(row.name), video)
 
