@@ -21,8 +21,13 @@ def save_checkpoint(model: YModel, directory: str | Path, extra: dict | None = N
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS), metadata={"format": "mask2former-ttt", **{k: str(v) for k, v in (extra or {}).items()}})
-    (out / CONFIG).write_text(model.cfg.model_dump_json(indent=2))
+    save_config(model.cfg, out)
     return out
+
+
+def save_config(cfg: ModelConfig, directory: str | Path) -> None:
+    """Write `cfg` as the checkpoint directory's config.json (the weights are left as they are)."""
+    (Path(directory) / CONFIG).write_text(cfg.model_dump_json(indent=2))
 
 
 def load_config(directory: str | Path) -> ModelConfig:

@@ -56,11 +56,10 @@ def main() -> None:
     rows += [Row(name=c, method="online", overrides=CANDIDATES[c], panoptic_metrics=False) for c in args.candidates]
     scores = run_benchmark(args.model_dir, args.data_root, "val", sorted(manifest), rows, 1, args.out_dir, args.workers, args.max_frames)
     summary = aggregate(scores, manifest, [r.name for r in rows])
-    base = summary["methods"]["main_task_only"]
     for name, m in summary["methods"].items():
         fams = {f: round(d["miou"], 1) for f, d in m["families"].items()}
         gain = m["headline_vs_main"]
-        clean = m["families"]["clean"]["miou"] - base["families"]["clean"]["miou"] if "clean" in fams else None
+        clean = m["families"]["clean"]["miou_vs_main"] if "clean" in fams else None
         print(json.dumps({"candidate": name, "headline": round(m["headline_miou"], 2), "gain": round(gain, 2),
                           "clean_delta": None if clean is None else round(clean, 2), **fams}))
 

@@ -3,13 +3,12 @@ appearance (`input_stats_reference`, see mask2former_ttt/ttt/shift_score.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
-from model.checkpoint import CONFIG, load_config
+from model.checkpoint import load_config, save_config
 from mask2former_ttt.data.readers import StillDataset
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.shift_score import reference_statistics
@@ -35,6 +34,6 @@ def calibrate_checkpoint(model_dir: Path, data_root: Path, split: str = "train",
     cfg = load_config(model_dir)
     dataset = StillDataset(data_root, split, dataset_format, resize=resize, augment=False)
     cfg.input_stats_reference = input_reference(dataset, cfg.image_size, max_images)
-    (Path(model_dir) / CONFIG).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    save_config(cfg, model_dir)
     log.info("input statistics of %d %s images written to %s", min(len(dataset), max_images), split, model_dir)
     return cfg.input_stats_reference
