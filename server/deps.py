@@ -1,20 +1,22 @@
-"""Shared dependencies: the app's singletons (kept on `app.state` by `create_app`) and request validation."""
+"""Shared dependencies: the app's singletons (kept on `app.state` by `create_app`) as `Annotated` types for
+routes (`WorkerDep`, `SettingsDep`, ...), and request validation."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 
+from model.ymodel import YModel
+from mask2former_ttt.ttt.config import TTT_PRESETS
+from mask2former_ttt.ttt.methods import check_method as check_ttt_method
 from server.auth import require_api_key
+from server.jobs.runner import JobRunner
+from server.jobs.store import JobStore
+from server.metrics import Metrics
+from server.rtsp_streams import RtspManager
 from server.settings import Settings
 from server.worker import DeviceWorker
-from server.worker.device_worker import LIVE_UNSUPPORTED
-
-if TYPE_CHECKING:
-    from server.jobs.runner import JobRunner
-    from server.jobs.store import JobStore
-    from server.rtsp_streams import RtspManager
 
 Authorized = Depends(require_api_key)
 
@@ -23,30 +25,48 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def _started(request: Request, name: str) -> object:
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the service is still starting")
+    return value
+
+
+def get_model(request: Request) -> YModel:
+    return _started(request, "model")  # type: ignore[return-value]
+
+
 def get_worker(request: Request) -> DeviceWorker:
-    return request.app.state.worker
+    return _started(request, "worker")  # type: ignore[return-value]
 
 
-def get_job_store(request: Request) -> "JobStore":
-    return request.app.state.job_store
+def get_job_store(request: Request) -> JobStore:
+    return _started(request, "job_store")  # type: ignore[return-value]
 
 
-def get_job_runner(request: Request) -> "JobRunner":
-    return request.app.state.job_runner
+def get_job_runner(request: Request) -> JobRunner:
+    return _started(request, "job_runner")  # type: ignore[return-value]
 
 
-def get_rtsp(request: Request) -> "RtspManager":
-    return request.app.state.rtsp
+def get_rtsp(request: Request) -> RtspManager:
+    return _started(request, "rtsp")  # type: ignore[return-value]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ModelDep = Annotated[YModel, Depends(get_model)]
+WorkerDep = Annotated[DeviceWorker, Depends(get_worker)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+JobRunnerDep = Annotated[JobRunner, Depends(get_job_runner)]
+RtspDep = Annotated[RtspManager, Depends(get_rtsp)]
 
 
 def check_method(method: str, preset: str) -> None:
-    """ValueError naming the problem if `method` / `preset` are not known to the TTT engine."""
-    from mask2former_ttt.ttt import METHODS
-    from mask2former_ttt.ttt.config import TTT_PRESETS
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    if method in LIVE_UNSUPPORTED:
-        raise ValueError(f"method {method!r} cannot run in the service: it {LIVE_UNSUPPORTED[method]}")
+    """ValueError naming the problem if `method` / `preset` are unknown or the method cannot serve streams."""
+    check_ttt_method(method, live=True)
     if preset not in TTT_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TTT_PRESETS)}")

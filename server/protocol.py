@@ -160,11 +160,11 @@ def _b64(value: Any) -> Any:
 def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Sequence[str]) -> dict:
     """The JSON result of one frame; computes the `encode` and `end_to_end` timings (ms)."""
     t0 = time.perf_counter()
-    segs = segments_info(fr.task, fr.result, class_names)
-    encoded = encode_masks(fr.task, fr.result, encodings, segs, fr.image, len(class_names))
+    segs = segments_info(fr.task, fr.step.result, class_names)
+    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, len(class_names))
     masks = {k: _b64(v) for k, v in encoded.items()}
     t1 = time.perf_counter()
-    timings = {**fr.timings_s, "encode": t1 - t0, "end_to_end": t1 - fr.received}
+    timings = {**fr.step.timings_s, "encode": t1 - t0, "end_to_end": t1 - fr.received}
     height, width = _result_hw(fr)
     return {
         "type": "result",
@@ -180,13 +180,7 @@ def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Seque
         "frame_height": int(fr.image.shape[0]),
         "masks": masks,
         "segments_info": segs,
-        "ttt": {
-            "loss": fr.loss,
-            "rolled_back": fr.rolled_back,
-            "rollbacks": fr.rollbacks,
-            "shift_score": fr.shift_score,
-            "step_scale": fr.step_scale,
-        },
+        "ttt": fr.step.ttt_record(),
         "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
         "dropped": fr.dropped,
         "memory_bytes": fr.memory_bytes,
@@ -194,7 +188,7 @@ def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Seque
 
 
 def _result_hw(fr: FrameResult) -> tuple[int, int]:
-    r = fr.result
+    r = fr.step.result
     shape = (
         r.label_map.shape if fr.task == "semantic" else (r.id_map.shape if fr.task == "panoptic" else r.masks.shape[1:])
     )

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.postprocess import instance_inference, panoptic_inference, semantic_inference
+from model.postprocess import instance_inference, panoptic_inference
 from model.ymodel import YModel
 from mask2former_ttt.evaluation.metrics import InstanceMeter, PanopticMeter, SemanticMeter
 from mask2former_ttt.evaluation.protocol import Row
 from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt.frame_step import step_frame
 
 
 @dataclass
@@ -53,18 +54,18 @@ def evaluate_video(
     per_frame = [0.0] * len(frames)
     losses: list[float] = []
     step_time = 0.0
-    if hasattr(adapter, "prepare"):  # offline: training on the whole video counts towards its time
+    if adapter.needs_whole_video:  # offline: training on the whole video counts towards its time
         t0 = time.perf_counter()
         adapter.prepare([f.image for f in frames])
         step_time += time.perf_counter() - t0
     for i in order:
         f = frames[i]
         t0 = time.perf_counter()
-        res = adapter.step(f.image)
         size = tuple(f.semantic.shape)
-        sem = semantic_inference(res.class_logits, res.mask_logits, size)
+        step = step_frame(adapter, f.image, "semantic", size)
         step_time += time.perf_counter() - t0
-        per_frame[i] = sem_meter.update(sem.label_map, f.semantic)
+        res = step.logits
+        per_frame[i] = sem_meter.update(step.result.label_map, f.semantic)
         if res.stats.loss is not None:
             losses.append(res.stats.loss)
         if pan_meter is not None:
@@ -83,5 +84,5 @@ def evaluate_video(
         s_per_frame=step_time / len(frames),  # adaptation + prediction + semantic post-processing
         per_frame_miou=per_frame,
         mean_loss=sum(losses) / len(losses) if losses else None,
-        rollbacks=getattr(adapter, "rollbacks", 0),
+        rollbacks=adapter.rollbacks,
     )

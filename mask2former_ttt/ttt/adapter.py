@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch.func import functional_call
@@ -46,6 +46,7 @@ class StreamAdapter:
     """
 
     method = "online"
+    needs_whole_video = False
 
     def __init__(
         self,
@@ -151,6 +152,10 @@ class StreamAdapter:
             copies += 1
         h, w = frame_hw or (self.model.cfg.image_size, self.model.cfg.image_size)
         return size * copies + self.cfg.window * 3 * h * w
+
+    def prepare(self, frames: Iterable[torch.Tensor]) -> None:
+        """Online methods need no whole-video pass (see `Adapter.needs_whole_video`)."""
+        return None
 
     # ---- forward helpers ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mode: str) -> Any:

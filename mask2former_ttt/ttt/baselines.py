@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from model.masking import normalize, with_flag
+from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.param_groups import make_optimizer
@@ -57,6 +58,7 @@ class OfflineAllFrames(StreamAdapter):
     """Offline TTT-MAE: train on all frames of the video, shuffled, with the online budget; then only predict."""
 
     method = "offline_all_frames"
+    needs_whole_video = True
 
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:
         """frames: the whole video as (3, H, W) uint8 tensors. Runs len(frames) × steps_per_frame steps."""
@@ -79,13 +81,36 @@ class OfflineAllFrames(StreamAdapter):
 
 
 class AdapterWrapper:
-    """Delegates the adapter interface to `inner`; subclasses post-process `step`."""
+    """Delegates the `Adapter` interface to `inner`; subclasses post-process `step`."""
+
+    method = "wrapper"
 
     def __init__(self, inner: StreamAdapter) -> None:
         self.inner = inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    @property
+    def model(self) -> YModel:
+        return self.inner.model
+
+    @property
+    def needs_whole_video(self) -> bool:
+        return self.inner.needs_whole_video
+
+    @property
+    def rollbacks(self) -> int:
+        return self.inner.rollbacks
+
+    def step(self, frame: torch.Tensor) -> StepResult:
+        return self.inner.step(frame)
+
+    def prepare(self, frames: Iterable[torch.Tensor]) -> None:
+        self.inner.prepare(frames)
+
+    def estimated_memory_bytes(self, frame_hw: tuple[int, int] | None = None) -> int:
+        return self.inner.estimated_memory_bytes(frame_hw)
 
     def reset(self) -> None:
         self.inner.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from model.ymodel import YModel
@@ -10,8 +11,20 @@ from mask2former_ttt.ttt.baselines import ClassBalanceReset, LNAdapt, OfflineAll
 from mask2former_ttt.ttt.config import TTTConfig, ttt_preset
 from mask2former_ttt.ttt.objectives import entropy_loss, self_train_loss
 from mask2former_ttt.ttt.param_groups import encoder_norm_names
+from mask2former_ttt.ttt.protocol import Adapter
 
-Builder = Callable[[YModel, TTTConfig, int], Any]
+Builder = Callable[[YModel, TTTConfig, int], Adapter]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to build one method's adapter, and what it can do (known before any adapter is built)."""
+
+    build: Builder
+    needs_whole_video: bool = False
+
+    def __call__(self, model: YModel, cfg: TTTConfig, seed: int) -> Adapter:
+        return self.build(model, cfg, seed)
 
 
 def _configured(method: str, **changes: Any) -> Builder:
@@ -37,33 +50,50 @@ def _self_train(model: YModel, cfg: TTTConfig, seed: int) -> StreamAdapter:
 
 
 def _wrapped(wrapper: type, method: str = "online") -> Builder:
-    def build(model: YModel, cfg: TTTConfig, seed: int) -> Any:
+    def build(model: YModel, cfg: TTTConfig, seed: int) -> Adapter:
         return wrapper(METHODS[method](model, cfg, seed))
 
     return build
 
 
-METHODS: dict[str, Builder] = {
-    "main_only": _configured("main_only", steps_per_frame=0, window=1),
-    "no_memory": _configured("no_memory", window=1, reset_weights_each_frame=True, reset_optimizer_each_frame=True),
-    "implicit_only": _configured("implicit_only", window=1),
-    "explicit_only": _configured("explicit_only", reset_weights_each_frame=True, reset_optimizer_each_frame=True),
-    "online": _configured("online"),
-    "offline_all_frames": lambda model, cfg, seed: OfflineAllFrames(model, cfg, seed),
-    "ln_adapt": lambda model, cfg, seed: LNAdapt(model, cfg, seed),
-    "tent": _tent,
-    "self_train": _self_train,
-    "class_balance_reset": _wrapped(ClassBalanceReset),
-    "temporal_smoothing": _wrapped(TemporalSmoothing),
+METHODS: dict[str, MethodSpec] = {
+    "main_only": MethodSpec(_configured("main_only", steps_per_frame=0, window=1)),
+    "no_memory": MethodSpec(
+        _configured("no_memory", window=1, reset_weights_each_frame=True, reset_optimizer_each_frame=True)
+    ),
+    "implicit_only": MethodSpec(_configured("implicit_only", window=1)),
+    "explicit_only": MethodSpec(
+        _configured("explicit_only", reset_weights_each_frame=True, reset_optimizer_each_frame=True)
+    ),
+    "online": MethodSpec(_configured("online")),
+    "offline_all_frames": MethodSpec(OfflineAllFrames, needs_whole_video=True),
+    "ln_adapt": MethodSpec(LNAdapt),
+    "tent": MethodSpec(_tent),
+    "self_train": MethodSpec(_self_train),
+    "class_balance_reset": MethodSpec(_wrapped(ClassBalanceReset)),
+    "temporal_smoothing": MethodSpec(_wrapped(TemporalSmoothing)),
 }
+
+
+def check_method(method: str, *, live: bool = False) -> MethodSpec:
+    """The method's spec; ValueError naming the problem for an unknown method, or, with `live`, for a method
+    that cannot serve a live stream (it needs the whole video first)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    spec = METHODS[method]
+    if live and spec.needs_whole_video:
+        raise ValueError(
+            f"method {method!r} cannot run in the service: it needs the whole video before its first prediction; "
+            "use the offline CLI (`m2f-ttt segment VIDEO --method ...` or `m2f-ttt evaluate`)"
+        )
+    return spec
 
 
 def build_adapter(
     model: YModel, method: str = "online", preset: str | TTTConfig = "default", seed: int = 0, **overrides: Any
-) -> Any:
+) -> Adapter:
     """One stream's adapter: `method` from METHODS, hyperparameters from `preset` with `overrides`."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    check_method(method)
     cfg = ttt_preset(preset) if isinstance(preset, str) else preset
     if overrides:
         cfg = TTTConfig.model_validate({**cfg.model_dump(), **overrides})

@@ -212,19 +212,7 @@ class JobRunner:
             if not isinstance(obj, FrameResult):
                 continue  # SessionClosed / control replies
             received += 1
-            writer.write(
-                obj.index,
-                obj.image,
-                obj.result,
-                obj.pts_s,
-                extra={
-                    "loss": obj.loss,
-                    "rolled_back": obj.rolled_back,
-                    "shift_score": obj.shift_score,
-                    "step_scale": obj.step_scale,
-                    "timings_ms": {k: round(v * 1000, 3) for k, v in obj.timings_s.items()},
-                },
-            )
+            writer.write(obj.index, obj.image, obj.step.result, obj.pts_s, extra=obj.step.record())
             job.frames_done = received
             now = time.perf_counter()
             job.fps = received / (now - t0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import Future
+from typing import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
 from pydantic import BaseModel, Field
@@ -15,7 +17,7 @@ from server.deps import Authorized, check_method, get_rtsp, get_settings, get_wo
 from server.protocol import CLOSE_NORMAL, CLOSE_POLICY, Encoding, encodings_for, error_message
 from server.rtsp_streams import CLOSED, RtspManager, RtspStream
 from server.settings import Policy, Settings, Task
-from server.worker import CapacityError, DeviceWorker
+from server.worker import CapacityError, StreamSession
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rtsp"])
@@ -89,7 +91,9 @@ async def delete_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _control(manager: RtspManager, worker: DeviceWorker, stream_id: str, name: str, fn: object) -> dict:
+async def _control(
+    manager: RtspManager, stream_id: str, name: str, start: Callable[[StreamSession], Future]
+) -> dict:
     stream = _stream(manager, stream_id)
     if stream.session.closed:
         raise HTTPException(
@@ -97,7 +101,7 @@ async def _control(manager: RtspManager, worker: DeviceWorker, stream_id: str, n
         )
     try:
         payload = await asyncio.wait_for(
-            asyncio.wrap_future(worker.control(stream.session, name, fn)), CONTROL_TIMEOUT_S
+            asyncio.wrap_future(start(stream.session)), CONTROL_TIMEOUT_S
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
@@ -110,23 +114,21 @@ async def _control(manager: RtspManager, worker: DeviceWorker, stream_id: str, n
 async def reset_stream(stream_id: str, request: Request) -> dict:
     """Back to the model's initial weights with an empty window (in order with the queued frames)."""
     worker = get_worker(request)
-    return await _control(get_rtsp(request), worker, stream_id, "reset", worker.do_reset)
+    return await _control(get_rtsp(request), stream_id, "reset", worker.reset)
 
 
 @router.post("/v1/streams/{stream_id}/checkpoint", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])
 async def checkpoint_stream(stream_id: str, request: Request) -> dict:
     """Save the stream's adapted state to disk; returns its `checkpoint_id`."""
     worker = get_worker(request)
-    return await _control(get_rtsp(request), worker, stream_id, "checkpoint", worker.do_checkpoint)
+    return await _control(get_rtsp(request), stream_id, "checkpoint", worker.checkpoint)
 
 
 @router.post("/v1/streams/{stream_id}/restore", dependencies=[Authorized])
 async def restore_stream(stream_id: str, body: RestoreBody, request: Request) -> dict:
     """Load a checkpoint (same method and preset) into the stream."""
     worker = get_worker(request)
-    return await _control(
-        get_rtsp(request), worker, stream_id, "restore", lambda s: worker.do_restore(s, body.checkpoint_id)
-    )
+    return await _control(get_rtsp(request), stream_id, "restore", lambda s: worker.restore(s, body.checkpoint_id))
 
 
 @router.websocket("/v1/streams/{stream_id}/results")

@@ -227,11 +227,11 @@ class _StreamHandler:
         if kind == "stats":
             self.fwd({"type": "stats", **s.stats()})
         elif kind == "reset":
-            w.control(s, "reset", w.do_reset)
+            w.reset(s)
         elif kind == "checkpoint":
-            w.control(s, "checkpoint", w.do_checkpoint)
+            w.checkpoint(s)
         elif isinstance(msg, RestoreMessage):
-            w.control(s, "restore", lambda sess: w.do_restore(sess, msg.checkpoint_id))
+            w.restore(s, msg.checkpoint_id)
         elif isinstance(msg, SetTaskMessage):
             w.control(s, "set_task", lambda sess: _set_task(sess, msg))
         elif kind == "stop":

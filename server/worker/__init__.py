@@ -1,6 +1,7 @@
 """The device worker: the single owner of the model, per-stream sessions and their fair scheduling."""
 
-from server.worker.device_worker import CapacityError, DeviceWorker
+from server.worker.admission import CapacityError
+from server.worker.device_worker import DeviceWorker
 from server.worker.stream_session import (
     ControlItem,
     ControlReply,

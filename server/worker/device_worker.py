@@ -1,36 +1,36 @@
-"""The device worker: one thread that owns the model on the device and runs every stream's TTT step.
+"""The device worker: one thread that owns the model on the device and runs every stream's frames.
 
 All adapter calls (create, step, reset, state I/O) happen on this thread, so each stream has exactly one
 writer and frames of a stream are processed strictly in arrival order. Client images are decoded here, lazily,
-so frames dropped by the `latest` policy cost no decoding; post-processing runs here too (on the device), and
-results leave as CPU tensors for the consumers, which encode them (RLE / PNG / JPEG) on their own threads.
+so frames dropped by the `latest` policy cost no decoding. Each frame goes through
+`mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the CPU); the
+consumers encode results (RLE / PNG / JPEG) on their own threads.
 
-Streams are served round-robin (see `Scheduler`). Admission control reserves per-stream memory (the adapter's
-own estimate, or the largest footprint seen for that method/preset) against `max_state_memory` and caps the
-number of streams.
+Concerns live beside it: `Scheduler` (queues, round-robin), `Admission` (stream and memory limits),
+`StreamStateStore` (checkpoint / restore files).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import re
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from model.postprocess import postprocess
 from model.ymodel import YModel
+from mask2former_ttt.ttt.frame_step import step_frame
+from mask2former_ttt.ttt.methods import build_adapter, check_method
+from mask2former_ttt.ttt.protocol import Adapter
 from server.logging_setup import kv
 from server.metrics import Metrics
+from server.worker.admission import Admission, CapacityError
 from server.worker.imaging import ImageDecodeError, decode_image, result_size
 from server.worker.scheduler import Scheduler
+from server.worker.state_store import StreamStateStore
 from server.worker.stream_session import (
     ControlItem,
     ControlReply,
@@ -43,42 +43,18 @@ from server.worker.stream_session import (
 
 log = logging.getLogger(__name__)
 
-AdapterFactory = Callable[[YModel, str, str, int], Any]
-CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATE_FORMAT = "m2f-ttt-stream-state/1"
-LIVE_UNSUPPORTED = {"offline_all_frames": "needs the whole video before its first prediction; use the offline CLI"}
+AdapterFactory = Callable[[YModel, str, str, int], Adapter]
+__all__ = ["AdapterFactory", "CapacityError", "DeviceWorker", "default_adapter_factory"]
 
 
-class CapacityError(RuntimeError):
-    """A new stream does not fit. `reason` is `streams` or `memory`; the message says what is full."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) -> Any:
-    """`mask2former_ttt.ttt.build_adapter`, refusing methods that cannot run on a live stream."""
-    from mask2former_ttt.ttt import build_adapter
-
-    if method in LIVE_UNSUPPORTED:
-        raise ValueError(f"method {method!r} cannot serve streams: it {LIVE_UNSUPPORTED[method]}")
+def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) -> Adapter:
+    """`mask2former_ttt.ttt.build_adapter`, refusing methods that cannot serve a stream frame by frame."""
+    check_method(method, live=True)
     return build_adapter(model, method=method, preset=preset, seed=seed)
 
 
-def _to_cpu(result: Any) -> Any:
-    """A post-processing result with its tensors on the CPU (encoders run on other threads, in numpy)."""
-    moved = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-    return dataclasses.replace(result, **{k: v.cpu() for k, v in moved.items() if torch.is_tensor(v)})
-
-
-def _estimate_bytes(adapter: Any) -> int:
-    estimate = getattr(adapter, "estimated_memory_bytes", None)
-    return int(estimate()) if callable(estimate) else int(adapter.memory_bytes())
-
-
 class DeviceWorker:
-    """Owner of the model: sessions, admission, in-order processing, state checkpoint/restore."""
+    """Owner of the model: the session registry and the loop that runs every stream's frames and controls."""
 
     def __init__(
         self,
@@ -96,9 +72,8 @@ class DeviceWorker:
     ) -> None:
         self.model = model
         self.metrics = metrics
-        self.max_streams = max_streams
-        self.max_state_memory = max_state_memory
-        self.states_dir = Path(states_dir)
+        self.admission = Admission(metrics, max_streams, max_state_memory)
+        self.states = StreamStateStore(states_dir)
         self.max_frame_pixels = max_frame_pixels
         self.max_result_side = max_result_side
         self.seed = seed
@@ -106,10 +81,8 @@ class DeviceWorker:
         self.adapter_factory = adapter_factory
         self.sessions: dict[str, StreamSession] = {}
         self.scheduler = Scheduler(on_drop=lambda s: metrics.drops.labels(s.source).inc())
-        self._peak_bytes: dict[tuple[str, str], int] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.frames_processed = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,30 +103,19 @@ class DeviceWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
-    # ---- capacity -----------------------------------------------------------------------------------------
-    def reserved_bytes(self) -> int:
-        return sum(s.reserved_bytes for s in list(self.sessions.values()))
-
     def capacity(self) -> dict:
-        """Streams and memory in use vs limits; `available` tells whether one more stream is likely to fit."""
-        used = self.reserved_bytes()
-        typical = max(self._peak_bytes.values(), default=0)
-        return {
-            "streams": len(self.sessions),
-            "max_streams": self.max_streams,
-            "reserved_bytes": used,
-            "max_state_memory": self.max_state_memory,
-            "available": len(self.sessions) < self.max_streams and used + typical <= self.max_state_memory,
-        }
+        """Streams and memory in use vs limits (see `Admission.capacity`)."""
+        return self.admission.capacity(list(self.sessions.values()))
 
     # ---- sessions -----------------------------------------------------------------------------------------
     def open_session(self, session: StreamSession) -> Future:
         """Admit `session` (builds its adapter on the worker thread). The Future raises CapacityError when full,
         ValueError for an unknown method/preset."""
-        if len(self.sessions) >= self.max_streams:  # cheap early refusal, re-checked on the worker
+        try:
+            self.admission.check_count(self.sessions)  # cheap early refusal, re-checked on the worker
+        except CapacityError as exc:
             fut: Future = Future()
-            fut.set_exception(self._full_streams())
-            self.metrics.refusals.labels("streams").inc()
+            fut.set_exception(exc)
             return fut
         return self.scheduler.submit(lambda: self._admit(session))
 
@@ -162,28 +124,11 @@ class DeviceWorker:
         self.scheduler.remove(session)
         return self.scheduler.submit(lambda: self._close(session, reason))
 
-    def _full_streams(self) -> CapacityError:
-        return CapacityError(
-            "streams",
-            f"the service is full: {len(self.sessions)} of {self.max_streams} streams are active; try again later",
-        )
-
     def _admit(self, session: StreamSession) -> StreamSession:
-        if len(self.sessions) >= self.max_streams:
-            self.metrics.refusals.labels("streams").inc()
-            raise self._full_streams()
+        self.admission.check_count(self.sessions)
         adapter = self.adapter_factory(self.model, session.method, session.preset, self.seed)
-        need = max(_estimate_bytes(adapter), self._peak_bytes.get((session.method, session.preset), 0))
-        used = self.reserved_bytes()
-        if used + need > self.max_state_memory:
-            self.metrics.refusals.labels("memory").inc()
-            raise CapacityError(
-                "memory",
-                f"not enough memory for another stream: {used} of {self.max_state_memory} bytes are reserved by "
-                f"{len(self.sessions)} streams and this one needs about {need}; try again later",
-            )
+        session.reserved_bytes = self.admission.reserve(list(self.sessions.values()), session, adapter)
         session.adapter = adapter
-        session.reserved_bytes = need
         session.memory_bytes = int(adapter.memory_bytes())
         self.sessions[session.id] = session
         self.scheduler.add(session)
@@ -197,7 +142,7 @@ class DeviceWorker:
                 method=session.method,
                 preset=session.preset,
                 task=session.task,
-                reserved_bytes=need,
+                reserved_bytes=session.reserved_bytes,
             ),
         )
         return session
@@ -215,11 +160,7 @@ class DeviceWorker:
         log.info(
             "stream closed",
             extra=kv(
-                stream=session.id,
-                reason=reason,
-                processed=session.processed,
-                dropped=session.dropped,
-                errors=session.errors,
+                stream=session.id, reason=reason, processed=session.processed, dropped=session.dropped, errors=session.errors
             ),
         )
         self._deliver(session, SessionClosed(session.id, reason))
@@ -231,9 +172,10 @@ class DeviceWorker:
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
         return self.scheduler.put(session, item, timeout)
 
+    # ---- in-order controls (they run after the frames queued before them) -----------------------------------
     def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
-        """Queue an in-order control: it runs after the frames queued before it. Its outcome is both delivered to
-        the session as a ControlReply and set on the returned Future (failed at once if the stream is closed)."""
+        """Queue an in-order control. Its outcome is both delivered to the session as a ControlReply and set on
+        the returned Future (failed at once if the stream is closed)."""
         fut: Future = Future()
 
         def run(s: StreamSession) -> dict:
@@ -249,48 +191,22 @@ class DeviceWorker:
             fut.set_exception(RuntimeError(f"stream {session.id} is closed"))
         return fut
 
-    # ---- stream-scoped controls (run on the worker thread via `control`) ----------------------------------
-    @staticmethod
-    def do_reset(session: StreamSession) -> dict:
-        session.adapter.reset()
-        return {"frames_before_reset": session.processed}
+    def reset(self, session: StreamSession) -> Future:
+        """Back to θ0: `{frames_before_reset}`."""
 
-    def do_checkpoint(self, session: StreamSession) -> dict:
-        """torch.save the adapter's state to `states_dir/<checkpoint_id>.pt`."""
-        checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
-        self.states_dir.mkdir(parents=True, exist_ok=True)
-        path = self.states_dir / f"{checkpoint_id}.pt"
-        blob = {
-            "format": STATE_FORMAT,
-            "method": session.method,
-            "preset": session.preset,
-            "frames": session.processed,
-            "state": session.adapter.state_dict(),
-        }
-        torch.save(blob, path)
-        log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=path.stat().st_size))
-        return {"checkpoint_id": checkpoint_id, "bytes": path.stat().st_size, "frames": session.processed}
+        def run(s: StreamSession) -> dict:
+            s.adapter.reset()
+            return {"frames_before_reset": s.processed}
 
-    def checkpoint_path(self, checkpoint_id: str) -> Path:
-        """Path of a checkpoint id; ValueError for ids that are not ours (no path tricks) or do not exist."""
-        if not CHECKPOINT_ID.match(checkpoint_id or ""):
-            raise ValueError("checkpoint_id must be 1-64 characters of A-Z a-z 0-9 _ -")
-        path = self.states_dir / f"{checkpoint_id}.pt"
-        if not path.is_file():
-            raise ValueError(f"no checkpoint {checkpoint_id!r}")
-        return path
+        return self.control(session, "reset", run)
 
-    def do_restore(self, session: StreamSession, checkpoint_id: str) -> dict:
-        blob = torch.load(self.checkpoint_path(checkpoint_id), map_location="cpu", weights_only=True)
-        if blob.get("format") != STATE_FORMAT:
-            raise ValueError(f"checkpoint {checkpoint_id!r} is not a stream state")
-        if (blob["method"], blob["preset"]) != (session.method, session.preset):
-            raise ValueError(
-                f"checkpoint {checkpoint_id!r} is for method={blob['method']} preset={blob['preset']}, "
-                f"this stream runs method={session.method} preset={session.preset}"
-            )
-        session.adapter.load_state_dict(blob["state"])
-        return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
+    def checkpoint(self, session: StreamSession) -> Future:
+        """Save the stream's adapted state: `{checkpoint_id, bytes, frames}`."""
+        return self.control(session, "checkpoint", self.states.save)
+
+    def restore(self, session: StreamSession, checkpoint_id: str) -> Future:
+        """Load a saved state of the same method and preset: `{checkpoint_id, frames}`."""
+        return self.control(session, "restore", lambda s: self.states.restore(s, checkpoint_id))
 
     # ---- the thread -----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -335,35 +251,16 @@ class DeviceWorker:
         try:
             session.deliver(obj)
         except Exception:  # noqa: BLE001 - a gone consumer must not stop the worker
-            log.debug("deliver failed", extra=kv(stream=session.id), exc_info=True)
+            log.warning("delivery to a stream's consumer failed", extra=kv(stream=session.id), exc_info=True)
 
     def _process(self, session: StreamSession, item: FrameItem) -> None:
+        """Decode -> `step_frame` -> FrameResult (or FrameError: the stream goes on, the others are untouched)."""
         start = time.perf_counter()
-        timings = {"queue": start - item.enqueued}
         try:
-            if isinstance(item.data, bytes):
-                rgb = decode_image(item.data, self.max_frame_pixels)
-            else:
-                rgb = item.data
-            t = time.perf_counter()
-            timings["decode"] = item.decode_s + (t - start)
-            res = session.adapter.step(torch.from_numpy(rgb).permute(2, 0, 1))
-            st = res.stats
-            timings["ttt"] = st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s
-            timings["predict"] = st.predict_s
-            t = time.perf_counter()
-            cfg = self.model.cfg
-            out = postprocess(
-                res.class_logits,
-                res.mask_logits,
-                session.task,
-                out_size=result_size(rgb.shape[0], rgb.shape[1], self.max_result_side),
-                thing_class_ids=cfg.thing_class_ids,
-                object_mask_threshold=cfg.object_mask_threshold,
-                overlap_threshold=cfg.overlap_threshold,
-            )
-            out = _to_cpu(out)
-            timings["postprocess"] = time.perf_counter() - t
+            rgb = decode_image(item.data, self.max_frame_pixels) if isinstance(item.data, bytes) else item.data
+            decoded = time.perf_counter()
+            out_size = result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
+            step = step_frame(session.adapter, torch.from_numpy(rgb).permute(2, 0, 1), session.task, out_size)
         except ImageDecodeError as exc:
             self._frame_failed(session, item, "bad_image", f"frame {item.frame_id!r}: {exc}")
             return
@@ -371,19 +268,9 @@ class DeviceWorker:
             log.exception("adapter step failed", extra=kv(stream=session.id, frame=item.frame_id))
             self._frame_failed(session, item, "adapter_error", f"frame {item.frame_id!r}: {type(exc).__name__}: {exc}")
             return
-        session.processed += 1
-        self.frames_processed += 1
-        session.last_loss = st.loss if st.loss is None or math.isfinite(st.loss) else None  # JSON has no NaN
-        session.memory_bytes = int(session.adapter.memory_bytes())
-        session.reserved_bytes = max(session.reserved_bytes, session.memory_bytes)
-        key = (session.method, session.preset)
-        self._peak_bytes[key] = max(self._peak_bytes.get(key, 0), session.memory_bytes)
-        if st.rolled_back:
-            self.metrics.rollbacks.labels(session.source).inc()
-        session.rollbacks = st.rollbacks
-        self.metrics.frames.labels(session.source).inc()
-        self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
-        self.metrics.observe_timings(timings)
+        step.timings_s = {"queue": start - item.enqueued, "decode": item.decode_s + decoded - start, **step.timings_s}
+        self._account(session, step.ttt_record())
+        self.metrics.observe_timings(step.timings_s)
         self._deliver(
             session,
             FrameResult(
@@ -392,21 +279,26 @@ class DeviceWorker:
                 index=session.processed - 1,
                 task=session.task,
                 image=rgb,
-                result=out,
-                loss=session.last_loss,
-                rolled_back=st.rolled_back,
-                rollbacks=st.rollbacks,
-                timings_s=timings,
+                step=step,
                 encodings=session.encodings,
                 received=item.received,
                 capture_ts=item.capture_ts,
                 pts_s=item.pts_s,
                 dropped=session.dropped,
                 memory_bytes=session.memory_bytes,
-                shift_score=st.shift_score,
-                step_scale=st.step_scale,
             ),
         )
+
+    def _account(self, session: StreamSession, ttt: dict) -> None:
+        """Counters, memory and metrics after a processed frame."""
+        session.processed += 1
+        session.last_loss = ttt["loss"]
+        session.rollbacks = ttt["rollbacks"]
+        self.admission.observe(session, int(session.adapter.memory_bytes()))
+        if ttt["rolled_back"]:
+            self.metrics.rollbacks.labels(session.source).inc()
+        self.metrics.frames.labels(session.source).inc()
+        self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
 
     def _frame_failed(self, session: StreamSession, item: FrameItem, code: str, message: str) -> None:
         session.errors += 1

@@ -16,6 +16,9 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
+from mask2former_ttt.ttt.frame_step import FrameStep
+from mask2former_ttt.ttt.protocol import Adapter
+
 Source = Literal["ws", "rtsp", "job"]
 _ids = itertools.count()
 
@@ -46,28 +49,22 @@ class ControlItem:
 
 @dataclass
 class FrameResult:
-    """A processed frame. `result` is model.postprocess's Semantic/Instance/PanopticResult (CPU tensors);
-    `image` is the decoded RGB frame (for overlays); `timings_s` has queue/decode/ttt/predict/postprocess;
-    `loss` is None when the method took no step or the loss was not finite."""
+    """A processed frame: `step` is what `step_frame` returned (`step.result`: the Semantic/Instance/Panoptic
+    result on the CPU; `step.record()`: the results layout's `ttt` and `timings_ms` fields, timings with
+    queue/decode/ttt/predict/postprocess); `image` is the decoded RGB frame (for overlays)."""
 
     stream_id: str
     frame_id: Any
     index: int
     task: str
     image: np.ndarray
-    result: Any
-    loss: float | None
-    rolled_back: bool
-    rollbacks: int
-    timings_s: dict[str, float]
+    step: FrameStep
     encodings: tuple[str, ...]
     received: float
     capture_ts: float | None
     pts_s: float | None
     dropped: int
     memory_bytes: int
-    shift_score: float | None = None  # the safe-adaptation guard's view of this frame (None: guard off)
-    step_scale: float = 1.0  # the guard's step-size multiplier (0: no step on this frame)
 
 
 @dataclass
@@ -131,7 +128,7 @@ class StreamSession:
         self.pending_frames = 0
         self.closed = False
         # worker-owned
-        self.adapter: Any = None
+        self.adapter: Adapter | None = None
         self.reserved_bytes = 0
         # counters
         self.received = 0

@@ -12,6 +12,7 @@ import av
 import httpx
 import pytest
 
+from mask2former_ttt.segment import segment_video
 from tests.server.svc_helpers import build_tiny_checkpoint, make_clip, running_service
 
 pytestmark = pytest.mark.e2e
@@ -49,10 +50,17 @@ def test_upload_job_progress_results_and_restart(tmp_path: Path) -> None:
 
         lines = [json.loads(x) for x in http.get(f"/v1/jobs/{job_id}/results/results.jsonl").text.splitlines()]
         assert [x["frame_index"] for x in lines] == list(range(FRAMES))
-        assert all(x["loss"] is not None and x["png"].startswith("panoptic/") for x in lines)
+        assert all(x["ttt"]["loss"] is not None and x["png"].startswith("panoptic/") for x in lines)
         doc = http.get(f"/v1/jobs/{job_id}/results/panoptic.json").json()
         assert len(doc["images"]) == len(doc["annotations"]) == FRAMES and len(doc["categories"]) == 19
         assert http.get(f"/v1/jobs/{job_id}/results/{lines[-1]['png']}").content[:4] == b"\x89PNG"
+
+    # `m2f-ttt segment` on the same clip writes the same layout, and the same adaptation (same method, seed, frames)
+    segment_video(clip, tmp_path / "segment", task="panoptic", model_dir=ckpt, device="cpu", progress=False)
+    offline = [json.loads(x) for x in (tmp_path / "segment" / "results.jsonl").read_text().splitlines()]
+    assert [sorted(x) for x in offline] == [sorted(x) for x in lines]
+    assert [x["ttt"] for x in offline] == [x["ttt"] for x in lines]
+    assert [x["segments_info"] for x in offline] == [x["segments_info"] for x in lines]
 
     # a new process on the same jobs dir still knows the job and serves its files
     with running_service(tmp_path, ckpt) as server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -47,6 +47,7 @@ class FakeAdapter:
     """Stands in for the TTT adapter in scheduling tests: its "state" is the sum of the mean pixel values it has
     seen; it can sleep per step and raise on frames whose top-left pixel is (1, 2, 3)."""
 
+    model: Any = None
     num_classes: int = 19
     delay_s: float = 0.0
     bytes: int = 1000
@@ -54,6 +55,9 @@ class FakeAdapter:
     total: float = 0.0
     resets: int = 0
     thread_ids: set[int] = field(default_factory=set)
+    method: str = "online"
+    needs_whole_video: bool = False
+    rollbacks: int = 0
 
     def step(self, frame: torch.Tensor) -> FakeResult:
         self.thread_ids.add(threading.get_ident())
@@ -82,6 +86,12 @@ class FakeAdapter:
     def memory_bytes(self) -> int:
         return self.bytes
 
+    def estimated_memory_bytes(self, frame_hw: tuple[int, int] | None = None) -> int:
+        return self.bytes
+
+    def prepare(self, frames: Any) -> None:
+        return None
+
     def state_dict(self) -> dict:
         return {"method": "online", "total": torch.tensor(self.total), "n": len(self.seen)}
 
@@ -99,7 +109,7 @@ def fake_factory(
     def factory(model: Any, method: str, preset: str, seed: int) -> FakeAdapter:
         if method not in known:
             raise ValueError(f"unknown method {method!r}")
-        adapter = FakeAdapter(num_classes=len(model.cfg.class_names), delay_s=delay_s, bytes=bytes_per_stream)
+        adapter = FakeAdapter(model, num_classes=len(model.cfg.class_names), delay_s=delay_s, bytes=bytes_per_stream)
         if created is not None:
             created.append(adapter)
         return adapter

@@ -62,8 +62,8 @@ def test_frames_are_processed_in_order_on_one_thread_with_timings(model, tmp_pat
         got = results(out, 6)
         assert [r.frame_id for r in got] == list(range(6))
         assert all(isinstance(r, FrameResult) and r.task == "panoptic" for r in got)
-        assert set(got[0].timings_s) >= {"queue", "decode", "ttt", "predict", "postprocess"}
-        assert got[0].result.id_map.shape == (48, 64)
+        assert set(got[0].step.timings_s) >= {"queue", "decode", "ttt", "predict", "postprocess"}
+        assert got[0].step.result.id_map.shape == (48, 64)
         assert len(created[0].thread_ids) == 1 and threading.get_ident() not in created[0].thread_ids
     finally:
         worker.stop()
@@ -140,18 +140,18 @@ def test_controls_run_in_order_and_state_round_trips(model, tmp_path: Path) -> N
         s, out = open_stream(worker)
         for i in range(3):
             worker.put(s, FrameItem(frame_id=i, data=rgb_frame(40)))
-        ckpt = worker.control(s, "checkpoint", worker.do_checkpoint)
+        ckpt = worker.checkpoint(s)
         worker.put(s, FrameItem(frame_id=3, data=rgb_frame(40)))
-        reset = worker.control(s, "reset", worker.do_reset)
+        reset = worker.reset(s)
         got = results(out, 6)
         assert [getattr(r, "frame_id", getattr(r, "name", None)) for r in got] == [0, 1, 2, "checkpoint", 3, "reset"]
         cid = ckpt.result(5)["checkpoint_id"]
         assert reset.result(5) == {"frames_before_reset": 4}
         assert created[0].total == 0.0
-        restore = worker.control(s, "restore", lambda sess: worker.do_restore(sess, cid))
+        restore = worker.restore(s, cid)
         assert restore.result(5)["frames"] == 3
         assert created[0].total == pytest.approx(3 * float(rgb_frame(40).mean()), rel=1e-4)
-        bad = worker.control(s, "restore", lambda sess: worker.do_restore(sess, "../../etc/passwd"))
+        bad = worker.restore(s, "../../etc/passwd")
         with pytest.raises(ValueError, match="checkpoint_id must be"):
             bad.result(5)
         reply = [out.get(timeout=5) for _ in range(2)][-1]

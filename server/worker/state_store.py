@@ -1,0 +1,66 @@
+"""Stream state files: a stream's adapted state saved under an id, and loaded back into a stream of the same
+method and preset. Ids are validated before they become paths, so a client cannot name any other file."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+
+import torch
+
+from server.logging_setup import kv
+from server.worker.stream_session import StreamSession
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STATE_FORMAT = "m2f-ttt-stream-state/1"
+
+
+class StreamStateStore:
+    """`states_dir/<checkpoint_id>.pt` files holding `{"format", "method", "preset", "frames", "state"}`."""
+
+    def __init__(self, states_dir: Path) -> None:
+        self.states_dir = Path(states_dir)
+
+    def save(self, session: StreamSession) -> dict:
+        """Save the session's adapter state under a new id; returns `{checkpoint_id, bytes, frames}`."""
+        checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
+        self.states_dir.mkdir(parents=True, exist_ok=True)
+        path = self.states_dir / f"{checkpoint_id}.pt"
+        blob = {
+            "format": STATE_FORMAT,
+            "method": session.method,
+            "preset": session.preset,
+            "frames": session.processed,
+            "state": session.adapter.state_dict(),
+        }
+        torch.save(blob, path)
+        size = path.stat().st_size
+        log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=size))
+        return {"checkpoint_id": checkpoint_id, "bytes": size, "frames": session.processed}
+
+    def path(self, checkpoint_id: str) -> Path:
+        """Path of a checkpoint id; ValueError for ids that are not ours (no path tricks) or do not exist."""
+        if not CHECKPOINT_ID.match(checkpoint_id or ""):
+            raise ValueError("checkpoint_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+        path = self.states_dir / f"{checkpoint_id}.pt"
+        if not path.is_file():
+            raise ValueError(f"no checkpoint {checkpoint_id!r}")
+        return path
+
+    def restore(self, session: StreamSession, checkpoint_id: str) -> dict:
+        """Load a saved state into the session's adapter; ValueError if it is not a stream state or was saved by
+        another method or preset. Returns `{checkpoint_id, frames}`."""
+        blob = torch.load(self.path(checkpoint_id), map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != STATE_FORMAT:
+            raise ValueError(f"checkpoint {checkpoint_id!r} is not a stream state")
+        if (blob["method"], blob["preset"]) != (session.method, session.preset):
+            raise ValueError(
+                f"checkpoint {checkpoint_id!r} is for method={blob['method']} preset={blob['preset']}, "
+                f"this stream runs method={session.method} preset={session.preset}"
+            )
+        session.adapter.load_state_dict(blob["state"])
+        return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
