@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Optional
 
@@ -185,24 +186,73 @@ def benchmark(
     )
 
 
+_TASKS = ("semantic", "instance", "panoptic")
+
+
+def _convert_overrides(task: str | None, overrides: str | None) -> dict:
+    """`--overrides` JSON (a nested dict of ModelConfig fields) with `--task` merged in; BadParameter when invalid."""
+    try:
+        merged = json.loads(overrides) if overrides else {}
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON ({exc}): {overrides!r}", param_hint="'--overrides'") from None
+    if not isinstance(merged, dict):
+        raise typer.BadParameter(f"must be a JSON object of ModelConfig fields, got {overrides!r}",
+                                 param_hint="'--overrides'")
+    if task is not None:
+        if task not in _TASKS:
+            raise typer.BadParameter(f"{task!r} is not one of {', '.join(_TASKS)}", param_hint="'--task'")
+        if merged.get("task", task) != task:
+            raise typer.BadParameter(f"--task {task} contradicts the task {merged['task']!r} in --overrides",
+                                     param_hint="'--task'")
+        merged["task"] = task
+    return merged
+
+
 @app.command()
 def convert(
-    source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"),
+    source: Path = typer.Argument(
+        ..., exists=True, help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"
+    ),
     out_dir: Path = typer.Argument(..., help="output checkpoint directory"),
-    model_preset: str = typer.Option("swin-s", help="model preset for detectron2 checkpoints"),
+    model_preset: str | None = typer.Option(
+        None, "--model-preset", "--preset", show_default="swin-s",
+        help="detectron2 only: preset for what tensor shapes cannot tell (drop path, image size, ...)",
+    ),
+    task: str | None = typer.Option(
+        None, show_default="guessed from the source's name", help="semantic | instance | panoptic"
+    ),
+    overrides: str | None = typer.Option(
+        None, help='ModelConfig fields as nested JSON, e.g. \'{"class_names": ["road", ...], "thing_class_ids": [9]}\'',
+    ),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="detectron2 only: allow arbitrary pickled objects (only for files you trust)"
+    ),
 ) -> None:
-    """Convert released TTT / detectron2 Mask2Former checkpoints or HF directories into the project format."""
+    """Convert released TTT / detectron2 Mask2Former checkpoints or HF directories into the project format.
+
+    The architecture comes from the source; class names and thing ids (absent from detectron2 files) and the task
+    can be set with --overrides / --task."""
     _logging()
     from model.checkpoint import save_checkpoint
 
+    cfg_overrides = _convert_overrides(task, overrides)
     if source.is_dir():
-        from model.hf_import import load_hf_mask2former
+        for flag, given in (("--model-preset", model_preset is not None), ("--trust-pickle", trust_pickle)):
+            if given:
+                raise typer.BadParameter(f"applies to detectron2 checkpoint files, not to the Hugging Face "
+                                         f"directory {source}", param_hint=f"'{flag}'")
+    try:
+        if source.is_dir():
+            from model.hf_import import load_hf_mask2former
 
-        save_checkpoint(load_hf_mask2former(source), out_dir)
-    else:
-        from model.convert_detectron2 import convert_detectron2_checkpoint
+            save_checkpoint(load_hf_mask2former(source, cfg_overrides), out_dir)
+        else:
+            from model.convert_detectron2 import convert_detectron2_checkpoint
 
-        convert_detectron2_checkpoint(source, out_dir, model_preset)
+            convert_detectron2_checkpoint(source, out_dir, model_preset or "swin-s", cfg_overrides, trust_pickle)
+    except (ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:  # pydantic's ValidationError: ValueError
+        typer.echo(f"error: cannot convert {source}: {exc}", err=True)
+        raise typer.Exit(2) from None
     console.print(f"converted {source} -> {out_dir}")
 
 

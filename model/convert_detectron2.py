@@ -42,8 +42,6 @@ the offending keys.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import pickle
 import re
@@ -57,17 +55,8 @@ import torch
 
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig, preset
-from model.hf_import import (
-    PATCH_EMBED_KEY,
-    TransferReport,
-    deep_merge,
-    default_left_allowed,
-    expand_patch_embedding,
-    fill_ymodel,
-    infer_task,
-    merge_overrides,
-)
 from model.recon_decoder import RECON_QUERIES
+from model.weight_transfer import TransferReport, deep_merge, infer_task, merge_overrides, transfer_into_ymodel
 from model.ymodel import YModel, build_model
 
 logger = logging.getLogger(__name__)
@@ -111,7 +100,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in _SAFE_GLOBALS:
             raise pickle.UnpicklingError(
                 f"refusing to load global {module}.{name} from the pickle; pass trust_pickle=True "
-                "(CLI: --trust-pickle) only if you trust the file"
+                "(`m2f-ttt convert --trust-pickle`) only if you trust the file"
             )
         return super().find_class(module, name)
 
@@ -469,18 +458,10 @@ def apply_rules(state: Mapping[str, torch.Tensor], model: YModel, with_recon: bo
     if problems:
         raise ValueError("detectron2 checkpoint does not match the model:\n  " + "\n  ".join(problems))
     _check_relative_indices(state, model, checks)
-    report = TransferReport()
-    values: dict[str, torch.Tensor] = {}
-    for rule in rules:
-        tensor = _take(state[rule.source], rule)
-        if rule.target == PATCH_EMBED_KEY:
-            report.surgery = tensor.shape[1] != model.cfg.swin.in_channels
-            tensor = expand_patch_embedding(tensor, model.cfg.swin.in_channels)
-        values[rule.target] = tensor
-    report.consumed = sorted({r.source for r in rules} | set(checks))
-    report.ignored = sorted(k for k in IGNORABLE_KEYS if k in state)
-    report.filled, report.left = fill_ymodel(model, values, lambda k: default_left_allowed(k, with_recon))
-    return report
+    values = {rule.target: _take(state[rule.source], rule) for rule in rules}
+    consumed = sorted({r.source for r in rules} | set(checks))
+    ignored = sorted(k for k in IGNORABLE_KEYS if k in state)
+    return transfer_into_ymodel(model, values, consumed, ignored, source_has_recon=with_recon)
 
 
 def detectron2_to_ymodel(
@@ -526,25 +507,3 @@ def convert_detectron2_checkpoint(
         "patch_embed_surgery": report.surgery,
     }
     return save_checkpoint(model, out_dir, extra=extra)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: `python -m model.convert_detectron2 CKPT.pkl OUT_DIR [--preset swin-s] [--task ...] [--overrides JSON]`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--preset", default="swin-s")
-    parser.add_argument("--task", choices=["semantic", "instance", "panoptic"])
-    parser.add_argument("--overrides", default="{}", help='nested JSON, e.g. \'{"class_names": ["road", ...]}\'')
-    parser.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects (trusted files)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = json.loads(args.overrides)
-    if args.task:
-        overrides["task"] = args.task
-    out = convert_detectron2_checkpoint(args.checkpoint, args.out_dir, args.preset, overrides, args.trust_pickle)
-    logger.info("wrote %s", out)
-
-
-if __name__ == "__main__":
-    main()

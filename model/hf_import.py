@@ -9,23 +9,24 @@ Users obtain such a directory with
 - h (`head`) is the checkpoint's pixel decoder, masked-attention decoder and class predictor,
 - g (`recon`) is built from scratch (variant from `ModelConfig.recon.variant`, `release` by default).
 
-The helpers `expand_patch_embedding`, `merge_overrides` and `fill_ymodel` are shared with `model.convert_detectron2`.
+Writing the tensors into the Y-model (patch-embedding surgery, strict fill, report) is `model.weight_transfer`,
+shared with `model.convert_detectron2`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
-from model.config import ModelConfig, Task
+from model.config import ModelConfig
 from model.hf_config import mask2former_config
+from model.weight_transfer import TransferReport, deep_merge, infer_task, merge_overrides, transfer_into_ymodel
 from model.ymodel import YModel, build_model
 
 logger = logging.getLogger(__name__)
@@ -40,12 +41,6 @@ HF_TO_YMODEL_PREFIXES: tuple[tuple[str, str], ...] = (
 # Loss buffers (`criterion.empty_weight` = class weights with the no-object weight); rebuilt from the config.
 HF_IGNORED_PREFIXES: tuple[str, ...] = ("criterion.",)
 
-PATCH_EMBED_KEY = "encoder.backbone.swin.embeddings.patch_embeddings.projection.weight"
-# SwinModel's final LayerNorm: SwinBackbone never uses it (it applies `hidden_states_norms.stageN` instead).
-UNUSED_ENCODER_PREFIX = "encoder.backbone.swin.layernorm."
-RECON_PREFIX = "recon."
-TASKS: tuple[Task, ...] = ("panoptic", "instance", "semantic")
-
 # Fields of the HF configs that ModelConfig cannot express: they must equal what `mask2former_config` builds.
 _HEAD_ARCH_FIELDS = (
     "feature_size", "mask_feature_size", "hidden_dim", "encoder_feedforward_dim", "activation_function",
@@ -56,76 +51,6 @@ _SWIN_ARCH_FIELDS = (
     "embed_dim", "depths", "num_heads", "window_size", "patch_size", "mlp_ratio", "qkv_bias", "hidden_act",
     "use_absolute_embeddings", "layer_norm_eps", "out_features",
 )  # fmt: skip
-
-
-@dataclass
-class TransferReport:
-    """What a conversion did with each tensor.
-
-    consumed: source keys copied (possibly transformed) into the Y-model.
-    ignored: source keys deliberately dropped (e.g. loss buffers), with no Y-model counterpart.
-    filled: Y-model state keys written from the source.
-    left: Y-model state keys left at their fresh initialisation (g when the source has none; Swin's unused final norm).
-    surgery: True if the patch embedding was widened from 3 to 4 input channels.
-    """
-
-    consumed: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    filled: list[str] = field(default_factory=list)
-    left: list[str] = field(default_factory=list)
-    surgery: bool = False
-
-    def summary(self) -> str:
-        groups = sorted({k.split(".")[0] for k in self.left})
-        return (
-            f"consumed {len(self.consumed)} source tensors, ignored {len(self.ignored)}, filled {len(self.filled)} "
-            f"Y-model tensors, left {len(self.left)} at initialisation ({', '.join(groups) or 'none'}), "
-            f"patch-embedding surgery: {self.surgery}"
-        )
-
-
-def expand_patch_embedding(weight: torch.Tensor, in_channels: int = 4) -> torch.Tensor:
-    """Widen a patch-embedding conv weight (C, c_in, p, p) to (C, in_channels, p, p).
-
-    The first c_in input channels are copied; the new ones are zero, so the convolution's output is the same for any
-    value of the added channels. A weight that already has `in_channels` inputs is returned unchanged.
-    """
-    if weight.ndim != 4:
-        raise ValueError(f"patch-embedding weight must be (C, c_in, p, p), got shape {tuple(weight.shape)}")
-    c_in = weight.shape[1]
-    if c_in == in_channels:
-        return weight
-    if c_in > in_channels:
-        raise ValueError(f"patch embedding has {c_in} input channels, more than the model's {in_channels}")
-    extra = weight.new_zeros(weight.shape[0], in_channels - c_in, *weight.shape[2:])
-    return torch.cat([weight, extra], dim=1)
-
-
-def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def merge_overrides(cfg: ModelConfig, overrides: Mapping[str, Any] | None) -> ModelConfig:
-    """Return `cfg` with `overrides` deep-merged (nested dicts for `swin`, `head`, `recon`, `masking`), validated."""
-    if not overrides:
-        return cfg
-    return ModelConfig.model_validate(deep_merge(cfg.model_dump(), overrides))
-
-
-def infer_task(*names: str) -> Task | None:
-    """`panoptic` / `instance` / `semantic` if one of `names` (paths or model ids) mentions it, else None."""
-    for name in names:
-        low = (name or "").lower()
-        for task in TASKS:
-            if task in low:
-                return task
-    return None
 
 
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
@@ -262,43 +187,6 @@ def hf_key_to_ymodel(key: str) -> str | None:
     raise KeyError(key)
 
 
-def default_left_allowed(key: str, source_has_recon: bool) -> bool:
-    """Y-model keys a conversion may leave at their fresh initialisation."""
-    return key.startswith(UNUSED_ENCODER_PREFIX) or (not source_has_recon and key.startswith(RECON_PREFIX))
-
-
-def fill_ymodel(
-    model: YModel, values: Mapping[str, torch.Tensor], left_allowed: Callable[[str], bool]
-) -> tuple[list[str], list[str]]:
-    """Write `values` (Y-model state keys -> tensors) into `model` strictly; returns (filled keys, left keys).
-
-    Every key must exist with the same shape; keys not written must satisfy `left_allowed`. All problems are
-    collected and reported in one ValueError.
-    """
-    state = model.state_dict()
-    unknown = sorted(k for k in values if k not in state)
-    bad_shape = sorted(
-        f"{k}: source {tuple(v.shape)} vs model {tuple(state[k].shape)}"
-        for k, v in values.items()
-        if k in state and tuple(v.shape) != tuple(state[k].shape)
-    )
-    left = sorted(k for k in state if k not in values)
-    unfilled = [k for k in left if not left_allowed(k)]
-    problems = []
-    if unknown:
-        problems.append("keys the Y-model does not have:\n    " + "\n    ".join(unknown))
-    if bad_shape:
-        problems.append("shape mismatches:\n    " + "\n    ".join(bad_shape))
-    if unfilled:
-        problems.append("Y-model tensors the source does not provide:\n    " + "\n    ".join(unfilled))
-    if problems:
-        raise ValueError("cannot fill the Y-model:\n  " + "\n  ".join(problems))
-    for key, value in values.items():
-        state[key] = value.detach().to(dtype=state[key].dtype).clone()
-    model.load_state_dict(state, strict=True)
-    return sorted(values), left
-
-
 def _load_hf(directory: Path) -> Mask2FormerForUniversalSegmentation:
     hf, info = Mask2FormerForUniversalSegmentation.from_pretrained(
         str(directory), local_files_only=True, output_loading_info=True
@@ -317,8 +205,7 @@ def _load_hf(directory: Path) -> Mask2FormerForUniversalSegmentation:
 def transfer_hf_state(hf_state: Mapping[str, torch.Tensor], model: YModel) -> TransferReport:
     """Copy f and h from a Mask2FormerForUniversalSegmentation state dict into `model` (g left as built)."""
     values: dict[str, torch.Tensor] = {}
-    report = TransferReport()
-    unknown = []
+    consumed, ignored, unknown = [], [], []
     for key, tensor in hf_state.items():
         try:
             target = hf_key_to_ymodel(key)
@@ -326,17 +213,13 @@ def transfer_hf_state(hf_state: Mapping[str, torch.Tensor], model: YModel) -> Tr
             unknown.append(key)
             continue
         if target is None:
-            report.ignored.append(key)
+            ignored.append(key)
             continue
-        if target == PATCH_EMBED_KEY:
-            report.surgery = tensor.shape[1] != model.cfg.swin.in_channels
-            tensor = expand_patch_embedding(tensor, model.cfg.swin.in_channels)
         values[target] = tensor
-        report.consumed.append(key)
+        consumed.append(key)
     if unknown:
         raise ValueError("unknown Hugging Face keys:\n  " + "\n  ".join(sorted(unknown)))
-    report.filled, report.left = fill_ymodel(model, values, lambda k: default_left_allowed(k, source_has_recon=False))
-    return report
+    return transfer_into_ymodel(model, values, consumed, ignored, source_has_recon=False)
 
 
 def load_hf_mask2former_with_report(

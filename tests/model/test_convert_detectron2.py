@@ -22,7 +22,7 @@ from model.convert_detectron2 import (
     detectron2_to_ymodel,
     load_detectron2_state,
 )
-from model.hf_import import PATCH_EMBED_KEY
+from model.weight_transfer import PATCH_EMBED_KEY
 from model.ymodel import YModel, build_model
 
 RECON_QUERIES = 48
@@ -402,14 +402,3 @@ def test_untrusted_pickle_globals_are_refused(tmp_path):
         pickle.dump({"model": {"x": np.zeros(2)}, "hook": OrderedDict, "cls": ModelConfig}, fh)
     with pytest.raises(pickle.UnpicklingError, match="trust_pickle"):
         load_detectron2_state(path)
-
-
-def test_cli_main(cfg, tmp_path):
-    from model.convert_detectron2 import main
-
-    pkl = tmp_path / "ckpt.pkl"
-    _write_pickle(pkl, random_d2_state(cfg, seed=8))
-    overrides = '{"thing_class_ids": [0, 1]}'
-    main([str(pkl), str(tmp_path / "out"), "--preset", "tiny", "--task", "panoptic", "--overrides", overrides])
-    loaded = load_checkpoint(tmp_path / "out")
-    assert loaded.cfg.task == "panoptic" and loaded.cfg.thing_class_ids == [0, 1]

@@ -10,14 +10,9 @@ from transformers import Mask2FormerForUniversalSegmentation
 
 from model.config import tiny_config
 from model.hf_config import mask2former_config
-from model.hf_import import (
-    PATCH_EMBED_KEY,
-    expand_patch_embedding,
-    hf_key_to_ymodel,
-    load_hf_mask2former,
-    load_hf_mask2former_with_report,
-)
+from model.hf_import import hf_key_to_ymodel, load_hf_mask2former, load_hf_mask2former_with_report
 from model.recon_decoder import ReleaseReconDecoder
+from model.weight_transfer import PATCH_EMBED_KEY, expand_patch_embedding
 
 NAMES = [f"thing_{i}" for i in range(5)] + [f"stuff_{i}" for i in range(4)]
 
