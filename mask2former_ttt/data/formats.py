@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -55,17 +56,28 @@ def load_raw(path: str | Path) -> np.ndarray:
 
 
 # --- COCO panoptic -------------------------------------------------------------------------------
+COCO_ID_LIMIT = 2**24  # id = R + 256 G + 256^2 B: three bytes
+
+
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W) int64 with ``id = R + 256 G + 256^2 B``."""
-    c = rgb.astype(np.int64)
+    """(H, W, 3) uint8 -> (H, W) int64 with ``id = R + 256 G + 256^2 B`` (COCO panoptic); inverse of `id_to_rgb`."""
+    c = np.asarray(rgb).astype(np.int64)
     return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
 
 
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """(H, W) int -> (H, W, 3) uint8; ids must be in ``[0, 2^24)``."""
-    ids = np.asarray(ids, np.int64)
-    if ids.min(initial=0) < 0 or ids.max(initial=0) >= 2**24:
-        raise ValueError("COCO panoptic ids must be in [0, 2^24)")
+def id_to_rgb(ids: Any) -> np.ndarray:
+    """(H, W) segment ids (numpy array or torch tensor on any device) -> (H, W, 3) uint8, ``id = R + 256 G + 256^2 B``.
+
+    The one COCO-panoptic id encoder (the data writers and the result encoders use it). Ids must lie in
+    ``[0, 2^24)``: anything else cannot be written in three bytes and raises ValueError (no silent wrap-around).
+    """
+    if hasattr(ids, "detach"):
+        ids = ids.detach().cpu().numpy()
+    ids = np.asarray(ids).astype(np.int64, copy=False)
+    if ids.size and (ids.min() < 0 or ids.max() >= COCO_ID_LIMIT):
+        raise ValueError(
+            f"COCO panoptic ids must be in [0, 2^24) = [0, {COCO_ID_LIMIT - 1}]; got ids in [{ids.min()}, {ids.max()}]"
+        )
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 

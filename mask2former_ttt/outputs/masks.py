@@ -13,6 +13,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+# The COCO-panoptic RGB id codec has one definition, next to the dataset readers and writers that also use it.
+from mask2former_ttt.data.formats import id_to_rgb, rgb_to_id  # noqa: F401  (rgb_to_id: part of this module's API)
+
 
 def as_numpy(x: Any) -> np.ndarray:
     """A torch tensor (any device) or array-like -> numpy array."""
@@ -89,18 +92,6 @@ def label_map_png(label_map: Any) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- panoptic
-
-
-def id_to_rgb(id_map: Any) -> np.ndarray:
-    """(H, W) segment ids -> (H, W, 3) uint8 with id = R + 256 * G + 256^2 * B (COCO panoptic)."""
-    ids = as_numpy(id_map).astype(np.uint32)
-    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """Inverse of `id_to_rgb`: (H, W, 3) uint8 -> (H, W) int64 ids."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
 def panoptic_png(id_map: Any) -> bytes:

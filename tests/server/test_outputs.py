@@ -81,6 +81,21 @@ def test_panoptic_rgb_encoding_matches_coco() -> None:
     assert np.array_equal(rgb_to_id(png_decode(panoptic_png(ids))), ids)
 
 
+def test_panoptic_id_codec_is_one_range_checked_definition() -> None:
+    from mask2former_ttt.data import formats
+
+    assert id_to_rgb is formats.id_to_rgb and rgb_to_id is formats.rgb_to_id  # results and datasets share one codec
+    top = 2**24 - 1
+    ids = np.array([[0, 1, 255, 256], [65535, 65536, 12_345_678, top]], dtype=np.int64)
+    assert np.array_equal(rgb_to_id(id_to_rgb(ids)), ids)
+    assert id_to_rgb(ids)[1, 3].tolist() == [255, 255, 255]
+    assert np.array_equal(rgb_to_id(id_to_rgb(torch.from_numpy(ids))), ids)  # tensors too
+    for bad, shown in ((2**24, r"\[0, 16777216\]"), (-1, r"\[-1, 1\]")):
+        with pytest.raises(ValueError, match=r"\[0, 2\^24\).*got ids in " + shown):
+            id_to_rgb(np.array([[0, 1], [bad, 1]]))
+    assert id_to_rgb(np.zeros((0, 3), dtype=np.int64)).shape == (0, 3, 3)
+
+
 def test_segment_bboxes() -> None:
     boxes = segment_bboxes(panoptic().id_map, 4)
     assert boxes[1].tolist() == [0, 0, 15, 20]
