@@ -5,11 +5,12 @@ The Y-model is f (4-channel Swin encoder) -> {h (Mask2Former head), g (reconstru
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
-Task = Literal["semantic", "instance", "panoptic"]
+Task = Literal["semantic", "instance", "panoptic"]  # the one task vocabulary of the project
+TASKS: tuple[str, ...] = get_args(Task)
 ReconVariant = Literal["release", "light"]
 
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
+from model.config import Task
+
 logger = logging.getLogger(__name__)
 
-PostprocessKind = Literal["semantic", "instance", "panoptic"]
+PostprocessKind = Task
 
 __all__ = [
     "InstanceResult",

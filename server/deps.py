@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
+from starlette.requests import HTTPConnection
 
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTT_PRESETS
@@ -21,39 +22,39 @@ from server.worker import DeviceWorker
 Authorized = Depends(require_api_key)
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_settings(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+def get_metrics(conn: HTTPConnection) -> Metrics:
+    return conn.app.state.metrics
 
 
-def _started(request: Request, name: str) -> object:
-    value = getattr(request.app.state, name, None)
+def _started(conn: HTTPConnection, name: str) -> object:
+    value = getattr(conn.app.state, name, None)
     if value is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the service is still starting")
     return value
 
 
-def get_model(request: Request) -> YModel:
-    return _started(request, "model")  # type: ignore[return-value]
+def get_model(conn: HTTPConnection) -> YModel:
+    return _started(conn, "model")  # type: ignore[return-value]
 
 
-def get_worker(request: Request) -> DeviceWorker:
-    return _started(request, "worker")  # type: ignore[return-value]
+def get_worker(conn: HTTPConnection) -> DeviceWorker:
+    return _started(conn, "worker")  # type: ignore[return-value]
 
 
-def get_job_store(request: Request) -> JobStore:
-    return _started(request, "job_store")  # type: ignore[return-value]
+def get_job_store(conn: HTTPConnection) -> JobStore:
+    return _started(conn, "job_store")  # type: ignore[return-value]
 
 
-def get_job_runner(request: Request) -> JobRunner:
-    return _started(request, "job_runner")  # type: ignore[return-value]
+def get_job_runner(conn: HTTPConnection) -> JobRunner:
+    return _started(conn, "job_runner")  # type: ignore[return-value]
 
 
-def get_rtsp(request: Request) -> RtspManager:
-    return _started(request, "rtsp")  # type: ignore[return-value]
+def get_rtsp(conn: HTTPConnection) -> RtspManager:
+    return _started(conn, "rtsp")  # type: ignore[return-value]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -21,7 +21,8 @@ import numpy as np
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.settings import Settings
-from server.streaming import LoopForwarder, outgoing_message
+from server.streaming import LoopForwarder
+from server.wire.outbound import outgoing_message
 from server.worker import DeviceWorker, FrameItem, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from pydantic import ByteSize, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.checkpoint import bundled_model_dir
+from model.config import Task
 
-Task = Literal["semantic", "instance", "panoptic"]
 Policy = Literal["latest", "block"]
 CommaList = Annotated[list[str], NoDecode]
 

@@ -1,14 +1,13 @@
-"""Glue between the device-worker thread and asyncio consumers (WebSocket streams, RTSP result fan-out)."""
+"""The queue side of the frame path for asyncio producers and consumers: frames into a stream's queue with its
+policy (`put_frame`), and worker deliveries back onto the event loop (`LoopForwarder`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Sequence
+from typing import Any
 
-from server.metrics import Metrics
-from server.protocol import error_message, frame_error_message, result_message
-from server.worker import ControlReply, DeviceWorker, FrameError, FrameItem, FrameResult, SessionClosed, StreamSession
+from server.worker import DeviceWorker, FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +50,3 @@ async def put_frame(worker: DeviceWorker, session: StreamSession, item: FrameIte
             return True
         await space.wait()
     return True
-
-
-async def outgoing_message(obj: Any, class_names: Sequence[str], metrics: Metrics) -> dict | None:
-    """The JSON message for an object delivered by the worker (None for SessionClosed).
-
-    Results are encoded in a worker thread (RLE/PNG/JPEG are CPU work) and their encode / end-to-end latencies
-    recorded.
-    """
-    if isinstance(obj, FrameResult):
-        msg = await asyncio.get_running_loop().run_in_executor(None, result_message, obj, obj.encodings, class_names)
-        metrics.observe_timings({k: msg["timings_ms"][k] / 1000 for k in ("encode", "end_to_end")})
-        return msg
-    if isinstance(obj, FrameError):
-        return frame_error_message(obj)
-    if isinstance(obj, ControlReply):
-        if obj.error:
-            return error_message(f"{obj.name}_failed", obj.error, stream_id=obj.stream_id)
-        return {"type": obj.name, "stream_id": obj.stream_id, **obj.payload}
-    if isinstance(obj, SessionClosed):
-        return None
-    if isinstance(obj, dict):
-        return obj
-    raise TypeError(f"unexpected delivery {type(obj).__name__}")

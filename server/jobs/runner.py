@@ -156,8 +156,8 @@ class JobRunner:
             producer.join(10)
             try:
                 closed.result(30)  # the slot is free once the job is reported finished
-            except Exception:  # noqa: BLE001 - worker stopping
-                pass
+            except Exception as exc:  # noqa: BLE001 - the worker is stopping; the job's state is decided below
+                log.info("job session not closed by the worker", extra=kv(job=job.id, error=repr(exc)))
             job.results = writer.close()
         if cancel.is_set() and error is None:
             self._requeue(job) if self._shutting_down else self._end(job, "cancelled")

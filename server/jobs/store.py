@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from model.config import Task
 from server.logging_setup import kv
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Job(BaseModel):
 
     id: str
     state: JobState = "queued"
-    task: str
+    task: Task
     method: str
     preset: str
     filename: str
@@ -48,12 +49,10 @@ class Job(BaseModel):
     started: float | None = None
     finished: float | None = None
 
-    @property
-    def progress(self) -> float:
-        return self.frames_done / self.frames_total if self.frames_total else 0.0
-
     def public(self) -> dict:
-        return {**self.model_dump(), "progress": round(self.progress, 4)}
+        """The API representation: the record plus `progress` (frames_done / frames_total)."""
+        progress = self.frames_done / self.frames_total if self.frames_total else 0.0
+        return {**self.model_dump(), "progress": round(progress, 4)}
 
 
 class JobStore:

@@ -8,21 +8,20 @@ import logging
 import shutil
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 
+from model.config import TASKS
 from mask2former_ttt.video_io import VideoError, probe
-from server.deps import Authorized, check_method, get_job_runner, get_job_store, get_settings
-from server.jobs.runner import JobRunner
+from server.deps import Authorized, JobRunnerDep, JobStoreDep, SettingsDep, check_method
 from server.jobs.store import Job, JobStore
 from server.jobs.upload import UploadError, receive_upload
 from server.logging_setup import kv
-from server.settings import Settings
+from server.schemas import JobList, JobOut
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"], dependencies=[Authorized])
 
-TASKS = ("semantic", "instance", "panoptic")
 # HTTP status per probe problem: the media type is wrong (415) vs the media is unusable (422).
 VIDEO_ERROR_STATUS = {
     "not_video": 415,
@@ -45,18 +44,14 @@ def _job(store: JobStore, job_id: str) -> Job:
 @router.post(
     "/v1/jobs",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
     responses={
         413: {"description": "upload too large"},
         415: {"description": "not a video"},
         422: {"description": "corrupt / too long / bad parameters"},
     },
 )
-async def create_job(
-    request: Request,
-    settings: Settings = Depends(get_settings),
-    store: JobStore = Depends(get_job_store),
-    runner: JobRunner = Depends(get_job_runner),
-) -> JSONResponse:
+async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep, runner: JobRunnerDep) -> JSONResponse:
     """Upload a video (multipart field `file`; optional fields `task`, `method`, `preset`). The body is streamed
     to disk with a size cap, then probed with PyAV before the job is accepted (202 + id)."""
     job_id = store.new_id()
@@ -100,19 +95,20 @@ async def create_job(
     return JSONResponse(job.public(), status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
-@router.get("/v1/jobs")
-async def list_jobs(store: JobStore = Depends(get_job_store)) -> dict:
-    return {"jobs": [j.public() for j in sorted(store.jobs.values(), key=lambda j: j.created)]}
+@router.get("/v1/jobs", response_model=JobList)
+async def list_jobs(store: JobStoreDep) -> JobList:
+    """Every job, oldest first."""
+    return JobList(jobs=[JobOut(**j.public()) for j in sorted(store.jobs.values(), key=lambda j: j.created)])
 
 
-@router.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, store: JobStore = Depends(get_job_store)) -> dict:
+@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+async def get_job(job_id: str, store: JobStoreDep) -> JobOut:
     """State, progress (frames done / total, fps, ETA), error and result file names."""
-    return _job(store, job_id).public()
+    return JobOut(**_job(store, job_id).public())
 
 
-@router.get("/v1/jobs/{job_id}/results/{name:path}")
-async def get_result(job_id: str, name: str, store: JobStore = Depends(get_job_store)) -> FileResponse:
+@router.get("/v1/jobs/{job_id}/results/{name:path}", response_class=FileResponse)
+async def get_result(job_id: str, name: str, store: JobStoreDep) -> FileResponse:
     """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
     job = _job(store, job_id)
     if job.state != "succeeded":
@@ -130,10 +126,8 @@ async def get_result(job_id: str, name: str, store: JobStore = Depends(get_job_s
     )
 
 
-@router.delete("/v1/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_job(
-    job_id: str, store: JobStore = Depends(get_job_store), runner: JobRunner = Depends(get_job_runner)
-) -> Response:
+@router.delete("/v1/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_job(job_id: str, store: JobStoreDep, runner: JobRunnerDep) -> Response:
     """Cancel the job if it is queued or running, then delete its upload and results."""
     _job(store, job_id)
     await asyncio.to_thread(runner.cancel, job_id)

@@ -1,71 +1,68 @@
-"""Operations: `/healthz` (process up), `/readyz` (model loaded, worker alive, capacity left), `/metrics`."""
+"""Operations: `/healthz` (process up), `/readyz` (model loaded, worker alive, capacity left), `/metrics`,
+`/v1/info`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.deps import Authorized
+from mask2former_ttt.ttt import METHODS
+from mask2former_ttt.ttt.config import TTT_PRESETS
+from server.deps import Authorized, MetricsDep, ModelDep, SettingsDep, WorkerDep
+from server.schemas import Capacity, Health, Readiness, ServiceInfo
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict:
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
     """Liveness: the process answers."""
-    return {"status": "ok"}
+    return Health()
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
+async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     """Readiness: 200 when the model is loaded, the device worker runs and another stream would fit; else 503
-    with the reasons."""
-    state = request.app.state
-    worker = getattr(state, "worker", None)
-    model = getattr(state, "model", None)
-    capacity = worker.capacity() if worker is not None else {}
+    with the reasons. Answers during start-up too (then 503)."""
+    worker = getattr(request.app.state, "worker", None)
+    model = getattr(request.app.state, "model", None)
+    capacity = Capacity(**worker.capacity()) if worker is not None else Capacity()
     checks = {
         "model_loaded": model is not None,
         "worker_alive": bool(worker is not None and worker.alive),
-        "capacity_left": bool(capacity.get("available")),
+        "capacity_left": capacity.available,
     }
-    ready = all(checks.values())
-    body = {
-        "ready": ready,
-        "checks": checks,
-        "capacity": capacity,
-        "model": {"name": model.cfg.name, "path": str(state.settings.model_path)} if model is not None else None,
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    body = Readiness(
+        ready=all(checks.values()),
+        checks=checks,
+        capacity=capacity,
+        model={"name": model.cfg.name, "path": str(settings.model_path)} if model is not None else None,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 
-@router.get("/metrics", dependencies=[Authorized])
-async def metrics(request: Request) -> Response:
+@router.get("/metrics", dependencies=[Authorized], response_class=PlainTextResponse)
+async def metrics(registry: MetricsDep) -> Response:
     """Prometheus exposition of the app's registry."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/info", dependencies=[Authorized])
-async def info(request: Request) -> dict:
+@router.get("/v1/info", dependencies=[Authorized], response_model=ServiceInfo)
+async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> ServiceInfo:
     """Model classes, TTT methods/presets and limits a client needs to build requests."""
-    from mask2former_ttt.ttt import METHODS
-    from mask2former_ttt.ttt.config import TTT_PRESETS
-
-    state = request.app.state
-    s = state.settings
-    cfg = state.model.cfg
-    return {
-        "model": {
+    cfg, s = model.cfg, settings
+    return ServiceInfo(
+        model={
             "name": cfg.name,
             "class_names": cfg.class_names,
             "thing_class_ids": cfg.thing_class_ids,
             "image_size": cfg.image_size,
         },
-        "methods": sorted(METHODS),
-        "presets": sorted(TTT_PRESETS),
-        "defaults": {"method": s.ttt_method, "preset": s.ttt_preset, "queue_size": s.queue_size},
-        "limits": {
+        methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
+        presets=sorted(TTT_PRESETS),
+        defaults={"method": s.ttt_method, "preset": s.ttt_preset, "queue_size": s.queue_size},
+        limits={
             "max_streams": s.max_streams,
             "max_state_memory": int(s.max_state_memory),
             "upload_max_bytes": int(s.upload_max_bytes),
@@ -73,5 +70,5 @@ async def info(request: Request) -> dict:
             "max_frame_bytes": int(s.max_frame_bytes),
             "max_result_side": s.max_result_side,
         },
-        "capacity": state.worker.capacity(),
-    }
+        capacity=Capacity(**worker.capacity()),
+    )

@@ -9,14 +9,17 @@ import logging
 from concurrent.futures import Future
 from typing import Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, HTTPException, Response, WebSocket, WebSocketDisconnect, status
 from pydantic import BaseModel, Field
 
 from server.auth import websocket_authorized
-from server.deps import Authorized, check_method, get_rtsp, get_settings, get_worker
-from server.protocol import CLOSE_NORMAL, CLOSE_POLICY, Encoding, encodings_for, error_message
+from server.deps import Authorized, RtspDep, SettingsDep, WorkerDep, check_method
+from server.wire.inbound import CLOSE_NORMAL, CLOSE_POLICY, Encoding, encodings_for
+from server.wire.outbound import error_message
 from server.rtsp_streams import CLOSED, RtspManager, RtspStream
-from server.settings import Policy, Settings, Task
+from model.config import Task
+from server.schemas import ControlDone, StreamList, StreamStatus
+from server.settings import Policy
 from server.worker import CapacityError, StreamSession
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,8 @@ def _stream(manager: RtspManager, stream_id: str) -> RtspStream:
     return stream
 
 
-@router.post("/v1/streams", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])
-async def create_stream(
-    body: CreateStream,
-    response: Response,
-    settings: Settings = Depends(get_settings),
-    manager: RtspManager = Depends(get_rtsp),
-) -> dict:
+@router.post("/v1/streams", status_code=status.HTTP_201_CREATED, dependencies=[Authorized], response_model=StreamStatus)
+async def create_stream(body: CreateStream, response: Response, settings: SettingsDep, manager: RtspDep) -> dict:
     """Start following a camera: 201 {id}; 400 URL not allowed / bad method; 503 when the service is full."""
     method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
     try:
@@ -73,19 +71,21 @@ async def create_stream(
     return {"id": stream.id, **manager.status(stream)}
 
 
-@router.get("/v1/streams", dependencies=[Authorized])
-async def list_streams(manager: RtspManager = Depends(get_rtsp)) -> dict:
+@router.get("/v1/streams", dependencies=[Authorized], response_model=StreamList)
+async def list_streams(manager: RtspDep) -> dict:
     return {"streams": [manager.status(s) for s in manager.streams.values()]}
 
 
-@router.get("/v1/streams/{stream_id}", dependencies=[Authorized])
-async def get_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)) -> dict:
+@router.get("/v1/streams/{stream_id}", dependencies=[Authorized], response_model=StreamStatus)
+async def get_stream(stream_id: str, manager: RtspDep) -> dict:
     """State (connecting / running / reconnecting / failed / stopped), counters, last error, memory."""
     return manager.status(_stream(manager, stream_id))
 
 
-@router.delete("/v1/streams/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized])
-async def delete_stream(stream_id: str, manager: RtspManager = Depends(get_rtsp)) -> Response:
+@router.delete(
+    "/v1/streams/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized], response_class=Response
+)
+async def delete_stream(stream_id: str, manager: RtspDep) -> Response:
     if not await manager.delete(stream_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -110,29 +110,31 @@ async def _control(
     return {"stream_id": stream_id, **payload}
 
 
-@router.post("/v1/streams/{stream_id}/reset", dependencies=[Authorized])
-async def reset_stream(stream_id: str, request: Request) -> dict:
+@router.post("/v1/streams/{stream_id}/reset", dependencies=[Authorized], response_model=ControlDone)
+async def reset_stream(stream_id: str, manager: RtspDep, worker: WorkerDep) -> dict:
     """Back to the model's initial weights with an empty window (in order with the queued frames)."""
-    worker = get_worker(request)
-    return await _control(get_rtsp(request), stream_id, "reset", worker.reset)
+    return await _control(manager, stream_id, "reset", worker.reset)
 
 
-@router.post("/v1/streams/{stream_id}/checkpoint", status_code=status.HTTP_201_CREATED, dependencies=[Authorized])
-async def checkpoint_stream(stream_id: str, request: Request) -> dict:
+@router.post(
+    "/v1/streams/{stream_id}/checkpoint",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Authorized],
+    response_model=ControlDone,
+)
+async def checkpoint_stream(stream_id: str, manager: RtspDep, worker: WorkerDep) -> dict:
     """Save the stream's adapted state to disk; returns its `checkpoint_id`."""
-    worker = get_worker(request)
-    return await _control(get_rtsp(request), stream_id, "checkpoint", worker.checkpoint)
+    return await _control(manager, stream_id, "checkpoint", worker.checkpoint)
 
 
-@router.post("/v1/streams/{stream_id}/restore", dependencies=[Authorized])
-async def restore_stream(stream_id: str, body: RestoreBody, request: Request) -> dict:
+@router.post("/v1/streams/{stream_id}/restore", dependencies=[Authorized], response_model=ControlDone)
+async def restore_stream(stream_id: str, body: RestoreBody, manager: RtspDep, worker: WorkerDep) -> dict:
     """Load a checkpoint (same method and preset) into the stream."""
-    worker = get_worker(request)
-    return await _control(get_rtsp(request), stream_id, "restore", lambda s: worker.restore(s, body.checkpoint_id))
+    return await _control(manager, stream_id, "restore", lambda s: worker.restore(s, body.checkpoint_id))
 
 
 @router.websocket("/v1/streams/{stream_id}/results")
-async def stream_results(websocket: WebSocket, stream_id: str) -> None:
+async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep) -> None:
     """Subscribe to a camera's results: `subscribed` (status), then `result` / `error` / `state` messages."""
     await websocket.accept()
     if not websocket_authorized(websocket):
@@ -140,7 +142,6 @@ async def stream_results(websocket: WebSocket, stream_id: str) -> None:
             websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)"
         )
         return
-    manager: RtspManager = websocket.app.state.rtsp
     stream = manager.streams.get(stream_id)
     if stream is None:
         await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")

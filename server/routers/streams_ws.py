@@ -10,14 +10,14 @@ import asyncio
 import itertools
 import json
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from server.auth import websocket_authorized
 from server.logging_setup import kv
-from server.protocol import (
+from server.wire.inbound import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_INVALID_PAYLOAD,
@@ -31,12 +31,14 @@ from server.protocol import (
     SetTaskMessage,
     StartMessage,
     encodings_for,
-    error_message,
     parse_frame,
     parse_text,
 )
+from server.wire.outbound import error_message, outgoing_message
+from server.deps import MetricsDep, ModelDep, SettingsDep, WorkerDep
+from server.metrics import Metrics
 from server.settings import Settings
-from server.streaming import LoopForwarder, outgoing_message, put_frame
+from server.streaming import LoopForwarder, put_frame
 from server.worker import CapacityError, ControlReply, DeviceWorker, FrameItem, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,10 @@ async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessa
 
 
 @router.websocket("/v1/streams/ws")
-async def stream_ws(websocket: WebSocket) -> None:
+async def stream_ws(
+    websocket: WebSocket, settings: SettingsDep, worker: WorkerDep, model: ModelDep, metrics: MetricsDep
+) -> None:
     """Live stream over one WebSocket (see docs/websocket-protocol.md)."""
-    app = websocket.app
-    settings: Settings = app.state.settings
-    worker: DeviceWorker = app.state.worker
     await websocket.accept()
     if not websocket_authorized(websocket):
         await _fail(
@@ -127,7 +128,7 @@ async def stream_ws(websocket: WebSocket) -> None:
         await _fail(websocket, CLOSE_INTERNAL, "unavailable", str(exc))
         return
 
-    model_cfg = app.state.model.cfg
+    model_cfg = model.cfg
     await websocket.send_text(
         json.dumps(
             {
@@ -141,7 +142,7 @@ async def stream_ws(websocket: WebSocket) -> None:
             }
         )
     )
-    handler = _StreamHandler(websocket, worker, settings, session, fwd)
+    handler = _StreamHandler(websocket, worker, settings, session, fwd, model_cfg.class_names, metrics)
     await handler.run()
 
 
@@ -149,7 +150,14 @@ class _StreamHandler:
     """Reads frames/controls of one started stream; a sender task writes results in order."""
 
     def __init__(
-        self, websocket: WebSocket, worker: DeviceWorker, settings: Settings, session: StreamSession, fwd: LoopForwarder
+        self,
+        websocket: WebSocket,
+        worker: DeviceWorker,
+        settings: Settings,
+        session: StreamSession,
+        fwd: LoopForwarder,
+        class_names: Sequence[str],
+        metrics: Metrics,
     ) -> None:
         self.ws = websocket
         self.worker = worker
@@ -157,8 +165,8 @@ class _StreamHandler:
         self.session = session
         self.fwd = fwd
         self.seq = itertools.count()
-        self.class_names = websocket.app.state.model.cfg.class_names
-        self.metrics = websocket.app.state.metrics
+        self.class_names = class_names
+        self.metrics = metrics
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -187,7 +195,9 @@ class _StreamHandler:
                 self.worker.close_session(self.session, reason if close_code else "client disconnected")
             try:
                 await asyncio.wait_for(sender, SENDER_DRAIN_S if close_code else 1.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception) as exc:  # noqa: BLE001
+                if not isinstance(exc, (asyncio.TimeoutError, asyncio.CancelledError)):
+                    log.warning("result sender failed", extra=kv(stream=self.session.id, error=repr(exc)))
                 sender.cancel()
             if graceful:
                 self.worker.close_session(self.session, "client stopped")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
 from mask2former_ttt.outputs.palette import class_palette, instance_palette
-from server.deps import Authorized
+from server.deps import Authorized, ModelDep
+from server.schemas import Classes
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ui"])
@@ -54,23 +55,19 @@ async def static(name: str) -> FileResponse:
     return _static_file(name)
 
 
-@router.get("/v1/classes", dependencies=[Authorized])
-async def classes(request: Request) -> dict:
+@router.get("/v1/classes", dependencies=[Authorized], response_model=Classes)
+async def classes(model: ModelDep) -> Classes:
     """The model's classes with the colours the service draws them in.
 
     `class_colors[c]` is class `c`'s RGB colour (semantic results and panoptic stuff segments);
     `instance_colors[i]` is the colour of instance `i + 1` of an instance result and of the panoptic segment at
     position `i` of `segments_info` when it is a thing (cycle through the list for larger indices).
     """
-    model = request.app.state.model
-    if model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the model is not loaded yet")
-    cfg = model.cfg
-    names = list(cfg.class_names)
-    return {
-        "model": cfg.name,
-        "class_names": names,
-        "thing_class_ids": list(cfg.thing_class_ids),
-        "class_colors": class_palette(len(names)).tolist(),
-        "instance_colors": instance_palette(INSTANCE_COLORS).tolist(),
-    }
+    names = list(model.cfg.class_names)
+    return Classes(
+        model=model.cfg.name,
+        class_names=names,
+        thing_class_ids=list(model.cfg.thing_class_ids),
+        class_colors=class_palette(len(names)).tolist(),
+        instance_colors=instance_palette(INSTANCE_COLORS).tolist(),
+    )

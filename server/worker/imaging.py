@@ -1,4 +1,4 @@
-"""Decoding of client-sent images (JPEG / PNG) with a pixel-count guard."""
+"""Decoding of client-sent images (JPEG / PNG) with a pixel-count guard, and the size results are made at."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ import io
 import numpy as np
 from PIL import Image
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
 
 class ImageDecodeError(ValueError):
     """The bytes are not a decodable JPEG/PNG image of an accepted size."""
-
-
-def image_format(data: bytes) -> str | None:
-    """'jpeg', 'png' or None, from the leading magic bytes."""
-    if data.startswith(JPEG_MAGIC):
-        return "jpeg"
-    if data.startswith(PNG_MAGIC):
-        return "png"
-    return None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:

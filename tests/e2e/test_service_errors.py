@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from server.protocol import pack_frame
+from server.wire.inbound import pack_frame
 from tests.server.svc_helpers import build_tiny_checkpoint, make_clip, running_service, video_jpegs
 
 pytestmark = pytest.mark.e2e

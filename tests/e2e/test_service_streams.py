@@ -18,7 +18,7 @@ import pytest
 import torch
 from websockets.sync.client import connect
 
-from server.protocol import pack_frame
+from server.wire.inbound import pack_frame
 from tests.server.svc_helpers import build_tiny_checkpoint, running_service, video_jpegs
 
 pytestmark = pytest.mark.e2e

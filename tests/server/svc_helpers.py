@@ -196,7 +196,7 @@ def build_tiny_checkpoint(directory: Path) -> Path:
 def running_service(tmp_path: Path, checkpoint: Path, **settings: Any):
     """Context manager: the real app (real TTT adapters) under uvicorn on a free 127.0.0.1 port."""
     from server.app import create_app
-    from server.testing import serve_in_thread
+    from tests.server.serve_thread import serve_in_thread
 
     return serve_in_thread(create_app(make_settings(tmp_path, checkpoint, **settings)))
 

@@ -10,7 +10,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from mask2former_ttt.outputs import png_decode, rle_decode
-from server.protocol import pack_frame
+from server.wire.inbound import pack_frame
 from tests.server.svc_helpers import fake_factory, jpeg, make_client, png, rgb_frame
 
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 from pydantic import ValidationError
 
-from server.protocol import (
+from server.wire.inbound import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,

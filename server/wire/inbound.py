@@ -1,28 +1,38 @@
-"""Wire formats of the streaming API (see docs/websocket-protocol.md).
+"""Inbound wire format of the streaming API (see docs/websocket-protocol.md): what clients send.
 
 Client -> server on `/v1/streams/ws`:
 - text `{"type": "start", ...}` first (StartMessage), then text controls (reset, set_task, stats, checkpoint,
   restore, stop);
 - binary frames: `uint32 big-endian N` + `N bytes of UTF-8 JSON header {"frame_id", "capture_ts"}` + JPEG/PNG bytes.
 
-Server -> client: text JSON messages with a `type`: started, result, error, reset, set_task, stats, checkpoint,
-restore, closed.
+Frames are validated here (sizes, header, image magic) but decoded lazily by the device worker, so frames that the
+`latest` policy drops cost no decoding.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import struct
-import time
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mask2former_ttt.outputs import DEFAULT_ENCODINGS, encode_masks, segments_info
-from server.settings import Policy, Task
-from server.worker.imaging import image_format
-from server.worker.stream_session import FrameError, FrameResult
+from mask2former_ttt.outputs import DEFAULT_ENCODINGS
+from model.config import Task
+from server.settings import Policy
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def image_format(data: bytes) -> str | None:
+    """'jpeg', 'png' or None, from the leading magic bytes."""
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    return None
+
 
 Encoding = Literal["png", "rle", "overlay"]
 HEADER_LEN = struct.Struct(">I")
@@ -151,57 +161,3 @@ def pack_frame(image: bytes, frame_id: int | str | None = None, capture_ts: floa
     """Client-side helper: build a binary frame message."""
     header = json.dumps({"frame_id": frame_id, "capture_ts": capture_ts}).encode()
     return HEADER_LEN.pack(len(header)) + header + image
-
-
-def _b64(value: Any) -> Any:
-    return base64.b64encode(value).decode("ascii") if isinstance(value, (bytes, bytearray)) else value
-
-
-def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Sequence[str]) -> dict:
-    """The JSON result of one frame; computes the `encode` and `end_to_end` timings (ms)."""
-    t0 = time.perf_counter()
-    segs = segments_info(fr.task, fr.step.result, class_names)
-    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, len(class_names))
-    masks = {k: _b64(v) for k, v in encoded.items()}
-    t1 = time.perf_counter()
-    timings = {**fr.step.timings_s, "encode": t1 - t0, "end_to_end": t1 - fr.received}
-    height, width = _result_hw(fr)
-    return {
-        "type": "result",
-        "stream_id": fr.stream_id,
-        "frame_id": fr.frame_id,
-        "frame_index": fr.index,
-        "capture_ts": fr.capture_ts,
-        "pts_s": fr.pts_s,
-        "task": fr.task,
-        "width": width,
-        "height": height,
-        "frame_width": int(fr.image.shape[1]),
-        "frame_height": int(fr.image.shape[0]),
-        "masks": masks,
-        "segments_info": segs,
-        "ttt": fr.step.ttt_record(),
-        "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
-        "dropped": fr.dropped,
-        "memory_bytes": fr.memory_bytes,
-    }
-
-
-def _result_hw(fr: FrameResult) -> tuple[int, int]:
-    r = fr.step.result
-    shape = (
-        r.label_map.shape if fr.task == "semantic" else (r.id_map.shape if fr.task == "panoptic" else r.masks.shape[1:])
-    )
-    return int(shape[0]), int(shape[1])
-
-
-def error_message(code: str, message: str, frame_id: Any = None, **extra: Any) -> dict:
-    msg = {"type": "error", "code": code, "message": message}
-    if frame_id is not None:
-        msg["frame_id"] = frame_id
-    msg.update(extra)
-    return msg
-
-
-def frame_error_message(err: FrameError) -> dict:
-    return error_message(err.code, err.message, err.frame_id, stream_id=err.stream_id)

@@ -1,4 +1,4 @@
-"""Run the service in a background thread on a free loopback port (end-to-end tests, embedding, demos)."""
+"""Test support: run the service in a background thread on a free loopback port (end-to-end tests)."""
 
 from __future__ import annotations
 

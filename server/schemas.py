@@ -1,0 +1,125 @@
+"""Response models of the HTTP API (`response_model` of every JSON route; they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.config import Task
+from server.jobs.store import Job
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Capacity(BaseModel):
+    """Streams and per-stream state memory in use vs the limits; `available`: one more stream would likely fit."""
+
+    streams: int = 0
+    max_streams: int = 0
+    reserved_bytes: int = 0
+    max_state_memory: int = 0
+    available: bool = False
+
+
+class ModelRef(BaseModel):
+    name: str
+    path: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool] = Field(description="model_loaded, worker_alive, capacity_left")
+    capacity: Capacity
+    model: ModelRef | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    class_names: list[str]
+    thing_class_ids: list[int]
+    image_size: int
+
+
+class Defaults(BaseModel):
+    method: str
+    preset: str
+    queue_size: int
+
+
+class Limits(BaseModel):
+    max_streams: int
+    max_state_memory: int
+    upload_max_bytes: int
+    max_duration_s: float
+    max_frame_bytes: int
+    max_result_side: int
+
+
+class ServiceInfo(BaseModel):
+    model: ModelInfo
+    methods: list[str] = Field(description="TTT methods a stream can run")
+    presets: list[str]
+    defaults: Defaults
+    limits: Limits
+    capacity: Capacity
+
+
+class Classes(BaseModel):
+    model: str
+    class_names: list[str]
+    thing_class_ids: list[int]
+    class_colors: list[list[int]] = Field(description="RGB per class id")
+    instance_colors: list[list[int]] = Field(description="RGB per instance index (cycled)")
+
+
+class JobOut(Job):
+    """A job's state, progress and result files."""
+
+    progress: float = Field(0.0, description="frames_done / frames_total")
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class StreamStatus(BaseModel):
+    """A camera stream: state, counters, last error (credentials never echoed), memory."""
+
+    id: str
+    url: str
+    state: str = Field(description="connecting | running | reconnecting | failed | stopped")
+    task: Task
+    method: str
+    preset: str
+    policy: str
+    max_fps: float | None
+    frames: int
+    processed: int
+    drops: int
+    skipped_by_max_fps: int
+    errors: int
+    reconnects: int
+    last_error: str | None
+    codec: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    memory_bytes: int
+    last_loss: float | None
+    rollbacks: int
+    session_open: bool
+    subscribers: int
+    created: float
+
+
+class StreamList(BaseModel):
+    streams: list[StreamStatus]
+
+
+class ControlDone(BaseModel):
+    """Outcome of an in-order stream control; the other fields depend on the control (e.g. `checkpoint_id`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stream_id: str
