@@ -31,8 +31,3 @@ def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def preferred_memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last helps convolutions on CUDA; keep contiguous on CPU."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format

@@ -5,8 +5,6 @@ The CLI lives in `mask2former_ttt`; `serve` is added here so that `mask2former_t
 
 from __future__ import annotations
 
-import importlib.util
-
 import typer
 
 
@@ -36,12 +34,9 @@ def _serve(
 
 
 def build_app() -> typer.Typer:
-    """The project's typer app (if present) with `serve` added."""
-    if importlib.util.find_spec("mask2former_ttt.cli") is not None:
-        from mask2former_ttt.cli import app
-    else:  # the project CLI is not there yet: a group with `serve` only
-        app = typer.Typer(help="mask2former-ttt: streaming video segmentation with online test-time training")
-        app.callback()(lambda: None)
+    """The project's typer app with `serve` added."""
+    from mask2former_ttt.cli import app
+
     app.command("serve")(_serve)
     return app
 

@@ -46,13 +46,6 @@ def rle_decode(rles: list[dict]) -> np.ndarray:
     return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
-def label_map_masks(label_map: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) integer map -> (labels present (L,), (L, H, W) bool masks), vectorised by broadcasting."""
-    lm = as_numpy(label_map)
-    labels = np.unique(lm)
-    return labels, lm[None] == labels[:, None, None]
-
-
 def instance_id_map(masks: Any) -> np.ndarray:
     """(N, H, W) bool masks sorted by decreasing score -> (H, W) int64 ids: 0 = none, i + 1 = instance i.
 
