@@ -1,7 +1,8 @@
 """Frame sources for the streaming server (RTSP cameras, ...)."""
 
 from .base import FrameSink, FrameSource, SourceState, SourceStats, StateCallback
-from .rtsp import RtspConnectError, RtspSource, check_url_allowed, redact_url
+from .rtsp import RtspConnectError, RtspSource
+from .url_policy import check_url_allowed, redact_url
 
 __all__ = [
     "FrameSink",
