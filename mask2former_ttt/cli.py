@@ -186,9 +186,6 @@ def benchmark(
     )
 
 
-_TASKS = ("semantic", "instance", "panoptic")
-
-
 def _convert_overrides(task: str | None, overrides: str | None) -> dict:
     """`--overrides` JSON (a nested dict of ModelConfig fields) with `--task` merged in; BadParameter when invalid."""
     try:
@@ -199,8 +196,10 @@ def _convert_overrides(task: str | None, overrides: str | None) -> dict:
         raise typer.BadParameter(f"must be a JSON object of ModelConfig fields, got {overrides!r}",
                                  param_hint="'--overrides'")
     if task is not None:
-        if task not in _TASKS:
-            raise typer.BadParameter(f"{task!r} is not one of {', '.join(_TASKS)}", param_hint="'--task'")
+        from model.config import TASKS
+
+        if task not in TASKS:
+            raise typer.BadParameter(f"{task!r} is not one of {', '.join(TASKS)}", param_hint="'--task'")
         if merged.get("task", task) != task:
             raise typer.BadParameter(f"--task {task} contradicts the task {merged['task']!r} in --overrides",
                                      param_hint="'--task'")

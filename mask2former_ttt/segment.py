@@ -1,7 +1,9 @@
 """Offline segmentation of one video with online TTT: `m2f-ttt segment VIDEO -o OUT/`.
 
 The input is a video file, an RTSP URL (`rtsp://` / `rtsps://`) or a camera device (`/dev/video0`, read with
-FFmpeg's `v4l2` input); any other FFmpeg input works with an explicit `input_format` (e.g. `lavfi`). Every frame
+FFmpeg's `v4l2` input); any other FFmpeg input works with an explicit `input_format` (e.g. `lavfi`). Inputs are
+opened by `mask2former_ttt.live.sources`: live network streams use the service's reconnecting reader, so a
+camera that drops is reconnected (bounded; then a `VideoError` says so). Every frame
 goes through one `adapter.step` (the model keeps learning on this video) and `model.postprocess`; the results
 are written by `VideoResultWriter` (see `mask2former_ttt.outputs.writer` for the layout):
 
@@ -19,49 +21,32 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from model.checkpoint import bundled_model_dir, load_checkpoint
+from model.config import TASKS
 from model.device import resolve_device
-from model.postprocess import postprocess
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.ttt import METHODS, build_adapter
+from mask2former_ttt.ttt.frame_step import step_frame
 from mask2former_ttt.ttt.config import TTT_PRESETS
-from mask2former_ttt.video_io import VideoError, VideoFrame, decode_rgb, fps_fraction, iter_frames, probe, redact_url
+from mask2former_ttt.live.sources import SourceInfo, open_source, source_kind  # noqa: F401  (SourceInfo re-exported)
+from mask2former_ttt.video_io import VideoError, fps_fraction, iter_frames
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("semantic", "instance", "panoptic")
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 RUN_JSON = "run.json"
-OPEN_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 10.0
 
 
 class SegmentError(ValueError):
     """A problem with the arguments or the model (the message says what to change)."""
-
-
-@dataclass
-class SourceInfo:
-    """What is known about the input before decoding: kind (`file` | `stream` | `device`), frame rate, frames."""
-
-    source: str
-    kind: str
-    fps: float | None
-    frames: int | None
-    width: int | None = None
-    height: int | None = None
-    codec: str | None = None
 
 
 @dataclass
@@ -84,81 +69,6 @@ class SegmentSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def source_kind(source: str, input_format: str | None = None) -> str:
-    """`device` for /dev/video* or a v4l2 input, `stream` for URLs and explicit FFmpeg formats, else `file`."""
-    if source.startswith("/dev/video") or input_format in ("v4l2", "video4linux2"):
-        return "device"
-    if source.lower().startswith(LIVE_SCHEMES) or input_format:
-        return "stream"
-    return "file"
-
-
-def _live_format(source: str, kind: str, input_format: str | None) -> str | None:
-    if input_format:
-        return input_format
-    return "v4l2" if kind == "device" else None
-
-
-def _live_options(source: str) -> dict[str, str]:
-    if source.lower().startswith(("rtsp://", "rtsps://")):
-        return {"rtsp_transport": "tcp"}
-    return {}
-
-
-def open_live(source: str, input_format: str | None = None) -> tuple[av.container.InputContainer, SourceInfo]:
-    """Open an RTSP URL, a camera device or another FFmpeg input; `VideoError("unavailable", ...)` on failure."""
-    kind = source_kind(source, input_format)
-    fmt = _live_format(source, kind, input_format)
-    if kind == "device" and not Path(source).exists():
-        raise VideoError("not_found", f"no such camera device: {source}")
-    try:
-        container = av.open(source, mode="r", format=fmt, options=_live_options(source),
-                            timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
-    except av.FFmpegError as exc:
-        what = {"device": "camera device", "stream": "stream"}[kind]
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise VideoError("unavailable", f"cannot open {what} {redact_url(source)}"
-                                        f"{f' (format {fmt})' if fmt else ''}: {reason}") from exc
-    if not container.streams.video:
-        container.close()
-        raise VideoError("no_video_stream", f"{redact_url(source)} has no video stream")
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    ctx = stream.codec_context
-    info = SourceInfo(redact_url(source), kind, float(rate) if rate else None, None,
-                      int(ctx.width or 0) or None, int(ctx.height or 0) or None, ctx.name if ctx else None)
-    return container, info
-
-
-def iter_live_frames(container: av.container.InputContainer, max_width: int | None = None,
-                     max_frames: int | None = None) -> Iterator[VideoFrame]:
-    """Decode a live container's first video stream as RGB frames (H, W, 3) uint8; closes the container."""
-    index = 0
-    try:
-        for frame in decode_rgb(container, max_width, max_frames):
-            index = frame.index + 1
-            yield frame
-    except av.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise VideoError("unavailable", f"reading the stream failed after {index} frames: {reason}") from exc
-    finally:
-        container.close()
-
-
-def open_source(source: str, input_format: str | None = None, max_width: int | None = None,
-                max_frames: int | None = None) -> tuple[SourceInfo, Iterator[VideoFrame]]:
-    """(what the input is, an iterator over its frames). Files are probed first so problems surface early."""
-    kind = source_kind(source, input_format)
-    if kind == "file":
-        info = probe(source)  # VideoError: not_found | not_video | no_video_stream | corrupt | empty
-        frames = info.frames if max_frames is None else min(info.frames, max_frames)
-        src = SourceInfo(source, "file", info.fps, frames, info.width, info.height, info.codec)
-        return src, iter_frames(source, max_width=max_width, max_frames=max_frames)
-    container, src = open_live(source, input_format)
-    src.frames = max_frames
-    return src, iter_live_frames(container, max_width=max_width, max_frames=max_frames)
 
 
 def _check_choices(task: str, method: str, preset: str) -> None:
@@ -221,7 +131,7 @@ def segment_video(
     model = _load_model(model_path, dev)
     cfg = model.cfg
     adapter = build_adapter(model, method, preset, seed)
-    if hasattr(adapter, "prepare"):  # offline baselines train on the whole video before predicting
+    if adapter.needs_whole_video:  # offline baselines train on the whole video before predicting
         if not is_file:
             raise SegmentError(f"method {method!r} needs the whole video first; it cannot run on a live source")
         adapter.prepare([_to_tensor(f.rgb) for f in iter_frames(source, max_width=max_width, max_frames=max_frames)])
@@ -236,24 +146,14 @@ def segment_video(
     try:
         t_decode = time.perf_counter()
         for frame in frames:
-            t0 = time.perf_counter()
-            res = adapter.step(_to_tensor(frame.rgb))
-            st = res.stats
-            t1 = time.perf_counter()
-            result = postprocess(res.class_logits, res.mask_logits, task, out_size=frame.rgb.shape[:2],
-                                 thing_class_ids=cfg.thing_class_ids, object_mask_threshold=cfg.object_mask_threshold,
-                                 overlap_threshold=cfg.overlap_threshold)
-            t2 = time.perf_counter()
-            timings = {"decode": t0 - t_decode, "ttt": st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s,
-                       "predict": st.predict_s, "step": t1 - t0, "postprocess": t2 - t1}
-            record = writer.write(frame.index, frame.rgb, result, frame.pts_s, extra={
-                "loss": st.loss, "rolled_back": st.rolled_back, "rollbacks": st.rollbacks,
-                "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
-            })
+            decoded = time.perf_counter()
+            step = step_frame(adapter, _to_tensor(frame.rgb), task)
+            step.timings_s = {"decode": decoded - t_decode, **step.timings_s}
+            record = writer.write(frame.index, frame.rgb, step.result, frame.pts_s, extra=step.record())
             done += 1
             bar.update(1)
-            if st.loss is not None:
-                bar.set_postfix(loss=f"{st.loss:.4f}", segments=len(record["segments_info"]), refresh=False)
+            if step.stats.loss is not None:
+                bar.set_postfix(loss=f"{step.stats.loss:.4f}", segments=len(record["segments_info"]), refresh=False)
             t_decode = time.perf_counter()
     except KeyboardInterrupt:
         interrupted = True

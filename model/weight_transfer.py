@@ -23,7 +23,8 @@ PATCH_EMBED_KEY = "encoder.backbone.swin.embeddings.patch_embeddings.projection.
 # SwinModel's final LayerNorm: SwinBackbone never uses it (it applies `hidden_states_norms.stageN` instead).
 UNUSED_ENCODER_PREFIX = "encoder.backbone.swin.layernorm."
 RECON_PREFIX = "recon."
-TASKS: tuple[Task, ...] = ("panoptic", "instance", "semantic")
+# the order tasks are looked for in a checkpoint name ("panoptic" before "instance": panoptic names may say both)
+TASK_SEARCH_ORDER: tuple[Task, ...] = ("panoptic", "instance", "semantic")
 
 
 @dataclass
@@ -78,7 +79,7 @@ def infer_task(*names: str) -> Task | None:
     """`panoptic` / `instance` / `semantic` if one of `names` (paths or model ids) mentions it, else None."""
     for name in names:
         low = (name or "").lower()
-        for task in TASKS:
+        for task in TASK_SEARCH_ORDER:
             if task in low:
                 return task
     return None
