@@ -77,11 +77,33 @@ def test_temporal_smoothness() -> None:
     assert agree_1 > 0.8 and agree_1 > agree_50 + 0.1, (agree_1, agree_50)
 
 
-def test_render_speed(world: World) -> None:
-    import time
+def _python_lines_run(fn) -> int:
+    """How many Python lines `fn()` executes (every frame, every loop iteration counted); numpy's C loops are not."""
+    import sys
 
-    t0 = time.perf_counter()
-    for i in range(100):
-        world.render(CameraPose(400 + 3 * i, 160, 180), (128, 160))
-    fps = 100 / (time.perf_counter() - t0)
-    assert fps > 100, fps
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(old)
+    return count
+
+
+def test_render_is_a_vectorised_gather(world: World) -> None:
+    """Rendering must stay cheap enough to generate videos on the fly (the old check asked for > 100 fps; a
+    timing is not a unit test). What made it fast is that it is a fixed number of numpy gathers: the Python work
+    does not grow with the frame size, and stays small."""
+    pose = CameraPose(600, 160, 180)
+    small = _python_lines_run(lambda: world.render(pose, (16, 20)))
+    large = _python_lines_run(lambda: world.render(pose, (256, 320)))
+    assert large == small, (small, large)
+    assert small < 300, small
