@@ -50,3 +50,18 @@ def test_the_worker_holds_adapters_by_protocol() -> None:
     for path in (ROOT / "server").rglob("*.py"):
         text = path.read_text()
         assert "adapter: Any" not in text and 'hasattr(adapter' not in text, path
+
+
+def test_every_route_documents_its_response() -> None:
+    from server.app import create_app
+
+    spec = create_app().openapi()
+    undocumented = [
+        f"{method.upper()} {path} {code}"
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        for code, response in op["responses"].items()
+        if code.startswith("2") and code != "204"
+        and not any("$ref" in c.get("schema", {}) or t != "application/json" for t, c in response.get("content", {}).items())
+    ]
+    assert not undocumented, undocumented

@@ -107,7 +107,11 @@ async def get_job(job_id: str, store: JobStoreDep) -> JobOut:
     return JobOut(**_job(store, job_id).public())
 
 
-@router.get("/v1/jobs/{job_id}/results/{name:path}", response_class=FileResponse)
+@router.get(
+    "/v1/jobs/{job_id}/results/{name:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file"}},
+)
 async def get_result(job_id: str, name: str, store: JobStoreDep) -> FileResponse:
     """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
     job = _job(store, job_id)

@@ -43,13 +43,13 @@ def _static_file(name: str) -> FileResponse:
     )
 
 
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)
 async def index() -> FileResponse:
     """The webcam demo page."""
     return _static_file("index.html")
 
 
-@router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)
 async def static(name: str) -> FileResponse:
     """The page's script and style sheet."""
     return _static_file(name)
