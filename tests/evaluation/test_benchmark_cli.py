@@ -100,3 +100,123 @@ def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path
     assert {p: p.stat().st_mtime_ns for p in jobs} == stamps
     invoke(*args, "--report-only")
     assert json.loads((out / "results.json").read_text())["methods"]["default_preset"]["runs"] == 2 * len(FAMILIES)
+
+
+# ---- `m2f-ttt benchmark`: it calls generate / train / evaluate as functions with full argument lists --------------
+BUNDLED_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "model" / "bundled" / "tiny-synth" / "train_config.json"
+
+
+class _Recorder:
+    """Stands in for a command function called by `benchmark`: records the keyword arguments of each call."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, []
+
+    def __call__(self, *args, **kwargs) -> None:
+        assert not args, f"{self.real.__name__} called positionally: {args}"
+        self.calls.append(kwargs)
+
+
+def _record_commands(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Recorder]:
+    from mask2former_ttt import cli
+
+    recorders = {name: _Recorder(getattr(cli, name)) for name in ("generate", "train", "evaluate")}
+    for name, rec in recorders.items():
+        monkeypatch.setattr(cli, name, rec)
+    return recorders
+
+
+def _assert_full_call(rec: _Recorder) -> dict:
+    """Exactly one call, passing every parameter of the real command (a parameter left out would arrive as typer's
+    OptionInfo default, a renamed one would be a TypeError) and no typer placeholder."""
+    import inspect
+
+    from typer.models import ParameterInfo
+
+    assert len(rec.calls) == 1, rec.calls
+    kwargs = rec.calls[0]
+    assert set(kwargs) == set(inspect.signature(rec.real).parameters), rec.real.__name__
+    assert not [k for k, v in kwargs.items() if isinstance(v, ParameterInfo)]
+    return kwargs
+
+
+def test_benchmark_generates_the_protocol_data_retrains_with_the_bundled_recipe_and_evaluates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = _record_commands(monkeypatch)
+    data, out, docs = tmp_path / "data", tmp_path / "out", tmp_path / "docs"
+    invoke("benchmark", "--data-root", str(data), "--retrain", "--train-steps", "7", "--seeds", "3", "--workers", "1",
+           "--out-dir", str(out), "--docs-dir", str(docs))
+
+    # generate: the documented protocol data (docs/benchmark/protocol.md: 2000 stills, 200 frames, 3 test and 3
+    # val worlds, seed 0), where the user asked, with the user's workers, never overwriting
+    assert _assert_full_call(rec["generate"]) == {
+        "root": data, "train_stills": 2000, "frames": 200, "test_worlds": 3, "val_worlds": 3, "seed": 0, "workers": 1,
+        "overwrite": False,
+    }
+
+    # train: the bundled model's recorded recipe (its train_config.json), on this data, into out/train
+    train = _assert_full_call(rec["train"])
+    recipe = json.loads(BUNDLED_TRAIN_CONFIG.read_text())
+    for key in ("dataset_format", "init", "init_path", "model_preset", "recon_variant", "warmup_steps", "batch_size",
+                "lr", "backbone_lr_mult", "grad_clip", "checkpoint_every", "seed"):
+        assert train[key] == recipe[key], (key, train[key], recipe[key])
+    assert recipe["steps"] == 1500  # the --train-steps default is the bundled recipe's
+    assert (train["data_root"], train["out_dir"], train["steps"]) == (data, out / "train", 7)
+    assert (train["device"], train["threads"]) == ("auto", None)  # all cores: the recipe's 1 thread was a shared box
+
+    # evaluate: the retrained checkpoint, every standard row, every family, the test split, full videos
+    assert _assert_full_call(rec["evaluate"]) == {
+        "model_dir": out / "train" / "final", "data_root": data, "split": "test", "rows": None, "families": None,
+        "seeds": 3, "workers": 1, "max_frames": None, "out_dir": out, "docs_dir": docs, "report_only": False,
+        "shuffle_frames": False, "k": None,
+    }
+
+
+def test_benchmark_reuses_existing_data_and_the_bundled_model(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.checkpoint import bundled_model_dir
+
+    data, _ = trained
+    rec = _record_commands(monkeypatch)
+    invoke("benchmark", "--data-root", str(data), "--out-dir", str(tmp_path / "out"))
+    assert rec["generate"].calls == [] and rec["train"].calls == []
+    ev = _assert_full_call(rec["evaluate"])
+    assert ev["model_dir"] == bundled_model_dir() and ev["data_root"] == data
+    assert (ev["seeds"], ev["workers"], ev["docs_dir"]) == (2, 2, Path("docs/benchmark"))  # the documented defaults
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_benchmark_hands_the_full_protocol_to_run_benchmark(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmark -> the real evaluate -> run_benchmark: all standard rows (k sweep 1 4 16 64), every test video of the
+    data root, the seeds and workers given, whole videos, running (not report-only)."""
+    import mask2former_ttt.evaluation.benchmark as bench
+    from mask2former_ttt.evaluation.protocol import rows_by_name
+    from model.checkpoint import bundled_model_dir
+
+    data, _ = trained
+    seen: dict = {}
+
+    def fake_run_benchmark(model_dir, root, split, videos, rows, seeds, out_dir, workers=2, max_frames=None,
+                           families=None, run=True):
+        seen.update(model_dir=model_dir, root=root, split=split, videos=videos, rows=rows, seeds=seeds,
+                    out_dir=out_dir, workers=workers, max_frames=max_frames, families=families, run=run)
+        raise _Captured
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_run_benchmark)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["benchmark", "--data-root", str(data), "--out-dir", str(out), "--seeds", "3",
+                                      "--workers", "1", "--docs-dir", str(tmp_path / "docs")])
+    assert isinstance(result.exception, _Captured), (result.exception, result.output)
+    test_videos = sorted(p.name for p in (data / "images" / "test").iterdir())
+    assert seen.pop("videos") == test_videos and len(test_videos) >= 2
+    assert set(seen.pop("families")) == set(test_videos)
+    assert [r.name for r in seen.pop("rows")] == [r.name for r in rows_by_name(None, (1, 4, 16, 64))]
+    assert seen == {"model_dir": bundled_model_dir(), "root": data, "split": "test", "seeds": 3, "out_dir": out,
+                    "workers": 1, "max_frames": None, "run": True}

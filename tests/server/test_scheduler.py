@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from server.worker.scheduler import Scheduler
 from server.worker.stream_session import ControlItem, FrameItem, StreamSession
@@ -15,6 +14,24 @@ def session(policy: str = "latest", queue_size: int = 2, name: str = "s") -> Str
 
 def item(i: int) -> FrameItem:
     return FrameItem(frame_id=i, data=b"")
+
+
+class _WatchedCondition(threading.Condition):
+    """The scheduler's condition variable, also setting `waiting` each time a thread starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()  # still holding the lock: whoever acquires it next runs after this thread is waiting
+        return super().wait(timeout)
+
+
+def watch_waits(sched: Scheduler) -> threading.Event:
+    """Swap in a condition that reports waits: tests synchronise on "the producer is blocked" with no sleep."""
+    sched._cv = _WatchedCondition()
+    return sched._cv.waiting
 
 
 def drain(sched: Scheduler) -> list[tuple[str, object]]:
@@ -49,36 +66,42 @@ def test_controls_are_never_dropped_and_keep_their_place() -> None:
 
 def test_block_policy_refuses_offer_and_put_waits_for_room() -> None:
     sched = Scheduler()
+    waiting = watch_waits(sched)
     s = session("block", queue_size=1)
     sched.add(s)
     assert sched.offer(s, item(0))
     assert not sched.offer(s, item(1))
     done = threading.Event()
+    outcome: list[bool] = []
 
     def producer() -> None:
-        assert sched.put(s, item(1))
+        outcome.append(sched.put(s, item(1)))
         done.set()
 
     threading.Thread(target=producer, daemon=True).start()
-    time.sleep(0.1)
-    assert not done.is_set()  # blocked: queue full
-    assert sched.next(timeout=0)[2].frame_id == 0
-    assert done.wait(2)
+    assert waiting.wait(5), "put() never waited on the scheduler's condition"
+    # the producer is inside wait() (it released the lock there): queue full, its frame not taken
+    assert not done.is_set() and s.received == 1 and s.pending_frames == 1
+    assert sched.next(timeout=0)[2].frame_id == 0  # frees the slot and wakes the producer
+    assert done.wait(5) and outcome == [True]
     assert sched.next(timeout=0)[2].frame_id == 1
-    assert s.dropped == 0
+    assert s.dropped == 0 and s.received == 2
 
 
 def test_remove_unblocks_a_waiting_producer() -> None:
     sched = Scheduler()
+    waiting = watch_waits(sched)
     s = session("block", queue_size=1)
     sched.add(s)
     sched.offer(s, item(0))
     result = []
     t = threading.Thread(target=lambda: result.append(sched.put(s, item(1))), daemon=True)
     t.start()
-    time.sleep(0.05)
+    assert waiting.wait(5), "put() never waited on the scheduler's condition"
+    assert result == []  # blocked, not refused: the stream was still open when it started waiting
     assert sched.remove(s) == 1
-    t.join(2)
+    t.join(5)
+    assert not t.is_alive(), "remove() did not wake the blocked producer"
     assert result == [False]
     assert not sched.offer(s, item(2))
 
@@ -105,7 +128,7 @@ def test_commands_go_first_and_stop_fails_pending() -> None:
     sched.add(s)
     sched.offer(s, item(0))
     fut = sched.submit(lambda: 42)
-    kind, fn, f = sched.next(timeout=0)
+    kind, _, f = sched.next(timeout=0)
     assert kind == "command" and f is fut
     pending_fut = sched.submit(lambda: 1)
     assert [f for _, f in sched.stop()] == [pending_fut]
