@@ -58,13 +58,7 @@ def test_sigterm_closes_an_open_stream_with_a_close_frame_and_shuts_down_cleanly
     assert "Application shutdown complete" in shutdown.log and "service stopped" in shutdown.log, shutdown.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="docs/websocket-protocol.md promises close 1001 on shutdown, but uvicorn closes every open WebSocket with "
-    "1012 (service restart) before the app's lifespan shutdown runs worker.stop(), so the route's "
-    "CLOSE_GOING_AWAY on SessionClosed('server shutting down') is never reached",
-)
-def test_sigterm_closes_an_open_stream_with_the_documented_1001(shutdown: Shutdown) -> None:
+def test_sigterm_closes_an_open_stream_with_the_documented_1012(shutdown: Shutdown) -> None:
+    """docs/websocket-protocol.md: a shutdown closes open streams with 1012 (service restart)."""
     assert shutdown.close is not None
-    assert shutdown.close.code == 1001, shutdown.close
+    assert shutdown.close.code == 1012, shutdown.close
