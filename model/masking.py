@@ -7,11 +7,24 @@ import torch
 from model.config import ModelConfig
 
 
+_STATS: dict[tuple[tuple[float, ...], tuple[float, ...], torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _mean_std(cfg: ModelConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, 1, 1) mean and std on `device`, built once per (values, device) instead of on every call."""
+    key = (tuple(cfg.pixel_mean), tuple(cfg.pixel_std), device)
+    if key not in _STATS:
+        _STATS[key] = (
+            torch.tensor(cfg.pixel_mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(cfg.pixel_std, device=device).view(1, 3, 1, 1),
+        )
+    return _STATS[key]
+
+
 def normalize(images: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """images: (B, 3, H, W) uint8 in [0, 255] or float in [0, 1] -> (B, 3, H, W) float, mean/std normalized."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    mean = torch.tensor(cfg.pixel_mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.pixel_std, device=x.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(cfg, x.device)
     return (x - mean) / std
 
 

@@ -131,6 +131,7 @@ class StreamAdapter:
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor this stream owns (the shared model excluded)."""
         tensors = list(self.params.values()) + list(self.window)
+        tensors += [p.grad for p in self.params.values() if p.grad is not None]
         if self.last_good:
             tensors += list(self.last_good.values())
         if self.optimizer is not None:
@@ -199,7 +200,7 @@ class StreamAdapter:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
-        self.model.eval()
+        self._set_mode(False)
         out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict")
         return out.class_logits[0].float(), out.mask_logits[0].float()
 
@@ -218,7 +219,12 @@ class StreamAdapter:
             return
         for group in self.optimizer.param_groups:
             group["lr"] = group.setdefault("base_lr", group["lr"]) * stats.step_scale
-        losses = [self.train_step(self._sample_batch(), stats) for _ in range(self.cfg.steps_per_frame)]
+        losses = []
+        for _ in range(self.cfg.steps_per_frame):
+            t0 = time.perf_counter()
+            batch = self._sample_batch()
+            stats.sample_s += time.perf_counter() - t0
+            losses.append(self.train_step(batch, stats))
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
         if self.cfg.reset_optimizer_each_frame:
@@ -228,14 +234,27 @@ class StreamAdapter:
         """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss."""
         assert self.optimizer is not None
         seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.manual_seed(seed)  # drop-path draws from the global RNG: make it this stream's, reproducibly
+        if self.device.type == "cuda":
+            with torch.random.fork_rng(devices=[self.device], device_type="cuda"):
+                torch.manual_seed(seed)  # drop-path draws from the global RNG: make it this stream's, reproducibly
+                return self._train_step(batch, stats)
+        # CPU: the same seeding of the default generator, without fork_rng's per-device bookkeeping
+        saved = torch.default_generator.get_state()
+        torch.default_generator.manual_seed(seed)
+        try:
             return self._train_step(batch, stats)
+        finally:
+            torch.default_generator.set_state(saved)
+
+    def _set_mode(self, train: bool) -> None:
+        """model.train/eval walk every module: only switch when the mode differs (the model is shared, but all
+        of a worker's adapters run on one thread and leave it in eval mode)."""
+        if self.model.training != train:
+            self.model.train(train)
 
     def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
         assert self.optimizer is not None
-        self.model.train(self.cfg.drop_path)
+        self._set_mode(self.cfg.drop_path)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         chunks = batch.split(self.cfg.micro_batch)
@@ -246,21 +265,23 @@ class StreamAdapter:
             t1 = time.perf_counter()
             stats.ttt_forward_s += t1 - t0
             if i == 0 and self._gated(loss.item() * len(chunks)):
-                self.model.eval()
+                self._set_mode(False)
                 return loss.item() * len(chunks)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             _sync(self.device)
             stats.ttt_backward_s += time.perf_counter() - t1
             total += loss.item()
-        self.model.eval()
+        self._set_mode(False)
         t0 = time.perf_counter()
         if self._diverged(total):
+            self.optimizer.zero_grad(set_to_none=True)
             self.rollback(stats, f"loss {total:.4g}")
             return total
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.grad_clip or math.inf)
         if not torch.isfinite(norm) and not self.scaler:
+            self.optimizer.zero_grad(set_to_none=True)
             self.rollback(stats, f"gradient norm {norm.item()}")
             return total
         if self.scaler:
@@ -268,6 +289,7 @@ class StreamAdapter:
             self.scaler.update()
         else:
             self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)  # no .grad buffers kept between frames
         self._after_update()
         _sync(self.device)
         stats.optimizer_s += time.perf_counter() - t0
@@ -295,9 +317,9 @@ class StreamAdapter:
 
     @torch.no_grad()
     def _pull_toward_theta0(self) -> None:
-        if self.cfg.anchor > 0:
-            for n, p in self.params.items():
-                p.lerp_(self.theta0[n], self.cfg.anchor)
+        if self.cfg.anchor > 0 and self.params:
+            names = list(self.params)
+            torch._foreach_lerp_([self.params[n] for n in names], [self.theta0[n] for n in names], self.cfg.anchor)
 
     def _after_update(self) -> None:
         self._pull_toward_theta0()
@@ -306,8 +328,8 @@ class StreamAdapter:
                 if self.last_good is None:
                     self.last_good = {n: p.detach().clone() for n, p in self.params.items()}
                 else:
-                    for n, p in self.params.items():
-                        self.last_good[n].copy_(p)
+                    names = list(self.params)
+                    torch._foreach_copy_([self.last_good[n] for n in names], [self.params[n] for n in names])
 
     def rollback(self, stats: StepStats, why: str) -> None:
         """Undo a diverging step: back to the last good weights (or θ0), optimizer state dropped."""

@@ -57,5 +57,5 @@ def make_optimizer(params: dict[str, torch.Tensor], cfg: TTTConfig) -> torch.opt
     """SGD (with momentum) or AdamW over the adapted tensors."""
     groups = param_groups(params, cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)

@@ -13,6 +13,7 @@ class StepStats:
 
     frame_index: int
     loss: float | None = None
+    sample_s: float = 0.0  # drawing and cropping the step's samples from the window
     ttt_forward_s: float = 0.0
     ttt_backward_s: float = 0.0
     optimizer_s: float = 0.0
