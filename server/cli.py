@@ -34,10 +34,12 @@ def _serve(
 
 
 def build_app() -> typer.Typer:
-    """The project's typer app with `serve` added."""
+    """The project's typer app with `serve` and `bench` added."""
     from mask2former_ttt.cli import app
+    from server.bench_cli import bench
 
     app.command("serve")(_serve)
+    app.command("bench")(bench)
     return app
 
 

@@ -1,0 +1,174 @@
+"""Server rows of `m2f-ttt bench`: a real `m2f-ttt serve` on loopback fed over WebSocket by N concurrent streams.
+
+Each stream is a closed-loop client (send a frame, wait for its result, send the next), so the figures are the
+service's throughput and latency, not a queue's. Aggregate fps = results / wall time over all streams; per-stream
+fps and p50/p99 end-to-end latency (client send -> result received). The bare row runs the same frames through
+the library loop in this process (decode -> `step_frame` -> encode) on the same number of torch threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import torch
+
+from mask2former_ttt.outputs.frame import encode_masks, jpeg_encode, segments_info
+from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt.frame_step import step_frame
+from model.ymodel import YModel
+from server.wire.inbound import pack_frame
+from server.worker.imaging import decode_image, result_size
+
+
+@dataclass
+class ServerRow:
+    """N streams through the service vs the bare library loop on the same frames."""
+
+    streams: int
+    fps: float
+    per_stream_fps: list[float]
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    bare_fps: float
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(model_dir: Path, threads: int, max_streams: int, preset: str) -> Iterator[str]:
+    """`m2f-ttt serve` as a subprocess on a free loopback port; yields its ws:// base URL."""
+    port = _free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="m2f-bench-"))
+    env = {
+        **os.environ,
+        "M2F_MODEL_PATH": str(model_dir),
+        "M2F_TORCH_THREADS": str(threads),
+        "M2F_MAX_STREAMS": str(max_streams),
+        "M2F_TTT_PRESET": preset,
+        "M2F_JOBS_DIR": str(tmp / "jobs"),
+        "M2F_STATES_DIR": str(tmp / "states"),
+        "M2F_LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": str(threads),
+    }
+    cmd = [sys.executable, "-c", "from server.cli import main; main()", "serve", "--port", str(port)]
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"m2f-ttt serve exited during start-up; log: {tmp / 'serve.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("m2f-ttt serve did not become ready within 120 s")
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def _stream(url: str, jpegs: list[bytes], seconds: float, task: str) -> tuple[list[float], int, float]:
+    """One closed-loop stream for `seconds`: (latencies in s, errors, its wall time)."""
+    import websockets
+
+    latencies: list[float] = []
+    errors = 0
+    async with websockets.connect(f"{url}/v1/streams/ws", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "task": task, "policy": "block"}))
+        started = json.loads(await ws.recv())
+        if started.get("type") != "started":
+            raise RuntimeError(f"stream refused: {started}")
+        t_start = time.perf_counter()
+        i = 0
+        while time.perf_counter() - t_start < seconds:
+            t0 = time.perf_counter()
+            await ws.send(pack_frame(jpegs[i % len(jpegs)], frame_id=i))
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg.get("type") in ("result", "error"):
+                    break
+            if msg["type"] == "error":
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
+            i += 1
+        wall = time.perf_counter() - t_start
+        await ws.send(json.dumps({"type": "stop"}))
+    return latencies, errors, wall
+
+
+async def _streams(url: str, jpegs: list[bytes], n: int, seconds: float, task: str) -> list[tuple]:
+    return await asyncio.gather(*(_stream(url, jpegs, seconds, task) for _ in range(n)))
+
+
+def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, task: str, max_side: int = 640) -> float:
+    """The library loop the worker runs, in this process: decode -> step_frame -> encode, for `seconds`."""
+    adapter = build_adapter(model, "online", preset, seed=0)
+    names = model.cfg.class_names
+    t_start, n = time.perf_counter(), 0
+    while time.perf_counter() - t_start < seconds:
+        rgb = decode_image(jpegs[n % len(jpegs)], 1 << 30)
+        frame = torch.from_numpy(rgb).permute(2, 0, 1)
+        step = step_frame(adapter, frame, task, result_size(rgb.shape[0], rgb.shape[1], max_side))  # type: ignore[arg-type]
+        encode_masks(task, step.result, ("png",), segments_info(task, step.result, names))
+        n += 1
+    return n / (time.perf_counter() - t_start)
+
+
+def server_rows(
+    model: YModel, model_dir: Path, frames: list[torch.Tensor], stream_counts: tuple[int, ...], seconds: float,
+    threads: int, preset: str = "default", task: str = "panoptic",
+) -> dict[str, ServerRow]:
+    """One server for all stream counts (streams of a count run together, counts one after another)."""
+    jpegs = [jpeg_encode(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), quality=90) for f in frames]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        bare = bare_fps(model, jpegs, preset, seconds, task)
+    finally:
+        torch.set_num_threads(previous)
+    out: dict[str, ServerRow] = {}
+    with running_server(model_dir, threads, max(stream_counts), preset) as url:
+        asyncio.run(_streams(url, jpegs, 1, min(2.0, seconds), task))  # warm-up: first-call costs
+        for n in stream_counts:
+            t0 = time.perf_counter()
+            results = asyncio.run(_streams(url, jpegs, n, seconds, task))
+            wall = time.perf_counter() - t0
+            lat = sorted(x for r in results for x in r[0])
+            out[str(n)] = ServerRow(
+                streams=n,
+                fps=round(len(lat) / wall, 3),
+                per_stream_fps=[round(len(r[0]) / r[2], 3) for r in results],
+                p50_ms=round(1000 * statistics.median(lat), 2),
+                p99_ms=round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2),
+                errors=sum(r[1] for r in results),
+                bare_fps=round(bare, 3),
+            )
+    return out
