@@ -47,6 +47,7 @@ CMP_SWAP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, 
             ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
 BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 LOG_NAMES = {"log", "logger", "logging", "warnings"}
+MAX_TESTS_PER_MUTANT = 40  # the fastest covering tests; a mutant no fast test notices is reported as surviving
 
 
 @dataclass
@@ -220,6 +221,12 @@ def _durations(junit: Path) -> dict[str, float]:
     return seconds
 
 
+def folder_tests(lines: dict[str, dict[int, set[str]]], path: str) -> set[str]:
+    """Every test that ran a line of any module in `path`'s folder."""
+    folder = path.rsplit("/", 1)[0] + "/"
+    return {t for f, by_line in lines.items() if f.startswith(folder) for ts in by_line.values() for t in ts}
+
+
 def _node_id(context: str) -> str:
     """'tests.ttt.test_adapter.test_reset' -> 'tests/ttt/test_adapter.py::test_reset' (all its parametrizations)."""
     parts = context.split(".")
@@ -317,9 +324,10 @@ def main() -> None:
         by_line = lines.get(m.path, {})
         tests = by_line.get(m.line, set())
         if not tests and m.line in by_line:
-            # run at import only (defaults, class bodies, registries): every test that uses the module guards it
-            tests = set().union(*by_line.values())
-        m.tests = sorted(tests, key=lambda t: (seconds.get(t, 60.0), t))
+            # run at import only (defaults, class bodies, registries): the tests that use the module guard it,
+            # or, for a module whose code runs outside its own lines (dataclasses), those of its folder
+            tests = set().union(*by_line.values()) or folder_tests(lines, m.path)
+        m.tests = sorted(tests, key=lambda t: (seconds.get(t, 60.0), t))[:MAX_TESTS_PER_MUTANT]
         m.limit_s = min(args.limit_s, 20.0 + 3.0 * sum(seconds.get(t, 10.0) for t in m.tests))
     for name in PREWARM:
         __import__(name)
