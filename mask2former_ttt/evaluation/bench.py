@@ -124,12 +124,27 @@ def time_rows(
 
 
 def _process_bytes(device: torch.device) -> int:
-    """Resident set size of this process (CPU) or bytes allocated by torch (CUDA)."""
+    """Resident set size of this process (CPU) or bytes allocated by torch (CUDA). On the CPU, memory the
+    allocator holds but nobody uses (freed activations of earlier steps) is returned to the system first, so
+    that the figure is what is live."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return int(torch.cuda.memory_allocated(device))
+    _malloc_trim()
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * _page_size()
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): give free heap pages back (no-op where glibc is not the allocator)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _page_size() -> int:
@@ -156,8 +171,8 @@ class MemoryRow:
 def measure_memory(
     model: YModel, preset: str, frames: list[torch.Tensor], streams: int = 4, steps: int = 3, method: str = "online"
 ) -> MemoryRow:
-    """Open `streams` adapters, step each over `steps` frames, and compare the growth per stream with the
-    estimate. One warm-up stream runs first (and is dropped) so that allocator pools and lazily built model
+    """Open `streams` adapters, step each over `steps` frames (then fill their windows to capacity, as in a long
+    stream), and compare the growth per stream with the estimate. One warm-up stream runs first (and is dropped) so that allocator pools and lazily built model
     buffers are not counted as per-stream state."""
     device = next(model.parameters()).device
     frames = [f.to(device) for f in frames[:steps]]
@@ -171,6 +186,9 @@ def measure_memory(
     for a in adapters:
         for f in frames:
             a.step(f)
+        window = getattr(a, "window", None)
+        while window is not None and window.maxlen and len(window) < window.maxlen:
+            window.append(window[-1].clone())  # a long stream's full window, without stepping every frame
     gc.collect()
     after = _process_bytes(device)
     hw = tuple(int(v) for v in adapters[0].window[-1].shape[1:]) if getattr(adapters[0], "window", None) else None
