@@ -187,7 +187,11 @@ class DeviceWorker:
             fut.set_result(payload)
             return payload
 
-        if not self.scheduler.offer(session, ControlItem(name, run)):
+        def discard(reason: str) -> None:
+            if not fut.done():
+                fut.set_exception(RuntimeError(reason))
+
+        if not self.scheduler.offer(session, ControlItem(name, run, discard)):
             fut.set_exception(RuntimeError(f"stream {session.id} is closed"))
         return fut
 
@@ -212,7 +216,7 @@ class DeviceWorker:
     def _run(self) -> None:
         previous_threads = torch.get_num_threads()
         if self.torch_threads:
-            torch.set_num_threads(self.torch_threads)  # process-wide in torch: restored when the worker stops
+            torch.set_num_threads(self.torch_threads)  # restored when the worker stops
         log.info("device worker started", extra=kv(threads=torch.get_num_threads()))
         try:
             while not self._stop.is_set():

@@ -37,10 +37,12 @@ class Scheduler:
             self._ring.append(session)
 
     def remove(self, session: StreamSession) -> int:
-        """Close `session`'s queue; returns how many queued frames were discarded. Wakes blocked producers."""
+        """Close `session`'s queue; returns how many queued frames were discarded. Wakes blocked producers;
+        queued controls are told they will not run (`ControlItem.on_discard`)."""
         with self._cv:
             session.closed = True
             discarded = session.pending_frames
+            controls = [item for item in session.queue if isinstance(item, ControlItem)]
             session.queue.clear()
             session.pending_frames = 0
             if session.on_space is not None:
@@ -53,7 +55,10 @@ class Scheduler:
                 if self._next >= len(self._ring):
                     self._next = 0
             self._cv.notify_all()
-            return discarded
+        for control in controls:  # outside the lock: their callbacks may run client code
+            if control.on_discard is not None:
+                control.on_discard(f"stream {session.id} closed before {control.name} ran")
+        return discarded
 
     # ---- producers --------------------------------------------------------------------------------------
     def offer(self, session: StreamSession, item: FrameItem | ControlItem) -> bool:

@@ -45,6 +45,7 @@ class ControlItem:
 
     name: str
     fn: Callable[["StreamSession"], dict]
+    on_discard: Callable[[str], None] | None = None  # called if the stream closes before the control runs
 
 
 @dataclass

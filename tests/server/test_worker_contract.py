@@ -341,11 +341,6 @@ def test_close_session_closes_the_queue_at_once_and_the_stream_leaves_the_metric
         worker.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a control discarded by close_session/stop never resolves its Future "
-    "(Scheduler.remove clears ControlItems with the frames); REST controls then wait out their timeout",
-)
 def test_a_control_discarded_by_closing_fails_its_future(model, tmp_path: Path) -> None:
     worker = worker_for(model, tmp_path)
     try:
@@ -357,6 +352,8 @@ def test_a_control_discarded_by_closing_fails_its_future(model, tmp_path: Path) 
         gate.set()
         closed.result(WAIT_S)
         assert queued.done()
+        with pytest.raises(RuntimeError, match="closed before reset ran"):
+            queued.result(0)
     finally:
         worker.stop()
 
