@@ -160,6 +160,9 @@ def segment_video(
         logger.warning("interrupted after %d frames; finishing the output files", done)
     finally:
         bar.close()
+        close = getattr(frames, "close", None)  # a live reader's connection; a file iterator's decoder
+        if callable(close):
+            close()
         files = writer.close()
     seconds = time.perf_counter() - t_start
     summary = SegmentSummary(

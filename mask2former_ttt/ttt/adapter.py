@@ -234,8 +234,9 @@ class StreamAdapter:
         """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss."""
         assert self.optimizer is not None
         seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        if self.device.type == "cuda":
-            with torch.random.fork_rng(devices=[self.device], device_type="cuda"):
+        if self.device.type != "cpu":
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices, device_type=self.device.type):
                 torch.manual_seed(seed)  # drop-path draws from the global RNG: make it this stream's, reproducibly
                 return self._train_step(batch, stats)
         # CPU: the same seeding of the default generator, without fork_rng's per-device bookkeeping

@@ -28,7 +28,7 @@ class FrameStep:
 
     logits: the adapter's raw prediction (class logits (Q, K+1), mask logits (Q, h/4, w/4));
     result: the post-processed result at `out_size` with CPU tensors (None when no task was asked);
-    timings_s: `ttt` (forward + backward + optimizer), `predict`, `postprocess`, plus what callers add
+    timings_s: `ttt` (sampling + forward + backward + optimizer), `predict`, `postprocess`, plus what callers add
     (`queue`, `decode`, ...).
     """
 
@@ -73,7 +73,7 @@ def step_frame(
     several tasks from one prediction)."""
     logits = adapter.step(frame)
     st = logits.stats
-    timings = {"ttt": st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s, "predict": st.predict_s}
+    timings = {"ttt": st.sample_s + st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s, "predict": st.predict_s}
     result = None
     if task is not None:
         cfg = adapter.model.cfg

@@ -93,7 +93,8 @@ class DeviceWorker:
         """Stop the thread; every open session gets `SessionClosed("server shutting down")`."""
         self._stop.set()
         for _, fut in self.scheduler.stop():
-            fut.set_exception(RuntimeError("the device worker stopped"))
+            if not fut.done():  # a caller may have cancelled it
+                fut.set_exception(RuntimeError("the device worker stopped"))
         if self._thread is not None:
             self._thread.join(timeout)
         for session in list(self.sessions.values()):
@@ -179,6 +180,8 @@ class DeviceWorker:
         fut: Future = Future()
 
         def run(s: StreamSession) -> dict:
+            if not fut.set_running_or_notify_cancel():  # the caller gave up waiting: do not act behind its back
+                raise RuntimeError(f"{name} was cancelled by its caller before it ran")
             try:
                 payload = fn(s)
             except BaseException as exc:

@@ -536,3 +536,33 @@ def test_result_size_never_reaches_zero_on_thin_frames() -> None:
     assert result_size(2000, 1, 640) == (640, 1)
     assert result_size(3, 1280, 640) == (2, 640)  # 1.5 rounds to 2
     assert result_size(100, 200, 640) == (100, 200)  # never scaled up
+
+
+def test_a_control_its_caller_cancelled_does_not_run(model, tmp_path: Path) -> None:
+    created: list = []
+    worker = worker_for(model, tmp_path, adapter_factory=factory(created=created))
+    try:
+        s, out = new_session()
+        worker.open_session(s).result(WAIT_S)
+        gate, _ = hold(worker, s)
+        queued = worker.reset(s)
+        assert queued.cancel()  # e.g. a REST caller's timeout: it has already answered its client
+        gate.set()
+        replies = []
+        while len(replies) < 2:
+            item = out.get(timeout=WAIT_S)
+            if isinstance(item, ControlReply):
+                replies.append(item)
+        assert replies[1].name == "reset" and "cancelled by its caller" in (replies[1].error or "")
+        assert created[0].resets == 0  # the stream was not reset behind the caller's back
+    finally:
+        worker.stop()
+
+
+def test_stop_tolerates_commands_their_callers_cancelled(model, tmp_path: Path) -> None:
+    worker = worker_for(model, tmp_path, start=False)
+    s, _ = new_session()
+    pending = worker.open_session(s)
+    assert pending.cancel()
+    worker.stop()  # must not raise InvalidStateError on the cancelled Future
+    assert pending.cancelled()

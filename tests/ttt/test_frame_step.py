@@ -28,7 +28,8 @@ def test_step_frame_post_processes_the_adapters_prediction_at_the_asked_size(tin
         assert set(step.timings_s) == {"ttt", "predict", "postprocess"}
         assert step.timings_s["postprocess"] == step.stats.postprocess_s > 0
         assert math.isclose(
-            step.timings_s["ttt"], step.stats.ttt_forward_s + step.stats.ttt_backward_s + step.stats.optimizer_s
+            step.timings_s["ttt"],
+            step.stats.sample_s + step.stats.ttt_forward_s + step.stats.ttt_backward_s + step.stats.optimizer_s,
         )
 
 
