@@ -20,26 +20,16 @@ import torch
 from typer.testing import CliRunner
 
 from mask2former_ttt.cli import app
-from model.config import ModelConfig, preset, tiny_config
+from model.config import preset, tiny_config
 from model.weight_transfer import PATCH_EMBED_KEY, UNUSED_ENCODER_PREFIX
 from model.ymodel import YModel, build_model, parameter_counts
+from tests.random_model import random_model
 
 
 def run(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
     assert result.exit_code == code, (result.output, result.exception)
     return result.output
-
-
-def _random_model(cfg: ModelConfig, seed: int) -> YModel:
-    """Non-trivial values everywhere (fresh inits have zero biases / unit norms that could hide a skipped copy)."""
-    torch.manual_seed(seed)
-    model = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=g))
-    return model
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -94,7 +84,7 @@ def _d2_state(model: YModel) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def d2_pickle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, YModel, dict[str, np.ndarray]]:
     """(ckpt.pkl, the model it holds, its detectron2 state); the name hints no task."""
-    model = _random_model(tiny_config(), seed=3)
+    model = random_model(tiny_config(), seed=3)
     state = _d2_state(model)
     path = tmp_path_factory.mktemp("d2") / "ckpt.pkl"
     with path.open("wb") as fh:

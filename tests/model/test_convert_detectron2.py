@@ -24,6 +24,7 @@ from model.convert_detectron2 import (
 )
 from model.weight_transfer import PATCH_EMBED_KEY
 from model.ymodel import YModel, build_model
+from tests.random_model import random_model
 
 RECON_QUERIES = 48
 SWIN_FINAL_NORM = "encoder.backbone.swin.layernorm."
@@ -219,16 +220,6 @@ def _write_pickle(path, state, container: str = "model") -> None:
         pickle.dump(obj, fh)
 
 
-def _random_model(cfg: ModelConfig, seed: int) -> YModel:
-    torch.manual_seed(seed)
-    model = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=g))
-    return model
-
-
 def _inputs(seed: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 3, 64, 96, generator=g)
@@ -296,7 +287,7 @@ def test_public_template_surgery_and_fresh_g(cfg, tmp_path):
 
 
 def test_release_round_trip_reproduces_outputs(cfg, tmp_path):
-    original = _random_model(cfg, seed=10)
+    original = random_model(cfg, seed=10)
     path = tmp_path / "ttt_coco_instance_baseline.pkl"
     _write_pickle(path, ymodel_to_d2(original))
     model, _ = detectron2_to_ymodel(load_detectron2_state(path), "tiny", name=path.stem)
@@ -315,7 +306,7 @@ def test_release_round_trip_reproduces_outputs(cfg, tmp_path):
 
 
 def test_public_round_trip_reproduces_main_outputs(cfg, tmp_path):
-    original = _random_model(cfg, seed=20)
+    original = random_model(cfg, seed=20)
     with torch.no_grad():  # a public checkpoint knows nothing about the 4th channel
         original.state_dict()[PATCH_EMBED_KEY][:, 3] = 0.0
     path = tmp_path / "public.pkl"
@@ -330,7 +321,7 @@ def test_public_round_trip_reproduces_main_outputs(cfg, tmp_path):
 
 
 def test_convert_checkpoint_writes_loadable_directory(cfg, tmp_path):
-    original = _random_model(cfg, seed=30)
+    original = random_model(cfg, seed=30)
     pkl = tmp_path / "ttt_ks_semantic_baseline.pkl"
     state = OrderedDict((k, v) for k, v in ymodel_to_d2(original).items())
     state._metadata = OrderedDict({"": {"version": 1}})  # torch state dicts carry this; pickles keep it
