@@ -29,7 +29,7 @@ def bench(
     server: bool = typer.Option(True, help="also measure a real `m2f-ttt serve` over WebSocket"),
     swin_s: bool = typer.Option(True, help="also time swin-s (small resolution on CPU); off with --quick"),
 ) -> None:
-    """Time main_only / default / release / online_k16 per frame (interleaved, medians, ratio to main_only), the
+    """Time main_only / default / release / online_k16 per frame (interleaved, mean s/frame, ratio to main_only), the
     stage split, per-stream memory (estimate vs measured) and, optionally, a real server with 1/4/16 streams."""
     import torch
 

@@ -83,6 +83,8 @@ class StreamAdapter:
         self.frame_index = 0
         self.rollbacks = 0
         self.loss_mean: float | None = None
+        self.pending_step = False  # pipelined: the last frame's step is still to be taken
+        self.deferred_stats: StepStats | None = None
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
 
     def _ensure_params(self) -> None:
@@ -108,6 +110,7 @@ class StreamAdapter:
             "frame_index": self.frame_index,
             "rollbacks": self.rollbacks,
             "loss_mean": self.loss_mean,
+            "pending_step": self.pending_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -127,6 +130,7 @@ class StreamAdapter:
         self.frame_index = state["frame_index"]
         self.rollbacks = state["rollbacks"]
         self.loss_mean = state["loss_mean"]
+        self.pending_step = bool(state.get("pending_step", False))
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor this stream owns (the shared model excluded)."""
@@ -183,12 +187,23 @@ class StreamAdapter:
 
     # ---- the step ----------------------------------------------------------------------------------------
     def step(self, frame: torch.Tensor) -> StepResult:
-        """frame: (3, H, W) uint8 RGB at any size -> prediction on this frame after adapting to it."""
+        """frame: (3, H, W) uint8 RGB at any size -> prediction on this frame after adapting to it.
+
+        With `cfg.pipelined` the prediction uses the weights adapted through the previous frame and this frame's
+        step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
+        step taken before a prediction are reported with that prediction.
+        """
         x = to_working_resolution(frame.to(self.device), self.model.cfg.image_size)
-        self.window.append(x)
         stats = StepStats(frame_index=self.frame_index)
-        if self.adapts:
-            self.adapt(stats)
+        if self.cfg.pipelined:
+            self.finish_pending()
+            self._take_deferred_stats(stats)
+            self.window.append(x)
+            self.pending_step = self._step_due()
+        else:
+            self.window.append(x)
+            if self._step_due():
+                self.adapt(stats)
         t0 = time.perf_counter()
         class_logits, mask_logits = self.predict(x)
         _sync(self.device)
@@ -196,6 +211,27 @@ class StreamAdapter:
         stats.rollbacks = self.rollbacks
         self.frame_index += 1
         return StepResult(class_logits, mask_logits, stats, (x.shape[1], x.shape[2]))
+
+    def _step_due(self) -> bool:
+        return self.adapts and self.frame_index % self.cfg.every_n_frames == 0
+
+    def finish_pending(self) -> None:
+        """Take the step a pipelined `step` deferred (a no-op when none is pending). The service calls this right
+        after sending the frame's result; its statistics are reported with the next frame."""
+        if not self.pending_step:
+            return
+        self.pending_step = False
+        stats = StepStats(frame_index=self.frame_index - 1)
+        self.adapt(stats)
+        self.deferred_stats = stats
+
+    def _take_deferred_stats(self, stats: StepStats) -> None:
+        done, self.deferred_stats = self.deferred_stats, None
+        if done is None:
+            return
+        for name in ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken",
+                     "rolled_back", "shift_score", "step_scale"):
+            setattr(stats, name, getattr(done, name))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

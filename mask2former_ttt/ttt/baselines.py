@@ -106,6 +106,9 @@ class AdapterWrapper:
     def step(self, frame: torch.Tensor) -> StepResult:
         return self.inner.step(frame)
 
+    def finish_pending(self) -> None:
+        self.inner.finish_pending()
+
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:
         self.inner.prepare(frames)
 

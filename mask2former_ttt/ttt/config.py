@@ -30,6 +30,21 @@ class TTTConfig(BaseModel):
     drop_path: bool = True
     amp: bool = True
     adapt_recon: bool = True
+    # cost levers (docs/benchmark/cost_levers.md)
+    adapt_scope: Literal["all", "late", "norms_biases"] = Field(
+        "all",
+        description="which of f's (and g's) tensors adapt: all of them; `late`: f's last half of stages, its final "
+        "norms and g (backward stops at the first adapted stage); `norms_biases`: every 1-D tensor (norm affines "
+        "and biases)",
+    )
+    every_n_frames: int = Field(
+        1, ge=1, description="take the TTT step on every n-th frame only; the window still receives every frame"
+    )
+    pipelined: bool = Field(
+        False,
+        description="predict frame t with the weights adapted through frame t-1, then take frame t's step; the "
+        "service sends the result before that step, so the step leaves the latency path",
+    )
     # safety
     explode_factor: float = Field(10.0, gt=1.0, description="loss above this × its running mean triggers rollback")
     rollback_to: Literal["theta0", "last_good"] = "theta0"

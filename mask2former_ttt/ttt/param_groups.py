@@ -16,9 +16,36 @@ NameFilter = Callable[[str, nn.Module], bool]
 
 
 def mae_names(model: YModel, cfg: TTTConfig) -> list[str]:
-    """f (and g unless `adapt_recon` is off): every parameter under `encoder.` / `recon.`."""
+    """What TTT-MAE adapts: f's (and g's, unless `adapt_recon` is off) parameters under `encoder.` / `recon.`,
+    narrowed by `cfg.adapt_scope` (see `in_scope`)."""
     prefixes = (ENCODER_PREFIX, RECON_PREFIX) if cfg.adapt_recon else (ENCODER_PREFIX,)
-    return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
+    late = late_encoder_markers(model)
+    return [
+        n for n, p in model.named_parameters() if n.startswith(prefixes) and in_scope(n, p, cfg.adapt_scope, late)
+    ]
+
+
+def late_encoder_markers(model: YModel) -> tuple[str, ...]:
+    """Name fragments of f's last half of stages (Swin `layers.i`, its `stage{i+1}` output norm) and its final norm."""
+    stages = len(model.cfg.swin.depths)
+    late = range(stages // 2, stages)
+    return (
+        *(f".encoder.layers.{i}." for i in late),
+        *(f".hidden_states_norms.stage{i + 1}." for i in late),
+        ".swin.layernorm.",
+    )
+
+
+def in_scope(name: str, tensor: torch.Tensor, scope: str, late_markers: tuple[str, ...]) -> bool:
+    """Whether tensor `name` adapts under `scope`: `all`; `late` (g, and f's late stages only); `norms_biases`
+    (1-D tensors: norm affines and biases)."""
+    if scope == "all":
+        return True
+    if scope == "norms_biases":
+        return tensor.ndim == 1
+    if scope == "late":
+        return not name.startswith(ENCODER_PREFIX) or any(m in name for m in late_markers)
+    raise ValueError(f"unknown adapt_scope {scope!r}")
 
 
 def encoder_norm_names(model: YModel) -> list[str]:

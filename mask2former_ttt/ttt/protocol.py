@@ -29,6 +29,10 @@ class Adapter(Protocol):
         """frame: (3, H, W) uint8 RGB -> the prediction on this frame after adapting to it."""
         ...
 
+    def finish_pending(self) -> None:
+        """Take a step that a pipelined `step` deferred; a no-op when none is pending (and for other configs)."""
+        ...
+
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:
         """Whole-video training for methods with `needs_whole_video`; a no-op for online methods."""
         ...
