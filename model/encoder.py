@@ -8,6 +8,7 @@ from transformers import SwinBackbone
 
 from model.config import ModelConfig
 from model.hf_config import swin_config
+from model.stochastic_depth import use_stream_drop_path
 
 
 class SwinEncoder(nn.Module):
@@ -16,6 +17,7 @@ class SwinEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, backbone: SwinBackbone | None = None) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else SwinBackbone(swin_config(cfg))
+        use_stream_drop_path(self.backbone)  # drop-path per thread and stream, not per shared module
 
     @property
     def channels(self) -> list[int]:

@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from model.device import autocast
 from model.masking import normalize, with_flag
+from model.stochastic_depth import stochastic_depth
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
@@ -60,7 +61,7 @@ class StreamAdapter:
         self.cfg = cfg
         self.seed = seed
         self.device = next(model.parameters()).device
-        model.requires_grad_(False)
+        model.requires_grad_(False).eval()  # shared and always in eval mode: drop-path is per thread (train_step)
         shared = dict(model.named_parameters())
         self.names = names if names is not None else mae_names(model, cfg)
         self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights: free
@@ -236,7 +237,6 @@ class StreamAdapter:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
-        self._set_mode(False)
         out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict")
         return out.class_logits[0].float(), out.mask_logits[0].float()
 
@@ -267,31 +267,19 @@ class StreamAdapter:
             self.optimizer = None  # re-created next frame: no optimizer state kept between frames
 
     def train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
-        """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss."""
-        assert self.optimizer is not None
-        seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        if self.device.type != "cpu":
-            devices = [self.device] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-                torch.manual_seed(seed)  # drop-path draws from the global RNG: make it this stream's, reproducibly
-                return self._train_step(batch, stats)
-        # CPU: the same seeding of the default generator, without fork_rng's per-device bookkeeping
-        saved = torch.default_generator.get_state()
-        torch.default_generator.manual_seed(seed)
-        try:
-            return self._train_step(batch, stats)
-        finally:
-            torch.default_generator.set_state(saved)
+        """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss.
 
-    def _set_mode(self, train: bool) -> None:
-        """model.train/eval walk every module: only switch when the mode differs (the model is shared, but all
-        of a worker's adapters run on one thread and leave it in eval mode)."""
-        if self.model.training != train:
-            self.model.train(train)
+        The shared model stays in eval mode: drop-path is switched on for this thread only and draws from this
+        stream's generator (`model.stochastic_depth`), so concurrent streams on other threads are unaffected and
+        every stream is reproducible on its own."""
+        assert self.optimizer is not None
+        if not self.cfg.drop_path:
+            return self._train_step(batch, stats)
+        with stochastic_depth(self.generator):
+            return self._train_step(batch, stats)
 
     def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
         assert self.optimizer is not None
-        self._set_mode(self.cfg.drop_path)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         chunks = batch.split(self.cfg.micro_batch)
@@ -302,13 +290,11 @@ class StreamAdapter:
             t1 = time.perf_counter()
             stats.ttt_forward_s += t1 - t0
             if i == 0 and self._gated(loss.item() * len(chunks)):
-                self._set_mode(False)
                 return loss.item() * len(chunks)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             _sync(self.device)
             stats.ttt_backward_s += time.perf_counter() - t1
             total += loss.item()
-        self._set_mode(False)
         t0 = time.perf_counter()
         if self._diverged(total):
             self.optimizer.zero_grad(set_to_none=True)
