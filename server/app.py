@@ -23,6 +23,7 @@ from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker import DeviceWorker
 from server.worker.device_worker import AdapterFactory, default_adapter_factory
+from server.worker.layout import worker_layout
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def create_app(
         device = resolve_device(settings.device)
         model = await asyncio.to_thread(load_checkpoint, settings.model_path, device)
         metrics: Metrics = app.state.metrics
+        lanes, threads = worker_layout(device, settings.worker_lanes, settings.torch_threads)
         worker = DeviceWorker(
             model,
             metrics,
@@ -51,7 +53,8 @@ def create_app(
             max_frame_pixels=settings.max_frame_pixels,
             max_result_side=settings.max_result_side,
             seed=settings.seed,
-            torch_threads=settings.torch_threads,
+            torch_threads=threads,
+            lanes=lanes,
             adapter_factory=adapter_factory or default_adapter_factory,
         )
         worker.start()

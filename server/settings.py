@@ -37,7 +37,15 @@ class Settings(BaseSettings):
     ttt_method: str = Field("online", description="default TTT method of new streams")
     ttt_preset: str = Field("default", description="default TTT preset of new streams")
     seed: int = Field(0, description="seed of each stream's sampling / masking RNG")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the device worker")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per worker lane (unset: cores / lanes on the CPU)"
+    )
+    worker_lanes: int | None = Field(
+        None,
+        ge=1,
+        description="worker lanes: threads that run streams in parallel, each with its own model replica "
+        "(unset: one per CPU core, at most 4; 1 on CUDA)",
+    )
 
     # limits
     max_streams: int = Field(8, ge=1, description="live streams + running jobs that may hold adapted state at once")

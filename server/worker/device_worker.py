@@ -1,7 +1,11 @@
-"""The device worker: one thread that owns the model on the device and runs every stream's frames.
+"""The device worker: the lanes that own the model on the device and run every stream's frames.
 
-All adapter calls (create, step, reset, state I/O) happen on this thread, so each stream has exactly one
-writer and frames of a stream are processed strictly in arrival order. Client images are decoded here, lazily,
+A lane is a thread with its own replica of the model (`functional_call` swaps a stream's tensors into the module
+it runs, so two threads must not share one). Each stream is pinned to the least-loaded lane when it is admitted,
+and all of its adapter calls (create, step, reset, state I/O) happen on that lane's thread, so each stream has
+exactly one writer and its frames are processed strictly in arrival order; lanes run in parallel (torch releases
+the GIL), which is how several streams use several cores. With a pipelined preset the lane sends a frame's result
+before taking that frame's TTT step (`Adapter.finish_pending`). Client images are decoded here, lazily,
 so frames dropped by the `latest` policy cost no decoding. Each frame goes through
 `mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the CPU); the
 consumers encode results (RLE / PNG / JPEG) on their own threads.
@@ -12,6 +16,7 @@ Concerns live beside it: `Scheduler` (queues, round-robin), `Admission` (stream 
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -28,12 +33,12 @@ from mask2former_ttt.ttt.protocol import Adapter
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.worker.admission import Admission, CapacityError
+from server.worker.controls import StreamControls
 from server.worker.imaging import ImageDecodeError, decode_image, result_size
 from server.worker.scheduler import Scheduler
 from server.worker.state_store import StreamStateStore
 from server.worker.stream_session import (
     ControlItem,
-    ControlReply,
     FrameError,
     FrameItem,
     FrameResult,
@@ -53,8 +58,8 @@ def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) 
     return build_adapter(model, method=method, preset=preset, seed=seed)
 
 
-class DeviceWorker:
-    """Owner of the model: the session registry and the loop that runs every stream's frames and controls."""
+class DeviceWorker(StreamControls):
+    """Owner of the model: the session registry and the lanes that run every stream's frames and controls."""
 
     def __init__(
         self,
@@ -68,9 +73,13 @@ class DeviceWorker:
         max_result_side: int = 640,
         seed: int = 0,
         torch_threads: int | None = None,
+        lanes: int = 1,
         adapter_factory: AdapterFactory = default_adapter_factory,
     ) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.model = model
+        self.models = [model] + [copy.deepcopy(model) for _ in range(lanes - 1)]  # one replica per lane
         self.metrics = metrics
         self.admission = Admission(metrics, max_streams, max_state_memory)
         self.states = StreamStateStore(states_dir)
@@ -81,13 +90,23 @@ class DeviceWorker:
         self.adapter_factory = adapter_factory
         self.sessions: dict[str, StreamSession] = {}
         self.scheduler = Scheduler(on_drop=lambda s: metrics.drops.labels(s.source).inc())
-        self._thread: threading.Thread | None = None
+        self._registry = threading.Lock()  # sessions, admission and lane loads: lanes admit and close concurrently
+        self._lane_load = [0] * lanes  # streams pinned to each lane (admitted or being admitted)
+        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
+    @property
+    def lanes(self) -> int:
+        return len(self.models)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="device-worker", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(lane,), name=f"device-worker-{lane}", daemon=True)
+            for lane in range(self.lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread; every open session gets `SessionClosed("server shutting down")`."""
@@ -95,43 +114,56 @@ class DeviceWorker:
         for _, fut in self.scheduler.stop():
             if not fut.done():  # a caller may have cancelled it
                 fut.set_exception(RuntimeError("the device worker stopped"))
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         for session in list(self.sessions.values()):
             self._close(session, "server shutting down")
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        return bool(self._threads) and all(t.is_alive() for t in self._threads) and not self._stop.is_set()
 
     def capacity(self) -> dict:
         """Streams and memory in use vs limits (see `Admission.capacity`)."""
-        return self.admission.capacity(list(self.sessions.values()))
+        with self._registry:
+            return self.admission.capacity(list(self.sessions.values()))
 
     # ---- sessions -----------------------------------------------------------------------------------------
     def open_session(self, session: StreamSession) -> Future:
-        """Admit `session` (builds its adapter on the worker thread). The Future raises CapacityError when full,
-        ValueError for an unknown method/preset."""
-        try:
-            self.admission.check_count(self.sessions)  # cheap early refusal, re-checked on the worker
-        except CapacityError as exc:
-            fut: Future = Future()
-            fut.set_exception(exc)
-            return fut
-        return self.scheduler.submit(lambda: self._admit(session))
+        """Admit `session` on the least-loaded lane (its adapter is built on that lane's thread). The Future raises
+        CapacityError when full, ValueError for an unknown method/preset."""
+        with self._registry:
+            try:
+                self.admission.check_count(self.sessions)  # cheap early refusal, re-checked on the lane
+            except CapacityError as exc:
+                fut: Future = Future()
+                fut.set_exception(exc)
+                return fut
+            session.lane = min(range(self.lanes), key=lambda lane: self._lane_load[lane])
+            self._lane_load[session.lane] += 1
+        fut = self.scheduler.submit(lambda: self._admit(session), lane=session.lane)
+        fut.add_done_callback(lambda f: None if not f.cancelled() and f.exception() is None else self._unpin(session))
+        return fut
+
+    def _unpin(self, session: StreamSession) -> None:
+        with self._registry:
+            self._lane_load[session.lane] -= 1
 
     def close_session(self, session: StreamSession, reason: str = "closed") -> Future:
         """Drop the session's queue at once and release its adapter on the worker thread."""
         self.scheduler.remove(session)
-        return self.scheduler.submit(lambda: self._close(session, reason))
+        return self.scheduler.submit(lambda: self._close(session, reason), lane=session.lane)
 
     def _admit(self, session: StreamSession) -> StreamSession:
-        self.admission.check_count(self.sessions)
-        adapter = self.adapter_factory(self.model, session.method, session.preset, self.seed)
-        session.reserved_bytes = self.admission.reserve(list(self.sessions.values()), session, adapter)
-        session.adapter = adapter
-        session.memory_bytes = int(adapter.memory_bytes())
-        self.sessions[session.id] = session
+        with self._registry:
+            self.admission.check_count(self.sessions)
+        adapter = self.adapter_factory(self.models[session.lane], session.method, session.preset, self.seed)
+        with self._registry:
+            session.reserved_bytes = self.admission.reserve(list(self.sessions.values()), session, adapter)
+            session.adapter = adapter
+            session.memory_bytes = int(adapter.memory_bytes())
+            self.sessions[session.id] = session
         self.scheduler.add(session)
         self.metrics.active_streams.labels(session.source).inc()
         self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
@@ -150,8 +182,10 @@ class DeviceWorker:
 
     def _close(self, session: StreamSession, reason: str) -> None:
         self.scheduler.remove(session)
-        if self.sessions.pop(session.id, None) is None:
-            return
+        with self._registry:
+            if self.sessions.pop(session.id, None) is None:
+                return
+            self._lane_load[session.lane] -= 1
         session.adapter = None
         self.metrics.active_streams.labels(session.source).dec()
         try:
@@ -173,57 +207,15 @@ class DeviceWorker:
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
         return self.scheduler.put(session, item, timeout)
 
-    # ---- in-order controls (they run after the frames queued before them) -----------------------------------
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
-        """Queue an in-order control. Its outcome is both delivered to the session as a ControlReply and set on
-        the returned Future (failed at once if the stream is closed)."""
-        fut: Future = Future()
-
-        def run(s: StreamSession) -> dict:
-            if not fut.set_running_or_notify_cancel():  # the caller gave up waiting: do not act behind its back
-                raise RuntimeError(f"{name} was cancelled by its caller before it ran")
-            try:
-                payload = fn(s)
-            except BaseException as exc:
-                fut.set_exception(exc)
-                raise
-            fut.set_result(payload)
-            return payload
-
-        def discard(reason: str) -> None:
-            if not fut.done():
-                fut.set_exception(RuntimeError(reason))
-
-        if not self.scheduler.offer(session, ControlItem(name, run, discard)):
-            fut.set_exception(RuntimeError(f"stream {session.id} is closed"))
-        return fut
-
-    def reset(self, session: StreamSession) -> Future:
-        """Back to θ0: `{frames_before_reset}`."""
-
-        def run(s: StreamSession) -> dict:
-            s.adapter.reset()
-            return {"frames_before_reset": s.processed}
-
-        return self.control(session, "reset", run)
-
-    def checkpoint(self, session: StreamSession) -> Future:
-        """Save the stream's adapted state: `{checkpoint_id, bytes, frames}`."""
-        return self.control(session, "checkpoint", self.states.save)
-
-    def restore(self, session: StreamSession, checkpoint_id: str) -> Future:
-        """Load a saved state of the same method and preset: `{checkpoint_id, frames}`."""
-        return self.control(session, "restore", lambda s: self.states.restore(s, checkpoint_id))
-
     # ---- the thread -----------------------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
         previous_threads = torch.get_num_threads()
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)  # restored when the worker stops
-        log.info("device worker started", extra=kv(threads=torch.get_num_threads()))
+        log.info("device worker started", extra=kv(lane=lane, lanes=self.lanes, threads=torch.get_num_threads()))
         try:
             while not self._stop.is_set():
-                work = self.scheduler.next(timeout=0.25)
+                work = self.scheduler.next(timeout=0.25, lane=lane)
                 if work is None:
                     continue
                 kind, a, b = work
@@ -245,14 +237,6 @@ class DeviceWorker:
             fut.set_result(fn())
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             fut.set_exception(exc)
-
-    def _run_control(self, session: StreamSession, item: ControlItem) -> None:
-        try:
-            reply = ControlReply(session.id, item.name, item.fn(session))
-        except Exception as exc:  # noqa: BLE001 - reported to this stream only
-            log.warning("stream control failed", extra=kv(stream=session.id, control=item.name, error=str(exc)))
-            reply = ControlReply(session.id, item.name, {}, f"{item.name} failed: {exc}")
-        self._deliver(session, reply)
 
     def _deliver(self, session: StreamSession, obj: Any) -> None:
         try:
@@ -295,6 +279,17 @@ class DeviceWorker:
                 memory_bytes=session.memory_bytes,
             ),
         )
+        self._finish_pending(session, item)
+
+    def _finish_pending(self, session: StreamSession, item: FrameItem) -> None:
+        """A pipelined stream's TTT step for the frame just sent: off the latency path, before its next frame."""
+        try:
+            session.adapter.finish_pending()
+        except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
+            log.exception("deferred TTT step failed", extra=kv(stream=session.id, frame=item.frame_id))
+            self._frame_failed(
+                session, item, "adapter_error", f"TTT step after frame {item.frame_id!r}: {type(exc).__name__}: {exc}"
+            )
 
     def _account(self, session: StreamSession, ttt: dict) -> None:
         """Counters, memory and metrics after a processed frame."""

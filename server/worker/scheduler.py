@@ -3,8 +3,10 @@
 - `offer` never blocks: under policy `latest` a full queue drops its oldest *frame* (controls are never
   dropped) and counts the drop; under `block` it refuses (returns False).
 - `put` blocks the producer until there is room (policy `block`: lossless backpressure).
-- `next` hands the worker either a global command (first) or the next item of the next stream in ring order
-  that has work, so every stream with queued frames is served once per round regardless of its frame rate.
+- `next(lane=i)` hands worker lane i either a command meant for it (or for any lane) first, or the next item of
+  the next of *its* streams (`session.lane == i`) in ring order that has work, so every stream with queued frames
+  is served once per round regardless of its frame rate, and a stream's items only ever go to its own lane (one
+  writer per stream, frames in order).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class Scheduler:
     def __init__(self, on_drop: Callable[[StreamSession], None] | None = None) -> None:
         self._cv = threading.Condition()
         self._ring: list[StreamSession] = []
-        self._next = 0
-        self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._next: dict[int, int] = {}  # per lane: ring position to look at first
+        self._commands: deque[tuple[Callable[[], Any], Future, int | None]] = deque()
         self._stopped = False
         self._on_drop = on_drop
 
@@ -50,10 +52,9 @@ class Scheduler:
             if session in self._ring:
                 i = self._ring.index(session)
                 self._ring.pop(i)
-                if i < self._next:
-                    self._next -= 1
-                if self._next >= len(self._ring):
-                    self._next = 0
+                for lane, nxt in self._next.items():
+                    nxt -= 1 if i < nxt else 0
+                    self._next[lane] = 0 if nxt >= len(self._ring) else nxt
             self._cv.notify_all()
         for control in controls:  # outside the lock: their callbacks may run client code
             if control.on_discard is not None:
@@ -106,42 +107,46 @@ class Scheduler:
                 return
 
     # ---- worker side ------------------------------------------------------------------------------------
-    def submit(self, fn: Callable[[], Any]) -> Future:
-        """Run `fn` on the worker thread before any further frame; the Future gets its result or exception."""
+    def submit(self, fn: Callable[[], Any], lane: int | None = None) -> Future:
+        """Run `fn` on worker lane `lane` (None: the first free lane) before that lane's next frame; the Future
+        gets its result or exception."""
         fut: Future = Future()
         with self._cv:
             if self._stopped:
                 fut.set_exception(RuntimeError("the device worker is stopped"))
                 return fut
-            self._commands.append((fn, fut))
+            self._commands.append((fn, fut, lane))
             self._cv.notify_all()
         return fut
 
-    def next(self, timeout: float) -> Work | None:
-        """("command", fn, future) or ("item", session, item), or None after `timeout` without work."""
+    def next(self, timeout: float, lane: int = 0) -> Work | None:
+        """("command", fn, future) or ("item", session, item) for worker lane `lane`, or None after `timeout`
+        without work."""
         with self._cv:
-            work = self._pick()
+            work = self._pick(lane)
             if work is None:
                 self._cv.wait(timeout)
-                work = self._pick()
+                work = self._pick(lane)
             return work
 
-    def _pick(self) -> Work | None:
-        if self._commands:
-            fn, fut = self._commands.popleft()
-            return ("command", fn, fut)
+    def _pick(self, lane: int) -> Work | None:
+        for k, (fn, fut, target) in enumerate(self._commands):
+            if target is None or target == lane:
+                del self._commands[k]
+                return ("command", fn, fut)
         n = len(self._ring)
+        start = self._next.get(lane, 0)
         for k in range(n):
-            i = (self._next + k) % n
+            i = (start + k) % n
             session = self._ring[i]
-            if session.queue:
+            if session.lane == lane and session.queue:
                 item = session.queue.popleft()
                 if isinstance(item, FrameItem):
                     session.pending_frames -= 1
                     self._cv.notify_all()  # room for a blocked producer
                     if session.on_space is not None:
                         session.on_space()
-                self._next = (i + 1) % n
+                self._next[lane] = (i + 1) % n
                 return ("item", session, item)
         return None
 
@@ -149,7 +154,7 @@ class Scheduler:
         """Refuse new work, wake everyone; returns commands that never ran."""
         with self._cv:
             self._stopped = True
-            pending = list(self._commands)
+            pending = [(fn, fut) for fn, fut, _ in self._commands]
             self._commands.clear()
             self._cv.notify_all()
             return pending

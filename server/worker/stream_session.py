@@ -129,6 +129,7 @@ class StreamSession:
         self.pending_frames = 0
         self.closed = False
         # worker-owned
+        self.lane = 0  # the worker lane (thread + model replica) that runs this stream, fixed at admission
         self.adapter: Adapter | None = None
         self.reserved_bytes = 0
         # counters

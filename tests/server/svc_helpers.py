@@ -58,6 +58,13 @@ class FakeAdapter:
     method: str = "online"
     needs_whole_video: bool = False
     rollbacks: int = 0
+    finished: int = 0  # finish_pending calls (the worker makes one after sending each frame's result)
+    fail_pending: bool = False
+
+    def finish_pending(self) -> None:
+        self.finished += 1
+        if self.fail_pending:
+            raise RuntimeError("deferred step exploded")
 
     def step(self, frame: torch.Tensor) -> FakeResult:
         self.thread_ids.add(threading.get_ident())
