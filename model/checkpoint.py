@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from model.device import prepare_model
 from model.config import ModelConfig
 from model.ymodel import YModel, build_model
 
@@ -46,7 +47,7 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
         raise FileNotFoundError(f"no {WEIGHTS} in {directory}")
     model = build_model(cfg)
     model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.to(device).eval()
+    return prepare_model(model, torch.device(device)).eval()
 
 
 def bundled_model_dir() -> Path:

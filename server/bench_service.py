@@ -1,9 +1,14 @@
 """Server rows of `m2f-ttt bench`: a real `m2f-ttt serve` on loopback fed over WebSocket by N concurrent streams.
 
-Each stream is a closed-loop client (send a frame, wait for its result, send the next), so the figures are the
-service's throughput and latency, not a queue's. Aggregate fps = results / wall time over all streams; per-stream
-fps and p50/p99 end-to-end latency (client send -> result received). The bare row runs the same frames through
-the library loop in this process (decode -> `step_frame` -> encode) on the same number of torch threads.
+Throughput rows: each stream is a closed-loop client (send a frame, wait for its result, send the next), so the
+figures are the service's throughput and latency, not a queue's. Aggregate fps = results / wall time over all
+streams; per-stream fps and p50/p99 end-to-end latency (client send -> result received). They run twice: on the
+default worker layout (lanes, `server.worker.layout`) and on one serial lane (the worker before lanes). The bare
+row runs the same frames through the library loop in this process (decode -> `step_frame` -> encode).
+
+Latency rows: one stream paced like a camera (a frame every 1/fps s, fps below what the device sustains), p50/p99
+end-to-end latency for plain inference (`main_only`) and for presets; a pipelined preset sends each result before
+its TTT step, so its latency is a prediction's.
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(model_dir: Path, threads: int, max_streams: int, preset: str) -> Iterator[str]:
+def running_server(
+    model_dir: Path, threads: int, max_streams: int, preset: str, lanes: int | None = None
+) -> Iterator[str]:
     """`m2f-ttt serve` as a subprocess on a free loopback port; yields its ws:// base URL."""
     port = _free_port()
     tmp = Path(tempfile.mkdtemp(prefix="m2f-bench-"))
@@ -65,6 +72,7 @@ def running_server(model_dir: Path, threads: int, max_streams: int, preset: str)
         "M2F_MODEL_PATH": str(model_dir),
         "M2F_TTT_METHOD": "online",
         "M2F_TORCH_THREADS": str(threads),
+        **({"M2F_WORKER_LANES": str(lanes)} if lanes else {}),
         "M2F_MAX_STREAMS": str(max_streams),
         "M2F_TTT_PRESET": preset,
         "M2F_JOBS_DIR": str(tmp / "jobs"),
@@ -102,20 +110,25 @@ def running_server(model_dir: Path, threads: int, max_streams: int, preset: str)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _stream(url: str, jpegs: list[bytes], seconds: float, task: str) -> tuple[list[float], int, float]:
-    """One closed-loop stream for `seconds`: (latencies in s, errors, its wall time)."""
+async def _stream(
+    url: str, jpegs: list[bytes], seconds: float, task: str, start: dict | None = None, interval: float = 0.0
+) -> tuple[list[float], int, float]:
+    """One stream for `seconds`: (latencies in s, errors, its wall time). Closed loop, or, with `interval`, a
+    frame every `interval` s (a camera; a late result delays the next frame, never queues frames up)."""
     import websockets
 
     latencies: list[float] = []
     errors = 0
     async with websockets.connect(f"{url}/v1/streams/ws", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "task": task, "policy": "block"}))
+        await ws.send(json.dumps({"type": "start", "task": task, "policy": "block", **(start or {})}))
         started = json.loads(await ws.recv())
         if started.get("type") != "started":
             raise RuntimeError(f"stream refused: {started}")
         t_start = time.perf_counter()
         i = 0
         while time.perf_counter() - t_start < seconds:
+            if interval:
+                await asyncio.sleep(max(0.0, t_start + i * interval - time.perf_counter()))  # the camera's clock
             t0 = time.perf_counter()
             await ws.send(pack_frame(jpegs[i % len(jpegs)], frame_id=i))
             while True:
@@ -135,6 +148,11 @@ async def _streams(url: str, jpegs: list[bytes], n: int, seconds: float, task: s
     return await asyncio.gather(*(_stream(url, jpegs, seconds, task) for _ in range(n)))
 
 
+def _percentile_ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)], 2)
+
+
 def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, task: str, max_side: int = 640) -> float:
     """The library loop the worker runs, in this process: decode -> step_frame -> encode, for `seconds`."""
     adapter = build_adapter(model, "online", preset, seed=0)
@@ -151,30 +169,65 @@ def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, tas
 
 def server_rows(
     model: YModel, model_dir: Path, frames: list[torch.Tensor], stream_counts: tuple[int, ...], seconds: float,
-    threads: int, preset: str = "default", task: str = "panoptic",
+    threads: int | None, preset: str = "default", task: str = "panoptic", lanes: int | None = None,
 ) -> dict[str, ServerRow]:
-    """One server for all stream counts (streams of a count run together, counts one after another)."""
-    jpegs = [jpeg_encode(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), quality=90) for f in frames]
+    """One server (`lanes` worker lanes; None: the default layout) for all stream counts (streams of a count run
+    together, counts one after another)."""
+    jpegs = _jpegs(frames)
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or 1)
     try:
         bare = bare_fps(model, jpegs, preset, seconds, task)
     finally:
         torch.set_num_threads(previous)
     out: dict[str, ServerRow] = {}
-    with running_server(model_dir, threads, max(stream_counts), preset) as url:
+    with running_server(model_dir, threads or 1, max(stream_counts), preset, lanes) as url:
         asyncio.run(_streams(url, jpegs, 1, min(2.0, seconds), task))  # warm-up: first-call costs
         for n in stream_counts:
             results = asyncio.run(_streams(url, jpegs, n, seconds, task))
             wall = max(r[2] for r in results)  # the measured window, without connecting and closing
-            lat = sorted(x for r in results for x in r[0])
+            lat = [x for r in results for x in r[0]]
             out[str(n)] = ServerRow(
                 streams=n,
                 fps=round(len(lat) / wall, 3),
                 per_stream_fps=[round(len(r[0]) / r[2], 3) for r in results],
                 p50_ms=round(1000 * statistics.median(lat), 2),
-                p99_ms=round(1000 * lat[max(0, math.ceil(0.99 * len(lat)) - 1)], 2),
+                p99_ms=_percentile_ms(lat, 0.99),
                 errors=sum(r[1] for r in results),
                 bare_fps=round(bare, 3),
             )
     return out
+
+
+@dataclass
+class LatencyRow:
+    """One paced stream through the server: end-to-end latency at `fps` frames per second."""
+
+    method: str
+    preset: str
+    fps: float
+    p50_ms: float
+    p99_ms: float
+    frames: int
+    errors: int
+
+
+def latency_rows(
+    model_dir: Path, frames: list[torch.Tensor], configs: dict[str, tuple[str, str]], fps: float, seconds: float,
+    threads: int, task: str = "panoptic",
+) -> dict[str, LatencyRow]:
+    """`configs`: row name -> (method, preset); each row one stream paced at `fps` on one server."""
+    jpegs = _jpegs(frames)
+    out: dict[str, LatencyRow] = {}
+    with running_server(model_dir, threads, 2, "default") as url:
+        for name, (method, preset) in configs.items():
+            start = {"method": method, "preset": preset}
+            asyncio.run(_stream(url, jpegs, min(2.0, seconds), task, start))  # warm-up
+            lat, errors, _ = asyncio.run(_stream(url, jpegs, seconds, task, start, interval=1.0 / fps))
+            out[name] = LatencyRow(method, preset, fps, round(1000 * statistics.median(lat), 2),
+                                   _percentile_ms(lat, 0.99), len(lat), errors)
+    return out
+
+
+def _jpegs(frames: list[torch.Tensor]) -> list[bytes]:
+    return [jpeg_encode(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), quality=90) for f in frames]

@@ -95,6 +95,8 @@ def time_rows(
     adapters: dict[str, Adapter] = {
         r.name: build_adapter(model, r.method, r.preset, seed=0, **r.overrides) for r in rows
     }
+    for adapter in adapters.values():
+        adapter.timing_sync = True  # the stage split is what this measures
     totals: dict[str, list[float]] = {r.name: [] for r in rows}
     stages: dict[str, dict[str, list[float]]] = {r.name: {s: [] for s in STAGES} for r in rows}
     steps: dict[str, int] = {r.name: 0 for r in rows}

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ReconSpec, preset
-from model.device import autocast, resolve_device
+from model.device import autocast, needs_grad_scaler, resolve_device
 from model.losses import JointLoss
 from model.masking import normalize
 from model.ymodel import YModel, build_model
@@ -78,7 +78,7 @@ def train(cfg: TrainConfig) -> Path:
     loss_fn = JointLoss(model, cfg.recon_weight).to(device)
     optimizer = build_optimizer(model, cfg)
     schedule = poly_schedule(optimizer, cfg)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, cfg.amp) else None  # fp16 only, not bf16
     step = 0
     if resuming:
         state = torch.load(last / STATE, map_location=device, weights_only=False)
@@ -99,7 +99,7 @@ def train(cfg: TrainConfig) -> Path:
         x = normalize(batch["image"].to(device), model.cfg)
         masks = [m.to(device) for m in batch["mask_labels"]]
         classes = [c.to(device) for c in batch["class_labels"]]
-        with autocast(device, scaler is not None):
+        with autocast(device, cfg.amp):
             total, parts = loss_fn(model, x, masks, classes, gen)
         if not math.isfinite(float(total.detach())):
             raise FloatingPointError(f"non-finite training loss at step {step}: {parts}")

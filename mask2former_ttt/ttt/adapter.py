@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.func import functional_call
 
-from model.device import autocast
+from model.device import autocast, needs_grad_scaler, synchronize, to_device
 from model.masking import normalize, with_flag
 from model.stochastic_depth import stochastic_depth
 from model.ymodel import YModel
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 
 Objective = Callable[..., torch.Tensor]
 WARMUP_FRAMES = 5
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StreamAdapter:
@@ -67,6 +62,9 @@ class StreamAdapter:
         self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights: free
         self.objective = objective
         self.use_amp = cfg.amp and self.device.type == "cuda"
+        # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
+        self.timing_sync = False
+        self._compiled: Callable[..., Any] | None = None
         self.reset()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -86,7 +84,7 @@ class StreamAdapter:
         self.loss_mean: float | None = None
         self.pending_step = False  # pipelined: the last frame's step is still to be taken
         self.deferred_stats: StepStats | None = None
-        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(self.device, self.use_amp) else None
 
     def _ensure_params(self) -> None:
         if not self.params and self.adapts:
@@ -165,9 +163,18 @@ class StreamAdapter:
 
     # ---- forward helpers ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mode: str) -> Any:
-        """functional_call of the shared model with this stream's tensors."""
+        """functional_call of the shared model with this stream's tensors (compiled with `cfg.compile`)."""
         with autocast(self.device, self.use_amp):
-            return functional_call(self.model, self.params, (x,), {"mode": mode}, strict=False)
+            if self.cfg.compile:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self._functional_forward, dynamic=False)
+                return self._compiled(self.params, x, mode)
+            return self._functional_forward(self.params, x, mode)
+
+    def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
+        # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied
+        # names (a walk of every module, ~2 ms per call on the tiny model) is skipped
+        return functional_call(self.model, params, (x,), {"mode": mode}, strict=False, tie_weights=False)
 
     def _sample_batch(self) -> torch.Tensor:
         """B samples from the window, each randomly cropped: (B, 3, ch, cw) normalized float."""
@@ -194,7 +201,7 @@ class StreamAdapter:
         step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
         step taken before a prediction are reported with that prediction.
         """
-        x = to_working_resolution(frame.to(self.device), self.model.cfg.image_size)
+        x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size)
         stats = StepStats(frame_index=self.frame_index)
         if self.cfg.pipelined:
             self.finish_pending()
@@ -207,11 +214,15 @@ class StreamAdapter:
                 self.adapt(stats)
         t0 = time.perf_counter()
         class_logits, mask_logits = self.predict(x)
-        _sync(self.device)
+        self._sync()
         stats.predict_s = time.perf_counter() - t0
         stats.rollbacks = self.rollbacks
         self.frame_index += 1
         return StepResult(class_logits, mask_logits, stats, (x.shape[1], x.shape[2]))
+
+    def _sync(self) -> None:
+        if self.timing_sync:
+            synchronize(self.device)
 
     def _step_due(self) -> bool:
         return self.adapts and self.frame_index % self.cfg.every_n_frames == 0
@@ -286,13 +297,13 @@ class StreamAdapter:
         for i, chunk in enumerate(chunks):
             t0 = time.perf_counter()
             loss = self.objective(self.forward, chunk, self.cfg, self.generator) * (chunk.shape[0] / batch.shape[0])
-            _sync(self.device)
+            self._sync()
             t1 = time.perf_counter()
             stats.ttt_forward_s += t1 - t0
             if i == 0 and self._gated(loss.item() * len(chunks)):
                 return loss.item() * len(chunks)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
-            _sync(self.device)
+            self._sync()
             stats.ttt_backward_s += time.perf_counter() - t1
             total += loss.item()
         t0 = time.perf_counter()
@@ -314,7 +325,7 @@ class StreamAdapter:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)  # no .grad buffers kept between frames
         self._after_update()
-        _sync(self.device)
+        self._sync()
         stats.optimizer_s += time.perf_counter() - t0
         stats.steps_taken += 1
         self.loss_mean = total if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * total

@@ -103,6 +103,14 @@ class AdapterWrapper:
     def rollbacks(self) -> int:
         return self.inner.rollbacks
 
+    @property
+    def timing_sync(self) -> bool:
+        return self.inner.timing_sync
+
+    @timing_sync.setter
+    def timing_sync(self, value: bool) -> None:
+        self.inner.timing_sync = value
+
     def step(self, frame: torch.Tensor) -> StepResult:
         return self.inner.step(frame)
 

@@ -29,6 +29,11 @@ class TTTConfig(BaseModel):
     loss_on: Literal["all", "masked"] = "all"
     drop_path: bool = True
     amp: bool = True
+    compile: bool = Field(
+        False,
+        description="torch.compile the stream's forward (prediction and TTT step; static shapes). For CUDA: the "
+        "first frames of each shape are slow while it compiles",
+    )
     adapt_recon: bool = True
     # cost levers (docs/benchmark/cost_levers.md)
     adapt_scope: Literal["all", "late", "norms_biases"] = Field(

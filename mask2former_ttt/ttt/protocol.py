@@ -24,6 +24,7 @@ class Adapter(Protocol):
     model: YModel
     needs_whole_video: bool
     rollbacks: int
+    timing_sync: bool  # synchronize the device after each timed stage (profiling; costs overlap on CUDA)
 
     def step(self, frame: torch.Tensor) -> StepResult:
         """frame: (3, H, W) uint8 RGB -> the prediction on this frame after adapting to it."""

@@ -58,6 +58,7 @@ class FakeAdapter:
     method: str = "online"
     needs_whole_video: bool = False
     rollbacks: int = 0
+    timing_sync: bool = False
     finished: int = 0  # finish_pending calls (the worker makes one after sending each frame's result)
     fail_pending: bool = False
 

@@ -3,6 +3,7 @@ model left in eval mode, and the memory estimate equal to what a stream really h
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mask2former_ttt.ttt import build_adapter
@@ -71,3 +72,14 @@ def test_estimate_matches_the_streams_own_tensors_once_the_window_is_full(tiny_m
     # within 0.1 %: the estimate gives every adapted tensor an optimizer buffer; SGD creates none for the few
     # tensors the reconstruction loss sends no gradient to (2 KiB on the tiny model)
     assert abs(a.memory_bytes() - a.estimated_memory_bytes(hw)) <= 1e-3 * a.estimated_memory_bytes(hw)
+
+
+@pytest.mark.parametrize("name", ["tiny", "swin-s"])
+def test_the_model_ties_no_tensors_so_functional_call_may_skip_the_tie_search(name):
+    """`StreamAdapter` calls functional_call with tie_weights=False: correct only while no tensor is shared."""
+    from model.config import preset
+    from model.ymodel import build_model
+
+    model = build_model(preset(name, image_size=64))
+    assert len(list(model.named_parameters(remove_duplicate=False))) == len(list(model.named_parameters()))
+    assert len(list(model.named_buffers(remove_duplicate=False))) == len(list(model.named_buffers()))
