@@ -50,6 +50,21 @@ CANDIDATES: dict[str, dict] = {
     "batch_1_every_2": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 2},
     "crop_64x96_batch_1": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1},
     "crop_64x96_batch_1_every_2": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1, "every_n_frames": 2},
+    # round 2: fewer steps with a larger step size (every n-th frame moves the weights n times as far)
+    "every_2_lr6e-3": {"every_n_frames": 2, "lr": 6e-3},
+    "batch_2_every_2_lr6e-3": {"batch_size": 2, "micro_batch": 2, "every_n_frames": 2, "lr": 6e-3},
+    "batch_1_every_2_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 2, "lr": 6e-3},
+    "batch_1_every_3_lr9e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3},
+    "crop_64x96_batch_2_every_2_lr6e-3": {"crop": (64, 96), "batch_size": 2, "micro_batch": 2, "every_n_frames": 2,
+                                          "lr": 6e-3},
+    "batch_1_lr6e-3": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3},
+    "batch_1_every_3_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 6e-3},
+    "crop_64x96_batch_1_every_2_lr6e-3": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1, "every_n_frames": 2,
+                                          "lr": 6e-3},
+    # round 4: the chosen points, pipelined (= the `default` and `fast` presets)
+    "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
+    "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,
+                                         "pipelined": True},
 }
 FAMILIES = ("drift", "noise", "fog", "clean")
 
@@ -100,7 +115,9 @@ def quality(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace) -> None:
     costs = json.loads(args.cost.read_text())
-    quality_doc = json.loads(args.quality.read_text())
+    quality_doc: dict = {}
+    for path in args.quality:  # several rounds: later files add (or replace) candidates
+        quality_doc.update(json.loads(path.read_text()))
     names = [n for n in CANDIDATES if n in costs["rows"] and n in quality_doc]
     table = {
         n: {"overrides": CANDIDATES[n], "ratio": costs["rows"][n]["ratio"],
@@ -169,7 +186,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cost", type=Path, default=Path("runs/levers/cost.json"))
-    parser.add_argument("--quality", type=Path, default=Path("runs/levers/quality.json"))
+    parser.add_argument("--quality", type=Path, nargs="+", default=[Path("runs/levers/quality.json")])
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmark"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)

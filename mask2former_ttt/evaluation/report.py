@@ -67,7 +67,7 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
     return summary
 
 
-def safe_adaptation(summary: dict, guarded: str = "default_preset", unguarded: str = "online_k16") -> dict | None:
+def safe_adaptation(summary: dict, guarded: str = "full_preset", unguarded: str = "online_k16") -> dict | None:
     """The guard's effect from one run: clean mIoU change and drift/noise/fog gain against Main Task Only, with and
     without the guard, and the share of the unguarded gain the guarded row keeps."""
     methods = summary["methods"]

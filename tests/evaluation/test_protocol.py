@@ -18,15 +18,17 @@ from mask2former_ttt.evaluation.protocol import (
 
 TABLE = ["main_task_only", "no_memory", "implicit_only", "explicit_only", "online_k1", "online_k4", "online_k16",
          "online_k64", "offline_all_frames", "ln_adapt", "tent", "self_train", "online_shuffled", "release_preset",
-         "default_preset"]
+         "full_preset", "default_preset", "fast_preset"]
+PRESET_ROWS = {"release_preset": "release", "full_preset": "full", "default_preset": "default", "fast_preset": "fast"}
 
 
-def test_standard_rows_are_the_issue_table_and_only_default_preset_is_guarded() -> None:
+def test_standard_rows_are_the_issue_table_and_only_the_preset_rows_are_guarded() -> None:
     rows = {r.name: r for r in standard_rows()}
     assert list(rows) == TABLE
-    assert rows["default_preset"].preset == "default" and rows["default_preset"].overrides == {}
-    assert rows["release_preset"].preset == "release"
-    for name in set(TABLE) - {"default_preset", "release_preset"}:
+    for name, preset in PRESET_ROWS.items():
+        assert rows[name].preset == preset and rows[name].overrides == {}, name
+    for name in set(TABLE) - set(PRESET_ROWS):
+        assert rows[name].preset == "full", name  # the paper's rows: every frame, B = 4 full frames
         assert {k: rows[name].overrides[k] for k in UNGUARDED} == UNGUARDED, name
     assert rows["online_k1"].alias_of == "implicit_only"
     assert rows["online_shuffled"].shuffle_frames

@@ -11,9 +11,9 @@ FAMILY = {"v-clean": "clean", "v-drift": "drift", "v-noise": "noise", "v-fog": "
 MIOU = {  # row -> video -> mIoU
     "main_task_only": {"v-clean": 70.0, "v-drift": 30.0, "v-noise": 50.0, "v-fog": 40.0},
     "online_k16": {"v-clean": 67.0, "v-drift": 36.0, "v-noise": 56.0, "v-fog": 46.0},
-    "default_preset": {"v-clean": 69.5, "v-drift": 35.0, "v-noise": 56.0, "v-fog": 46.0},
+    "full_preset": {"v-clean": 69.5, "v-drift": 35.0, "v-noise": 56.0, "v-fog": 46.0},
 }
-SECONDS = {"main_task_only": 0.05, "online_k16": 0.15, "default_preset": 0.10}
+SECONDS = {"main_task_only": 0.05, "online_k16": 0.15, "full_preset": 0.10}
 
 
 def scores() -> list[VideoScore]:
@@ -35,8 +35,8 @@ def test_aggregate_family_means_ratio_and_safe_adaptation() -> None:
     assert k16["families"]["clean"]["miou_vs_main"] == pytest.approx(-2.5)  # paired with Main on the same video
     assert summary["methods"]["online_k16"]["ratio_to_main"] == pytest.approx(3.0)
     safe = summary["safe_adaptation"]
-    assert safe["clean_delta"] == pytest.approx({"default_preset": 0.0, "online_k16": -2.5})
-    assert safe["headline_gain"] == pytest.approx({"default_preset": 17 / 3 + 0.5, "online_k16": 6.5})
+    assert safe["clean_delta"] == pytest.approx({"full_preset": 0.0, "online_k16": -2.5})
+    assert safe["headline_gain"] == pytest.approx({"full_preset": 17 / 3 + 0.5, "online_k16": 6.5})
     assert safe["gain_kept"] == pytest.approx((17 / 3 + 0.5) / 6.5)
     table = markdown_table(summary)
     assert "clean 0.00 vs -2.50 mIoU" in table and "(95 % kept)" in table

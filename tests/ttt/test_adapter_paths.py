@@ -16,7 +16,7 @@ from mask2former_ttt.ttt.config import ttt_preset
 
 
 def _cfg(**kw):
-    return ttt_preset("default", batch_size=3, micro_batch=3, shift_gate=None, **kw)
+    return ttt_preset("full", batch_size=3, micro_batch=3, shift_gate=None, **kw)
 
 
 def test_crops_are_windows_of_the_frames_at_the_crop_size(tiny_model, frames) -> None:
@@ -63,17 +63,17 @@ def test_last_good_weights_are_held_and_counted(tiny_model, frames) -> None:
 
 
 def test_a_wrapper_prepares_and_restores_its_inner_adapter(tiny_model, frames) -> None:
-    inner = OfflineAllFrames(tiny_model, ttt_preset("default", batch_size=2, micro_batch=2))
+    inner = OfflineAllFrames(tiny_model, ttt_preset("full", batch_size=2, micro_batch=2))
     wrapped = AdapterWrapper(inner)
     assert wrapped.needs_whole_video
     wrapped.prepare(frames[:2])
     assert inner.params and any(not torch.equal(p, inner.theta0[n]) for n, p in inner.params.items())
 
-    online = build_adapter(tiny_model, "temporal_smoothing", "default", batch_size=2, micro_batch=2)
+    online = build_adapter(tiny_model, "temporal_smoothing", "full", batch_size=2, micro_batch=2)
     for f in frames[:3]:
         online.step(f)
     state = online.state_dict()
-    fresh = build_adapter(tiny_model, "temporal_smoothing", "default", batch_size=2, micro_batch=2)
+    fresh = build_adapter(tiny_model, "temporal_smoothing", "full", batch_size=2, micro_batch=2)
     fresh.load_state_dict(state)
     assert fresh.inner.frame_index == 3
     assert all(torch.equal(fresh.inner.params[n], p) for n, p in online.inner.params.items())
@@ -90,7 +90,7 @@ def test_smoothing_restarts_when_the_frame_size_changes(tiny_model, frames) -> N
     assert torch.allclose(out.mask_logits, raw.mask_logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["default", "release"])
+@pytest.mark.parametrize("preset", ["full", "release"])
 def test_optimizer_state_round_trips_for_both_optimizers(tiny_model, frames, preset) -> None:
     a = build_adapter(tiny_model, "online", preset, batch_size=2, micro_batch=2, shift_gate=None,
                       reset_optimizer_each_frame=False)

@@ -13,9 +13,9 @@ SMALL = {"batch_size": 2, "micro_batch": 2, "shift_gate": None}
 
 
 def test_adapt_scope_narrows_the_adapted_tensors(tiny_model):
-    every = mae_names(tiny_model, ttt_preset("default"))
-    late = mae_names(tiny_model, ttt_preset("default", adapt_scope="late"))
-    norms_biases = mae_names(tiny_model, ttt_preset("default", adapt_scope="norms_biases"))
+    every = mae_names(tiny_model, ttt_preset("full"))
+    late = mae_names(tiny_model, ttt_preset("full", adapt_scope="late"))
+    norms_biases = mae_names(tiny_model, ttt_preset("full", adapt_scope="norms_biases"))
     stages = len(tiny_model.cfg.swin.depths)
     params = dict(tiny_model.named_parameters())
     assert set(late) < set(every) and set(norms_biases) < set(every)
@@ -30,7 +30,7 @@ def test_adapt_scope_narrows_the_adapted_tensors(tiny_model):
 
 
 def test_a_late_scope_step_leaves_the_early_stages_at_theta0(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "default", adapt_scope="late", **SMALL)
+    a = build_adapter(tiny_model, "online", "full", adapt_scope="late", **SMALL)
     for f in frames[:2]:
         assert a.step(f).stats.steps_taken == 1
     f_names = [n for n in a.params if n.startswith("encoder.")]
@@ -39,15 +39,15 @@ def test_a_late_scope_step_leaves_the_early_stages_at_theta0(tiny_model, frames)
 
 
 def test_every_n_frames_steps_on_every_nth_frame_only(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "default", every_n_frames=3, **SMALL)
+    a = build_adapter(tiny_model, "online", "full", every_n_frames=3, **SMALL)
     taken = [a.step(f).stats.steps_taken for f in frames[:7]]
     assert taken == [1, 0, 0, 1, 0, 0, 1]
     assert len(a.window) == 7  # the window still receives every frame
 
 
 def test_pipelined_predicts_with_the_weights_adapted_through_the_previous_frame(tiny_model, frames):
-    serial = build_adapter(tiny_model, "online", "default", **SMALL)
-    piped = build_adapter(tiny_model, "online", "default", pipelined=True, **SMALL)
+    serial = build_adapter(tiny_model, "online", "full", **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
     first = piped.step(frames[0])
     assert first.stats.steps_taken == 0  # frame 0 is predicted at θ0; its step is deferred
     for t in range(1, 5):
@@ -62,7 +62,7 @@ def test_pipelined_predicts_with_the_weights_adapted_through_the_previous_frame(
 
 
 def test_finish_pending_takes_the_deferred_step_once(tiny_model, frames):
-    piped = build_adapter(tiny_model, "online", "default", pipelined=True, **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
     piped.step(frames[0])
     assert piped.pending_step
     assert not piped.params  # nothing adapted yet: frame 0 was predicted at θ0
@@ -78,9 +78,9 @@ def test_finish_pending_takes_the_deferred_step_once(tiny_model, frames):
 
 
 def test_a_pending_step_survives_a_state_round_trip(tiny_model, frames):
-    piped = build_adapter(tiny_model, "online", "default", pipelined=True, **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
     piped.step(frames[0])
-    twin = build_adapter(tiny_model, "online", "default", pipelined=True, **SMALL)
+    twin = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
     twin.load_state_dict(piped.state_dict())
     assert twin.pending_step
     a, b = piped.step(frames[1]), twin.step(frames[1])

@@ -14,8 +14,8 @@ from mask2former_ttt.ttt.protocol import Adapter
 
 
 def test_step_frame_post_processes_the_adapters_prediction_at_the_asked_size(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "default", batch_size=2, micro_batch=2)
-    twin = build_adapter(tiny_model, "online", "default", batch_size=2, micro_batch=2)
+    a = build_adapter(tiny_model, "online", "full", batch_size=2, micro_batch=2)
+    twin = build_adapter(tiny_model, "online", "full", batch_size=2, micro_batch=2)
     for i, f in enumerate(frames[:3]):
         step = step_frame(a, f, "panoptic", (40, 50))
         raw = twin.step(f)  # same seed: the same adaptation, so the same logits
@@ -41,7 +41,7 @@ def test_default_size_is_the_frames_and_no_task_means_logits_only(tiny_model, fr
 
 
 def test_record_is_the_results_layout(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "default", batch_size=2, micro_batch=2)
+    a = build_adapter(tiny_model, "online", "full", batch_size=2, micro_batch=2)
     step = step_frame(a, frames[0], "semantic")
     rec = step.record()
     assert set(rec) == {"ttt", "timings_ms"}
@@ -54,6 +54,6 @@ def test_record_is_the_results_layout(tiny_model, frames):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_is_an_adapter_with_its_declared_capabilities(tiny_model, method):
-    a = build_adapter(tiny_model, method, "default", batch_size=2, micro_batch=2)
+    a = build_adapter(tiny_model, method, "full", batch_size=2, micro_batch=2)
     assert isinstance(a, Adapter)
     assert a.needs_whole_video == METHODS[method].needs_whole_video == (method == "offline_all_frames")

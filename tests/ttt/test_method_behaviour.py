@@ -64,8 +64,8 @@ def trained_model():
 
 # ---- memory ablations -------------------------------------------------------------------------------------
 def test_implicit_only_keeps_weights_across_frames_but_windows_one_frame(tiny_model, frames):
-    imp = build_adapter(tiny_model, "implicit_only", "default", **SMALL)
-    nom = build_adapter(tiny_model, "no_memory", "default", **SMALL)
+    imp = build_adapter(tiny_model, "implicit_only", "full", **SMALL)
+    nom = build_adapter(tiny_model, "no_memory", "full", **SMALL)
     # frame 1: both start at θ0 with a one-frame window and the same RNG: the same step, the same prediction
     assert _same_prediction(imp.step(frames[0]), nom.step(frames[0]))
     r_imp, r_nom = imp.step(frames[1]), nom.step(frames[1])
@@ -76,12 +76,12 @@ def test_implicit_only_keeps_weights_across_frames_but_windows_one_frame(tiny_mo
 
 
 def test_explicit_only_windows_k_frames_but_restarts_from_theta0_each_frame(tiny_model, frames):
-    a = build_adapter(tiny_model, "explicit_only", "default", **SMALL)
+    a = build_adapter(tiny_model, "explicit_only", "full", **SMALL)
     for f in frames[:2]:
         a.step(f)
         assert a.optimizer is None  # optimizer re-created every frame: no state kept between frames
     assert _changed(a), "it adapted"
-    fresh = build_adapter(tiny_model, "explicit_only", "default", **SMALL)
+    fresh = build_adapter(tiny_model, "explicit_only", "full", **SMALL)
     fresh.window.extend(a.window)
     fresh.frame_index = a.frame_index
     fresh.generator.set_state(a.generator.get_state())
@@ -91,14 +91,14 @@ def test_explicit_only_windows_k_frames_but_restarts_from_theta0_each_frame(tiny
     assert _same_prediction(got, want)
     assert all(torch.equal(a.params[n], fresh.params[n]) for n in a.params)
     # and the window matters: from the same θ0 and RNG, a window of frames 1-3 gives another step than frame 3 alone
-    alone = build_adapter(tiny_model, "no_memory", "default", **SMALL).step(frames[2])
-    windowed = build_adapter(tiny_model, "explicit_only", "default", **SMALL)
+    alone = build_adapter(tiny_model, "no_memory", "full", **SMALL).step(frames[2])
+    windowed = build_adapter(tiny_model, "explicit_only", "full", **SMALL)
     windowed.window.extend(list(a.window)[:2])
     assert not _same_prediction(windowed.step(frames[2]), alone)
 
 
 def test_online_keeps_its_window_and_optimizer_state(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "default", window=3, **SMALL)
+    a = build_adapter(tiny_model, "online", "full", window=3, **SMALL)
     for f in frames[:4]:
         a.step(f)
     assert len(a.window) == 3
@@ -107,7 +107,7 @@ def test_online_keeps_its_window_and_optimizer_state(tiny_model, frames):
 
 def test_main_only_never_steps_and_predicts_like_the_frozen_model(tiny_model, frames):
     before = _model_state(tiny_model)
-    a = build_adapter(tiny_model, "main_only", "default", **SMALL)
+    a = build_adapter(tiny_model, "main_only", "full", **SMALL)
     for f in frames[:3]:
         r = a.step(f)
         cls, masks = _frozen(tiny_model, f)
@@ -129,7 +129,7 @@ def _encoder_layernorm_names(model) -> set[str]:
 
 def test_tent_adapts_only_encoder_norms_by_entropy(tiny_model, frames):
     before = _model_state(tiny_model)
-    a = build_adapter(tiny_model, "tent", "default", drop_path=False, **SMALL)
+    a = build_adapter(tiny_model, "tent", "full", drop_path=False, **SMALL)
     r = a.step(frames[0])
     norms = _encoder_layernorm_names(tiny_model)
     assert norms and set(a.params) == norms
@@ -143,7 +143,7 @@ def test_tent_adapts_only_encoder_norms_by_entropy(tiny_model, frames):
 
 
 def test_self_train_adapts_only_the_encoder_on_pseudo_labels_of_masked_input(trained_model, frames):
-    a = build_adapter(trained_model, "self_train", "default", shift_gate=None, drop_path=False, **SMALL)
+    a = build_adapter(trained_model, "self_train", "full", shift_gate=None, drop_path=False, **SMALL)
     seen = []
     objective = a.objective
 
@@ -170,7 +170,7 @@ def test_self_train_adapts_only_the_encoder_on_pseudo_labels_of_masked_input(tra
 # ---- LN Adapt ---------------------------------------------------------------------------------------------
 def test_ln_adapt_never_trains(tiny_model, frames):
     before = _model_state(tiny_model)
-    a = build_adapter(tiny_model, "ln_adapt", "default", **SMALL)
+    a = build_adapter(tiny_model, "ln_adapt", "full", **SMALL)
     for f in frames[:3]:
         r = a.step(f)
         assert r.stats.loss is None and r.stats.steps_taken == 0
@@ -181,21 +181,21 @@ def test_ln_adapt_never_trains(tiny_model, frames):
 def test_ln_adapt_normalises_with_the_statistics_of_the_window(tiny_model, frames):
     main = build_adapter(tiny_model, "main_only")
     ref = main.step(frames[3])
-    with_history = build_adapter(tiny_model, "ln_adapt", "default")
+    with_history = build_adapter(tiny_model, "ln_adapt", "full")
     for f in frames[:4]:
         r_hist = with_history.step(f)
-    alone = build_adapter(tiny_model, "ln_adapt", "default")
+    alone = build_adapter(tiny_model, "ln_adapt", "full")
     r_alone = alone.step(frames[3])
     assert (r_hist.mask_logits - ref.mask_logits).abs().max() > 1e-3
     # the earlier (different) frames of the window change the statistics, hence the prediction
     assert (r_hist.mask_logits - r_alone.mask_logits).abs().max() > 1e-4
     # a window of copies of one frame has that frame's statistics: same as the frame alone
-    repeated = build_adapter(tiny_model, "ln_adapt", "default")
+    repeated = build_adapter(tiny_model, "ln_adapt", "full")
     for _ in range(3):
         r_rep = repeated.step(frames[3])
     assert torch.allclose(r_rep.mask_logits, r_alone.mask_logits, atol=1e-4)
     # with no weight on the window statistics (alpha 0) the hook is a plain LayerNorm: the frozen model
-    plain = build_adapter(tiny_model, "ln_adapt", "default")
+    plain = build_adapter(tiny_model, "ln_adapt", "full")
     plain.alpha = 0.0
     for f in frames[:4]:
         r_plain = plain.step(f)
@@ -205,7 +205,7 @@ def test_ln_adapt_normalises_with_the_statistics_of_the_window(tiny_model, frame
 
 # ---- Offline all frames -----------------------------------------------------------------------------------
 def test_offline_runs_the_online_budget_in_prepare_and_then_only_predicts(tiny_model, frames):
-    a = build_adapter(tiny_model, "offline_all_frames", "default", steps_per_frame=2, **SMALL)
+    a = build_adapter(tiny_model, "offline_all_frames", "full", steps_per_frame=2, **SMALL)
     calls = []
     train_step = a.train_step
     a.train_step = lambda batch, stats: (calls.append(batch.shape[0]), train_step(batch, stats))[1]
@@ -225,14 +225,14 @@ def test_offline_runs_the_online_budget_in_prepare_and_then_only_predicts(tiny_m
 
 # ---- Class balancing reset --------------------------------------------------------------------------------
 def test_class_balance_reset_restarts_from_theta0_when_the_class_count_drifts(tiny_model, frames):
-    a = ClassBalanceReset(build_adapter(tiny_model, "online", "default", **SMALL), max_drift=0)
+    a = ClassBalanceReset(build_adapter(tiny_model, "online", "full", **SMALL), max_drift=0)
     r0 = a.step(frames[0])  # a drift >= 0 always: reset after every frame
     assert r0.stats.reset and a.inner.rollbacks == 0
     assert not a.inner.params and a.inner.optimizer is None and a.inner.loss_mean is None, "back at θ0"
     assert len(a.inner.window) == 1 and a.inner.frame_index == 1, "the window and frame counter survive"
     r1 = a.step(frames[1])
     # frame 2 = a fresh adapter (θ0, new RNG) with frame 1 already in its window
-    fresh = build_adapter(tiny_model, "online", "default", **SMALL)
+    fresh = build_adapter(tiny_model, "online", "full", **SMALL)
     fresh.window.append(_work(tiny_model, frames[0]))
     fresh.frame_index = 1
     want = fresh.step(frames[1])
@@ -240,8 +240,8 @@ def test_class_balance_reset_restarts_from_theta0_when_the_class_count_drifts(ti
 
 
 def test_class_balance_reset_keeps_adapting_without_drift(tiny_model, frames):
-    a = ClassBalanceReset(build_adapter(tiny_model, "online", "default", **SMALL), max_drift=10**6)
-    b = build_adapter(tiny_model, "online", "default", **SMALL)
+    a = ClassBalanceReset(build_adapter(tiny_model, "online", "full", **SMALL), max_drift=10**6)
+    b = build_adapter(tiny_model, "online", "full", **SMALL)
     for f in frames[:3]:
         r, want = a.step(f), b.step(f)
         assert not r.stats.reset and _same_prediction(r, want)
@@ -260,7 +260,7 @@ def test_class_balance_reset_threshold(tiny_model, frames, monkeypatch, adapted,
         return adapted if len(calls) % 2 == 1 else reference
 
     monkeypatch.setattr(ClassBalanceReset, "class_count", staticmethod(class_count))
-    a = ClassBalanceReset(build_adapter(tiny_model, "online", "default", **SMALL), max_drift=2)
+    a = ClassBalanceReset(build_adapter(tiny_model, "online", "full", **SMALL), max_drift=2)
     r = a.step(frames[0])
     assert r.stats.reset is reset
     assert bool(a.inner.params) is not reset
@@ -272,8 +272,8 @@ def test_class_balance_reset_threshold(tiny_model, frames, monkeypatch, adapted,
 
 # ---- Temporal smoothing -----------------------------------------------------------------------------------
 def test_temporal_smoothing_is_the_mean_of_the_last_span_probabilities(tiny_model, frames):
-    a = build_adapter(tiny_model, "temporal_smoothing", "default", **SMALL)  # online inside, span 3
-    raw = build_adapter(tiny_model, "online", "default", **SMALL)
+    a = build_adapter(tiny_model, "temporal_smoothing", "full", **SMALL)  # online inside, span 3
+    raw = build_adapter(tiny_model, "online", "full", **SMALL)
     cls_hist, mask_hist = [], []
     for t, f in enumerate(frames[:5]):
         r, inner = a.step(f), raw.step(f)

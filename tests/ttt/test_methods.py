@@ -11,7 +11,7 @@ from mask2former_ttt.ttt.baselines import ClassBalanceReset, TemporalSmoothing
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_steps_and_resets(tiny_model, frames, method):
-    a = build_adapter(tiny_model, method, "default", batch_size=2, micro_batch=2)
+    a = build_adapter(tiny_model, method, "full", batch_size=2, micro_batch=2)
     if a.needs_whole_video:
         a.prepare(frames[:3])
     results = [a.step(f) for f in frames[:3]]
@@ -37,14 +37,14 @@ def test_main_only_matches_the_fixed_model(tiny_model, frames):
 
 
 def test_tent_adapts_only_encoder_norms(tiny_model, frames):
-    a = build_adapter(tiny_model, "tent", "default", lr=1e-2)
+    a = build_adapter(tiny_model, "tent", "full", lr=1e-2)
     a.step(frames[0])
     assert a.params and all(n.startswith("encoder.") and ("norm" in n or "layernorm" in n) for n in a.params)
     assert any(not torch.equal(a.params[n], a.theta0[n]) for n in a.params)
 
 
 def test_offline_trains_before_predicting_and_then_stays_fixed(tiny_model, frames):
-    a = build_adapter(tiny_model, "offline_all_frames", "default", batch_size=2, micro_batch=2)
+    a = build_adapter(tiny_model, "offline_all_frames", "full", batch_size=2, micro_batch=2)
     a.prepare(frames[:4])
     w = {n: p.detach().clone() for n, p in a.params.items()}
     assert any(not torch.equal(w[n], a.theta0[n]) for n in w)
@@ -70,7 +70,7 @@ def test_temporal_smoothing_averages_probabilities(tiny_model, frames):
 
 
 def test_class_balance_reset_resets_on_drift(tiny_model, frames):
-    a = ClassBalanceReset(build_adapter(tiny_model, "online", "default", lr=0.5), max_drift=0)
+    a = ClassBalanceReset(build_adapter(tiny_model, "online", "full", lr=0.5), max_drift=0)
     r = a.step(frames[0])  # drift >= 0 always: every frame resets to θ0
     assert r.stats.reset
     assert not a.inner.params and a.inner.optimizer is None, "adapted tensors and optimizer dropped"

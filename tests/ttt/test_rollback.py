@@ -45,7 +45,7 @@ class Scripted:
 
 
 def _adapter(model, objective: Scripted, **overrides) -> StreamAdapter:
-    cfg = ttt_preset("default", batch_size=2, micro_batch=2, **overrides)
+    cfg = ttt_preset("full", batch_size=2, micro_batch=2, **overrides)
     return StreamAdapter(model, cfg, seed=0, objective=objective)
 
 

@@ -74,7 +74,7 @@ def test_gate_scale_ramps_between_low_and_high() -> None:
 
 
 def test_gate_skips_typical_frames_and_adapts_on_shifted_ones(gated_model, frames) -> None:
-    a = build_adapter(gated_model, "online", "default", shift_gate=GATE, anchor=0.1)
+    a = build_adapter(gated_model, "online", "full", shift_gate=GATE, anchor=0.1)
     r = a.step(frames[0])
     assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and r.stats.loss is None
     assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
@@ -91,6 +91,6 @@ def test_gate_skips_typical_frames_and_adapts_on_shifted_ones(gated_model, frame
 
 def test_gate_is_off_without_a_reference_in_the_checkpoint(tiny_model, frames) -> None:
     assert tiny_model.cfg.input_stats_reference is None
-    a = build_adapter(tiny_model, "online", "default", shift_gate=GATE)
+    a = build_adapter(tiny_model, "online", "full", shift_gate=GATE)
     r = a.step(frames[0])
     assert r.stats.step_scale == 1.0 and r.stats.steps_taken == 1 and r.stats.shift_score is None
