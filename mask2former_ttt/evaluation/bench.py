@@ -46,9 +46,11 @@ class BenchRow:
 
 LIBRARY_ROWS = (
     BenchRow("main_only", "main_only"),
+    BenchRow("fast", "online", "fast"),
     BenchRow("default", "online", "default"),
+    BenchRow("full", "online", "full"),
     BenchRow("release", "online", "release"),
-    BenchRow("online_k16", "online", "default", {"anchor": 0.0, "shift_gate": None, "window": 16}),
+    BenchRow("online_k16", "online", "full", {"anchor": 0.0, "shift_gate": None, "window": 16}),
 )
 
 

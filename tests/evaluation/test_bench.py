@@ -46,8 +46,34 @@ def test_bench_command_writes_the_documented_json(tmp_path: Path, monkeypatch) -
     result = CliRunner().invoke(build_app(), ["bench", "--quick", "--no-server", "--frames", "2", "--json", str(out)])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert set(doc["rows"]) == {"main_only", "default", "release", "online_k16"}
+    assert set(doc["rows"]) == {"main_only", "fast", "default", "full", "release", "online_k16"}
     assert all({"s_per_frame", "ratio"} <= set(r) for r in doc["rows"].values())
     assert {"tiny/default", "tiny/release"} <= set(doc["memory"])
     assert all({"estimate_mb", "measured_mb"} <= set(m) for m in doc["memory"].values())
     assert "bench finished" in result.output and f"JSON: {out}" in result.output.replace("\n", "")
+
+
+def test_every_nth_frame_rows_pay_for_their_steps_in_the_mean(tiny_model) -> None:
+    frames = bench_frames(5, size=(64, 96))
+    rows = (BenchRow("main_only", "main_only"),
+            BenchRow("every_2", "online", "full", {"shift_gate": None, "batch_size": 1, "micro_batch": 1,
+                                                  "every_n_frames": 2}))
+    out = time_rows(tiny_model, frames, rows, warmup=1)["every_2"]
+    assert out.steps_per_frame == 0.5 and out.frames == 4
+    assert out.stages_ms["ttt_backward"] > 0  # the mean stage split counts the step frames
+
+
+def test_bench_times_a_random_model_preset_at_a_given_size(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from server.cli import build_app
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--no-server", "--frames", "2", "--model-preset", "tiny", "--image-size", "64",
+            "--size", "64x96", "--json", str(out)]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["memory"]["tiny/default"]["frame"] == [64, 96]
+    bad = CliRunner().invoke(build_app(), ["bench", "--quick", "--no-server", "--size", "64by96"])
+    assert bad.exit_code != 0 and "HEIGHTxWIDTH" in bad.output
