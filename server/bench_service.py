@@ -181,7 +181,8 @@ def server_rows(
     finally:
         torch.set_num_threads(previous)
     out: dict[str, ServerRow] = {}
-    with running_server(model_dir, threads or 1, max(stream_counts), preset, lanes) as url:
+    # one slot more than the largest count: the previous stream may still be closing when the next ones open
+    with running_server(model_dir, threads or 1, max(stream_counts) + 1, preset, lanes) as url:
         asyncio.run(_streams(url, jpegs, 1, min(2.0, seconds), task))  # warm-up: first-call costs
         for n in stream_counts:
             results = asyncio.run(_streams(url, jpegs, n, seconds, task))
@@ -219,7 +220,7 @@ def latency_rows(
     """`configs`: row name -> (method, preset); each row one stream paced at `fps` on one server."""
     jpegs = _jpegs(frames)
     out: dict[str, LatencyRow] = {}
-    with running_server(model_dir, threads, 2, "default") as url:
+    with running_server(model_dir, threads, 3, "default") as url:
         for name, (method, preset) in configs.items():
             start = {"method": method, "preset": preset}
             asyncio.run(_stream(url, jpegs, min(2.0, seconds), task, start))  # warm-up

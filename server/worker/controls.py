@@ -69,5 +69,6 @@ class StreamControls:
         except Exception as exc:  # noqa: BLE001 - reported to this stream only
             log.warning("stream control failed", extra=kv(stream=session.id, control=item.name, error=str(exc)))
             reply = ControlReply(session.id, item.name, {}, f"{item.name} failed: {exc}")
-        self._deliver(session, reply)
+        if item.notify:
+            self._deliver(session, reply)
 

@@ -34,6 +34,7 @@ from server.logging_setup import kv
 from server.metrics import Metrics
 from server.worker.admission import Admission, CapacityError
 from server.worker.controls import StreamControls
+from server.worker.rebalance import LaneRebalancing
 from server.worker.imaging import ImageDecodeError, decode_image, result_size
 from server.worker.scheduler import Scheduler
 from server.worker.state_store import StreamStateStore
@@ -58,7 +59,7 @@ def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) 
     return build_adapter(model, method=method, preset=preset, seed=seed)
 
 
-class DeviceWorker(StreamControls):
+class DeviceWorker(StreamControls, LaneRebalancing):
     """Owner of the model: the session registry and the lanes that run every stream's frames and controls."""
 
     def __init__(
@@ -187,6 +188,7 @@ class DeviceWorker(StreamControls):
                 return
             self._lane_load[session.lane] -= 1
         session.adapter = None
+        self._rebalance()
         self.metrics.active_streams.labels(session.source).dec()
         try:
             self.metrics.stream_memory.remove(session.id)

@@ -150,6 +150,14 @@ class Scheduler:
                 return ("item", session, item)
         return None
 
+    def repin(self, session: StreamSession, lane: int, swap: Callable[[], None]) -> None:
+        """Move `session` to worker lane `lane`: `swap()` (e.g. replacing its adapter) runs under the lock, so no
+        lane picks the session's next item before both have happened."""
+        with self._cv:
+            swap()
+            session.lane = lane
+            self._cv.notify_all()
+
     def stop(self) -> list[tuple[Callable[[], Any], Future]]:
         """Refuse new work, wake everyone; returns commands that never ran."""
         with self._cv:

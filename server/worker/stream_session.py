@@ -46,6 +46,7 @@ class ControlItem:
     name: str
     fn: Callable[["StreamSession"], dict]
     on_discard: Callable[[str], None] | None = None  # called if the stream closes before the control runs
+    notify: bool = True  # deliver a ControlReply to the stream's consumer (internal controls do not)
 
 
 @dataclass
@@ -129,7 +130,8 @@ class StreamSession:
         self.pending_frames = 0
         self.closed = False
         # worker-owned
-        self.lane = 0  # the worker lane (thread + model replica) that runs this stream, fixed at admission
+        self.lane = 0  # the worker lane (thread + model replica) that runs this stream (scheduler lock)
+        self.moving = False  # a move to another lane is queued (worker.rebalance)
         self.adapter: Adapter | None = None
         self.reserved_bytes = 0
         # counters
