@@ -34,6 +34,20 @@ Objective = Callable[..., torch.Tensor]
 WARMUP_FRAMES = 5
 
 
+@torch.no_grad()
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.Tensor:
+    """The gradients' total L2 norm; scales them to `max_norm` when it is exceeded. Unlike torch's
+    clip_grad_norm_, gradients under the limit are not rewritten (a multiply by 1.0: a full pass over every
+    adapted tensor, ~1 ms per step for the tiny model on the CPU)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if max_norm is not None and math.isfinite(float(total)) and float(total) > max_norm:
+        torch._foreach_mul_(grads, max_norm / (float(total) + 1e-6))
+    return total
+
+
 class StreamAdapter:
     """Online TTT-MAE for one stream (and, by configuration, its memory ablations).
 
@@ -313,7 +327,7 @@ class StreamAdapter:
             return total
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.grad_clip or math.inf)
+        norm = clip_grad_norm(list(self.params.values()), self.cfg.grad_clip)
         if not torch.isfinite(norm) and not self.scaler:
             self.optimizer.zero_grad(set_to_none=True)
             self.rollback(stats, f"gradient norm {norm.item()}")

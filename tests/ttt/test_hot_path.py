@@ -83,3 +83,32 @@ def test_the_model_ties_no_tensors_so_functional_call_may_skip_the_tie_search(na
     model = build_model(preset(name, image_size=64))
     assert len(list(model.named_parameters(remove_duplicate=False))) == len(list(model.named_parameters()))
     assert len(list(model.named_buffers(remove_duplicate=False))) == len(list(model.named_buffers()))
+
+
+def test_clip_grad_norm_scales_only_above_the_limit_and_matches_torch():
+    from mask2former_ttt.ttt.adapter import clip_grad_norm
+
+    def grads(scale: float) -> list[torch.Tensor]:
+        out = []
+        for shape in [(3, 4), (5,)]:
+            p = torch.zeros(shape, requires_grad=True)
+            p.grad = torch.arange(p.numel(), dtype=torch.float32).reshape(shape) * scale
+            out.append(p)
+        return out
+
+    big, ref = grads(1.0), grads(1.0)
+    total = clip_grad_norm(big, 1.0)
+    want = torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    torch.testing.assert_close(total, want)
+    for a, b in zip(big, ref):
+        torch.testing.assert_close(a.grad, b.grad)
+    small = grads(1e-4)
+    before = [p.grad.clone() for p in small]
+    assert float(clip_grad_norm(small, 1.0)) < 1.0
+    assert all(torch.equal(p.grad, g) for p, g in zip(small, before))  # untouched below the limit
+    unlimited = grads(1.0)
+    clip_grad_norm(unlimited, None)
+    assert torch.equal(unlimited[0].grad, grads(1.0)[0].grad)
+    nan = grads(1.0)
+    nan[0].grad[0, 0] = float("nan")
+    assert not torch.isfinite(clip_grad_norm(nan, 1.0))  # reported, for the rollback
