@@ -53,7 +53,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     manifest = {n: f for n, f in read_manifest(args.data_root, "val").items() if f in args.families}
     rows = [Row(name="main_task_only", method="main_only", panoptic_metrics=False)]
-    rows += [Row(name=c, method="online", overrides=CANDIDATES[c], panoptic_metrics=False) for c in args.candidates]
+    rows += [Row(name=c, method="online", preset="full", overrides=CANDIDATES[c], panoptic_metrics=False)
+             for c in args.candidates]
     scores = run_benchmark(args.model_dir, args.data_root, "val", sorted(manifest), rows, 1, args.out_dir, args.workers, args.max_frames)
     summary = aggregate(scores, manifest, [r.name for r in rows])
     for name, m in summary["methods"].items():
