@@ -61,6 +61,11 @@ CANDIDATES: dict[str, dict] = {
     "batch_1_every_3_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 6e-3},
     "crop_64x96_batch_1_every_2_lr6e-3": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1, "every_n_frames": 2,
                                           "lr": 6e-3},
+    # round 5: every 4th frame (a margin under 1.5x on noisy cores)
+    "batch_1_every_4_lr1.2e-2_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 1.2e-2,
+                                           "pipelined": True},
+    "batch_1_every_4_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 9e-3,
+                                         "pipelined": True},
     # round 4: the chosen points, pipelined (= the `default` and `fast` presets)
     "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
     "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,

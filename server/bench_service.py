@@ -145,7 +145,18 @@ async def _stream(
 
 
 async def _streams(url: str, jpegs: list[bytes], n: int, seconds: float, task: str) -> list[tuple]:
+    _wait_idle(url)  # the previous streams' slots are released asynchronously after they stop
     return await asyncio.gather(*(_stream(url, jpegs, seconds, task) for _ in range(n)))
+
+
+def _wait_idle(url: str, timeout: float = 30.0) -> None:
+    """Until the server holds no stream (GET /v1/info capacity.streams == 0)."""
+    info = url.replace("ws://", "http://", 1) + "/v1/info"
+    deadline = time.monotonic() + timeout
+    while httpx.get(info, timeout=5).json()["capacity"]["streams"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server still holds streams {timeout:.0f} s after the last ones stopped")
+        time.sleep(0.05)
 
 
 def _percentile_ms(values: list[float], q: float) -> float:
@@ -223,7 +234,9 @@ def latency_rows(
     with running_server(model_dir, threads, 3, "default") as url:
         for name, (method, preset) in configs.items():
             start = {"method": method, "preset": preset}
+            _wait_idle(url)
             asyncio.run(_stream(url, jpegs, min(2.0, seconds), task, start))  # warm-up
+            _wait_idle(url)
             lat, errors, _ = asyncio.run(_stream(url, jpegs, seconds, task, start, interval=1.0 / fps))
             out[name] = LatencyRow(method, preset, fps, round(1000 * statistics.median(lat), 2),
                                    _percentile_ms(lat, 0.99), len(lat), errors)
