@@ -268,7 +268,7 @@ def segment(
     video: str = typer.Argument(..., help="video file, rtsp:// URL or camera device (/dev/video0)"),
     out: Path = typer.Option(..., "-o", "--out", help="output directory (created)"),
     method: str = typer.Option("online", help="TTT method (online, main_only, no_memory, ...)"),
-    preset: str = typer.Option("default", help="TTT preset: default | release"),
+    preset: str = typer.Option("default", help="TTT preset: fast | default | full | release (docs/benchmark/cost_levers.md)"),
     task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
     model: Optional[Path] = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
