@@ -36,9 +36,12 @@ def test_ws_client_example_prints_per_frame_results(tmp_path: Path) -> None:
     assert lines[0].startswith("started stream ws-") and "task=panoptic" in lines[0] and "method=online" in lines[0]
     frame_lines = [line for line in lines if line.startswith("frame ")]
     assert [int(re.match(r"frame (\d+):", line).group(1)) for line in frame_lines] == list(range(FRAMES))
-    for line in frame_lines:
+    # the default preset is pipelined: frame t reports the step taken before its prediction (frame t - 1's), so
+    # frame 0, predicted at θ0, reports none
+    assert re.search(r"panoptic 160x90 \d+ segments \[.*\] loss=n/a ttt=0ms", frame_lines[0]), frame_lines[0]
+    for line in frame_lines[1:]:
         assert re.search(r"panoptic 160x90 \d+ segments \[.*\] loss=\d+\.\d{4} ttt=\d+ms", line), line
-        assert "dropped=0" in line
+    assert all("dropped=0" in line for line in frame_lines)
     assert lines[-1] == f"done: sent {FRAMES} frames, {FRAMES} processed, 0 dropped, {FRAMES} results"
     assert sorted(p.name for p in overlays.iterdir()) == [f"{i:06d}.jpg" for i in range(FRAMES)]
     assert all(p.read_bytes()[:3] == b"\xff\xd8\xff" for p in overlays.iterdir())

@@ -62,9 +62,13 @@ def test_segment_file_writes_overlay_jsonl_and_panoptic(tmp_path: Path, ckpt: Pa
 
     records = read_jsonl(out / "results.jsonl")
     assert [r["frame_index"] for r in records] == list(range(in_frames))
-    for r in records:
+    # the default preset is pipelined: a frame reports the step taken before its prediction (the previous frame's),
+    # so frame 0 reports none and every later frame one
+    assert records[0]["ttt"]["loss"] is None and records[0]["ttt"]["steps_taken"] == 0
+    for r in records[1:]:
         assert isinstance(r["ttt"]["loss"], float) and np.isfinite(r["ttt"]["loss"])  # a TTT step on every frame
         assert r["ttt"]["steps_taken"] == 1 and r["ttt"]["rolled_back"] is False
+    for r in records:
         assert set(r["timings_ms"]) == {"decode", "ttt", "predict", "postprocess"}
         assert isinstance(r["segments_info"], list)
         assert (out / r["png"]).is_file()
