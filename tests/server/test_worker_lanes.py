@@ -161,20 +161,21 @@ def test_a_close_that_leaves_lanes_uneven_moves_a_stream_with_its_state(model, t
         for s, out in streams:
             worker.put(s, FrameItem(frame_id=0, data=rgb_frame(40)))
             assert isinstance(out.get(timeout=10), FrameResult)
+        on_lane_0 = [(s, out) for s, out in streams if s.lane == 0]
         on_lane_1 = [s for s, _ in streams if s.lane == 1]
+        totals = {s.id: s.adapter.total for s, _ in on_lane_0}
         for s in on_lane_1:
-            worker.close_session(s).result(5)  # lane 1 empties: 2 vs 0
-        stay, move = sorted(((s, out) for s, out in streams if s.lane == 0 and s not in on_lane_1),
-                            key=lambda p: p[0].created)
-        moving, out = move
-        total_before = moving.adapter.total
-        worker.put(moving, FrameItem(frame_id=1, data=rgb_frame(60)))
-        result = out.get(timeout=10)
-        assert isinstance(result, FrameResult) and result.frame_id == 1  # no ControlReply for the internal move
-        assert moving.lane == 1 and stay[0].lane == 0
+            worker.close_session(s).result(5)  # lane 1 empties: 2 vs 0, a move is queued on lane 0
+        for s, out in on_lane_0:
+            worker.put(s, FrameItem(frame_id=1, data=rgb_frame(60)))  # queued behind the move
+            result = out.get(timeout=10)
+            assert isinstance(result, FrameResult) and result.frame_id == 1  # no ControlReply for the move
+        moved = [s for s, _ in on_lane_0 if s.lane == 1]
+        assert len(moved) == 1 and len([s for s, _ in on_lane_0 if s.lane == 0]) == 1
+        moving = moved[0]
         assert moving.adapter.model is worker.models[1]  # rebuilt on lane 1's replica ...
         # ... with its state: the running total carried over, plus the new frame's mean
-        assert moving.adapter.total == pytest.approx(total_before + float(rgb_frame(60).mean()), rel=1e-5)
+        assert moving.adapter.total == pytest.approx(totals[moving.id] + float(rgb_frame(60).mean()), rel=1e-5)
         assert worker._lane_load == [1, 1]
     finally:
         worker.stop()
