@@ -17,8 +17,8 @@ print(f"CUDA device: {p.name}, {p.total_memory / 2**30:.0f} GiB, bf16: {torch.cu
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 # swin-s at 512x1024: library rows (interleaved), memory (allocated bytes per stream), server 1/4/8 streams
-timeout 330 "$PY" -c "from server.cli import main; main()" bench --model-preset swin-s --image-size 512 \
+timeout 380 "$PY" -c "from server.cli import main; main()" bench --model-preset swin-s --image-size 512 \
   --size 512x1024 --frames 10 --streams 1 --streams 4 --streams 8 --seconds 12 --threads 4 \
   --json "$OUT/gpu_check_swin_s.json"
 # the bundled tiny model: the same rows at its own size (where overheads, not FLOPs, dominate)
-timeout 120 "$PY" -c "from server.cli import main; main()" bench --quick --threads 4 --json "$OUT/gpu_check_tiny.json"
+timeout 90 "$PY" -c "from server.cli import main; main()" bench --quick --threads 4 --json "$OUT/gpu_check_tiny.json"
