@@ -43,8 +43,9 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.
     if not grads:
         return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    if max_norm is not None and math.isfinite(float(total)) and float(total) > max_norm:
-        torch._foreach_mul_(grads, max_norm / (float(total) + 1e-6))
+    norm = float(total)  # one device sync
+    if max_norm is not None and math.isfinite(norm) and norm > max_norm:
+        torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
     return total
 
 
