@@ -25,8 +25,10 @@ from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.shift_score import gate_scale, shift_score
-from mask2former_ttt.ttt.param_groups import mae_names, make_optimizer
+from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
+from mask2former_ttt.ttt.param_groups import group_specs, mae_names, make_optimizer
 from mask2former_ttt.ttt.stats import StepResult, StepStats
+from mask2former_ttt.ttt.tensor_swap import TensorSwap
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class StreamAdapter:
         shared = dict(model.named_parameters())
         self.names = names if names is not None else mae_names(model, cfg)
         self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights: free
+        self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
         self.objective = objective
         self.use_amp = cfg.amp and self.device.type == "cuda"
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
@@ -89,9 +92,10 @@ class StreamAdapter:
 
     def reset(self) -> None:
         """Back to θ0 bit-exactly, with an empty window, fresh optimizer and RNG."""
-        self.params: dict[str, torch.Tensor] = {}
+        self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
+        self.params: dict[str, torch.Tensor] = {}  # name -> view of `flat` (what the forward uses)
         self.optimizer: torch.optim.Optimizer | None = None
-        self.last_good: dict[str, torch.Tensor] | None = None
+        self.last_good: torch.Tensor | None = None  # flat (N,) copy of the last weights that passed the checks
         self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.frame_index = 0
@@ -102,13 +106,22 @@ class StreamAdapter:
         self.scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(self.device, self.use_amp) else None
 
     def _ensure_params(self) -> None:
-        if not self.params and self.adapts:
-            self.params = {n: t.detach().clone().requires_grad_(True) for n, t in self.theta0.items()}
+        if self.flat is None and self.adapts:
+            self.flat = FlatParams(self.theta0, group_specs(self.theta0, self.cfg))
+            self.params = self.flat.tensors
 
-    def _restore(self, source: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for n, p in self.params.items():
-                p.copy_(source[n])
+    def _theta0_flat(self) -> torch.Tensor:
+        assert self.flat is not None
+        return flat_theta0(self.model, self.theta0, self.flat.order)
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        assert self.flat is not None
+        return make_optimizer(self.flat.param_groups(), self.cfg)
+
+    def _restore(self, source: torch.Tensor) -> None:
+        """source: flat (N,) weights in `flat.order` (θ0 or the last good ones)."""
+        assert self.flat is not None
+        self.flat.copy_from(source)
         self.optimizer = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -116,9 +129,9 @@ class StreamAdapter:
         return {
             "method": self.method,
             "config": self.cfg.model_dump(),
-            "params": {n: p.detach().clone() for n, p in self.params.items()},
+            "params": self.flat.state() if self.flat is not None else {},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
-            "last_good": {n: t.clone() for n, t in self.last_good.items()} if self.last_good else None,
+            "last_good": self.flat.unflatten(self.last_good) if self.flat is not None and self.last_good is not None else None,
             "window": [t.clone() for t in self.window],
             "generator": self.generator.get_state(),
             "frame_index": self.frame_index,
@@ -133,12 +146,16 @@ class StreamAdapter:
             raise ValueError(f"state is for method {state['method']!r}, this adapter is {self.method!r}")
         self.reset()
         if state["params"]:
-            self.params = {n: t.to(self.device).clone().requires_grad_(True) for n, t in state["params"].items()}
+            if set(state["params"]) != set(self.theta0):
+                raise ValueError("state adapts other tensors than this adapter (another model or adapt_scope)")
+            self._ensure_params()
+            assert self.flat is not None
+            self.flat.copy_from({n: t.to(self.device) for n, t in state["params"].items()})
         if state["optimizer"] is not None:
-            self.optimizer = make_optimizer(self.params, self.cfg)
+            self.optimizer = self._new_optimizer()
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        if state["last_good"]:
-            self.last_good = {n: t.to(self.device) for n, t in state["last_good"].items()}
+        if state["last_good"] and self.flat is not None:
+            self.last_good = flatten(state["last_good"][n].to(self.device) for n in self.flat.order)
         self.window.extend(t.to(self.device) for t in state["window"])
         self.generator.set_state(state["generator"])
         self.frame_index = state["frame_index"]
@@ -148,10 +165,15 @@ class StreamAdapter:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor this stream owns (the shared model excluded)."""
-        tensors = list(self.params.values()) + list(self.window)
-        tensors += [p.grad for p in self.params.values() if p.grad is not None]
-        if self.last_good:
-            tensors += list(self.last_good.values())
+        tensors = list(self.window)
+        if self.flat is not None:
+            tensors.append(self.flat.data)
+            if self.flat.grad is not None:
+                tensors.append(self.flat.grad)
+            else:
+                tensors += [p.grad for p in self.params.values() if p.grad is not None]
+        if self.last_good is not None:
+            tensors.append(self.last_good)
         if self.optimizer is not None:
             for s in self.optimizer.state.values():
                 tensors += [v for v in s.values() if torch.is_tensor(v)]
@@ -178,13 +200,16 @@ class StreamAdapter:
 
     # ---- forward helpers ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mode: str) -> Any:
-        """functional_call of the shared model with this stream's tensors (compiled with `cfg.compile`)."""
+        """The shared model with this stream's tensors in place of θ0 (before the first step it has none: the
+        shared weights are θ0). Compiled with `cfg.compile` (through `functional_call`, which dynamo traces)."""
         with autocast(self.device, self.use_amp):
             if self.cfg.compile:
                 if self._compiled is None:
                     self._compiled = torch.compile(self._functional_forward, dynamic=False)
                 return self._compiled(self.params, x, mode)
-            return self._functional_forward(self.params, x, mode)
+            if not self.params:
+                return self.model(x, mode=mode)
+            return self._swap(self.params, x, mode=mode)
 
     def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
         # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied
@@ -270,9 +295,9 @@ class StreamAdapter:
         """`steps_per_frame` TTT steps on samples of the window."""
         self._ensure_params()
         if self.cfg.reset_weights_each_frame:
-            self._restore(self.theta0)
+            self._restore(self._theta0_flat())
         if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
-            self.optimizer = make_optimizer(self.params, self.cfg)
+            self.optimizer = self._new_optimizer()
         stats.step_scale = self._shift_gate(stats)
         if stats.step_scale == 0.0:  # looks like the training data: no step, drift back toward θ0
             self._pull_toward_theta0()
@@ -305,8 +330,15 @@ class StreamAdapter:
             return self._train_step(batch, stats)
 
     def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
-        assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
+        assert self.flat is not None
+        self.flat.new_grad()  # autograd accumulates every micro-batch into one flat buffer
+        try:
+            return self._accumulate_and_update(batch, stats)
+        finally:
+            self.flat.free_grad()  # no gradient buffers kept between frames, whatever the outcome
+
+    def _accumulate_and_update(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+        assert self.optimizer is not None and self.flat is not None
         total = 0.0
         chunks = batch.split(self.cfg.micro_batch)
         for i, chunk in enumerate(chunks):
@@ -323,14 +355,12 @@ class StreamAdapter:
             total += loss.item()
         t0 = time.perf_counter()
         if self._diverged(total):
-            self.optimizer.zero_grad(set_to_none=True)
             self.rollback(stats, f"loss {total:.4g}")
             return total
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        norm = clip_grad_norm(list(self.params.values()), self.cfg.grad_clip)
+        norm = clip_grad_norm(self.flat.group_slices, self.cfg.grad_clip)
         if not torch.isfinite(norm) and not self.scaler:
-            self.optimizer.zero_grad(set_to_none=True)
             self.rollback(stats, f"gradient norm {norm.item()}")
             return total
         if self.scaler:
@@ -338,7 +368,6 @@ class StreamAdapter:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)  # no .grad buffers kept between frames
         self._after_update()
         self._sync()
         stats.optimizer_s += time.perf_counter() - t0
@@ -366,25 +395,24 @@ class StreamAdapter:
 
     @torch.no_grad()
     def _pull_toward_theta0(self) -> None:
-        if self.cfg.anchor > 0 and self.params:
-            names = list(self.params)
-            torch._foreach_lerp_([self.params[n] for n in names], [self.theta0[n] for n in names], self.cfg.anchor)
+        if self.cfg.anchor > 0 and self.flat is not None:
+            self.flat.data.lerp_(self._theta0_flat(), self.cfg.anchor)
 
+    @torch.no_grad()
     def _after_update(self) -> None:
+        assert self.flat is not None
         self._pull_toward_theta0()
-        with torch.no_grad():
-            if self.cfg.rollback_to == "last_good":
-                if self.last_good is None:
-                    self.last_good = {n: p.detach().clone() for n, p in self.params.items()}
-                else:
-                    names = list(self.params)
-                    torch._foreach_copy_([self.last_good[n] for n in names], [self.params[n] for n in names])
+        if self.cfg.rollback_to == "last_good":
+            if self.last_good is None:
+                self.last_good = self.flat.data.clone()
+            else:
+                self.last_good.copy_(self.flat.data)
 
     def rollback(self, stats: StepStats, why: str) -> None:
         """Undo a diverging step: back to the last good weights (or θ0), optimizer state dropped."""
-        target = self.last_good if (self.cfg.rollback_to == "last_good" and self.last_good) else self.theta0
-        self._restore(target)
-        self.optimizer = make_optimizer(self.params, self.cfg)
+        use_last = self.cfg.rollback_to == "last_good" and self.last_good is not None
+        self._restore(self.last_good if use_last else self._theta0_flat())
+        self.optimizer = self._new_optimizer()
         self.rollbacks += 1
         stats.rolled_back = True
         log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)

@@ -13,7 +13,6 @@ from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
 from mask2former_ttt.ttt.frames import to_working_resolution
-from mask2former_ttt.ttt.param_groups import make_optimizer
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
 
@@ -70,7 +69,7 @@ class OfflineAllFrames(StreamAdapter):
         self._ensure_params()
         for _ in range(len(clips)):
             if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
-                self.optimizer = make_optimizer(self.params, self.cfg)
+                self.optimizer = self._new_optimizer()
             for _ in range(self.cfg.steps_per_frame):
                 self.train_step(self._sample_batch(), stats)
         self.window = deque(maxlen=1)

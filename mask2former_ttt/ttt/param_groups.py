@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -62,27 +63,33 @@ def no_weight_decay(name: str, tensor: torch.Tensor) -> bool:
     return tensor.ndim <= 1 or name.endswith(".bias") or any(m in name for m in NO_DECAY_MARKERS)
 
 
-def param_groups(params: dict[str, torch.Tensor], cfg: TTTConfig) -> list[dict]:
-    """Split adapted tensors into (backbone?, decay?) groups with their lr and weight decay."""
-    groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
+@dataclass(frozen=True)
+class GroupSpec:
+    """One optimizer group of adapted tensors: their names, learning rate and weight decay."""
+
+    names: tuple[str, ...]
+    lr: float
+    weight_decay: float
+
+
+def group_specs(params: Mapping[str, torch.Tensor], cfg: TTTConfig) -> list[GroupSpec]:
+    """Split adapted tensors into (backbone?, decay?) groups with their lr and weight decay (a stable order)."""
+    groups: dict[tuple[bool, bool], list[str]] = {}
     for name, tensor in params.items():
         key = (name.startswith(ENCODER_PREFIX), no_weight_decay(name, tensor))
-        groups.setdefault(key, []).append(tensor)
-    out = []
-    for (is_backbone, no_decay), tensors in sorted(groups.items()):
-        out.append(
-            {
-                "params": tensors,
-                "lr": cfg.lr * (cfg.backbone_lr_mult if is_backbone else 1.0),
-                "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-            }
+        groups.setdefault(key, []).append(name)
+    return [
+        GroupSpec(
+            tuple(names),
+            cfg.lr * (cfg.backbone_lr_mult if is_backbone else 1.0),
+            0.0 if no_decay else cfg.weight_decay,
         )
-    return out
+        for (is_backbone, no_decay), names in sorted(groups.items())
+    ]
 
 
-def make_optimizer(params: dict[str, torch.Tensor], cfg: TTTConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum) or AdamW over the adapted tensors."""
-    groups = param_groups(params, cfg)
+def make_optimizer(groups: list[dict], cfg: TTTConfig) -> torch.optim.Optimizer:
+    """SGD (with momentum) or AdamW over `groups` (torch param-group dicts with their lr and weight decay)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)

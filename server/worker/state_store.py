@@ -16,7 +16,8 @@ from server.worker.stream_session import StreamSession
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STATE_FORMAT = "m2f-ttt-stream-state/1"
+# /2: optimizer state per flat optimizer group (mask2former_ttt/ttt/flat_params.py), not per tensor
+STATE_FORMAT = "m2f-ttt-stream-state/2"
 
 
 class StreamStateStore:
@@ -55,8 +56,13 @@ class StreamStateStore:
         """Load a saved state into the session's adapter; ValueError if it is not a stream state or was saved by
         another method or preset. Returns `{checkpoint_id, frames}`."""
         blob = torch.load(self.path(checkpoint_id), map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != STATE_FORMAT:
+        if not isinstance(blob, dict) or not str(blob.get("format", "")).startswith("m2f-ttt-stream-state/"):
             raise ValueError(f"checkpoint {checkpoint_id!r} is not a stream state")
+        if blob["format"] != STATE_FORMAT:
+            raise ValueError(
+                f"checkpoint {checkpoint_id!r} was saved in format {blob['format']!r} by an older version; this "
+                f"version reads {STATE_FORMAT!r}: start the stream afresh"
+            )
         if (blob["method"], blob["preset"]) != (session.method, session.preset):
             raise ValueError(
                 f"checkpoint {checkpoint_id!r} is for method={blob['method']} preset={blob['preset']}, "

@@ -505,6 +505,13 @@ def test_restore_refuses_files_that_are_not_stream_states(tmp_path: Path, blob: 
         StreamStateStore(tmp_path).restore(_stored_session(), "other")
 
 
+def test_restore_names_an_older_state_format_instead_of_failing_inside_the_optimizer(tmp_path: Path) -> None:
+    blob = {"format": "m2f-ttt-stream-state/1", "method": "online", "preset": "default", "frames": 1, "state": {}}
+    torch.save(blob, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="older version.*start the stream afresh"):
+        StreamStateStore(tmp_path).restore(_stored_session(), "old")
+
+
 # ---- session stats, result size -------------------------------------------------------------------------------
 def test_a_new_session_reports_zero_counters_and_its_uptime(monkeypatch) -> None:
     clock = iter([1000.0, 1001.23456])

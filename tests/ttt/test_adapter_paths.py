@@ -59,7 +59,8 @@ def test_last_good_weights_are_held_and_counted(tiny_model, frames) -> None:
         plain.step(f)
         keep.step(f)
     assert keep.memory_bytes() - plain.memory_bytes() == theta0_bytes
-    assert all(torch.equal(keep.last_good[n], p) for n, p in keep.params.items())
+    last_good = keep.flat.unflatten(keep.last_good)
+    assert all(torch.equal(last_good[n], p) for n, p in keep.params.items())
 
 
 def test_a_wrapper_prepares_and_restores_its_inner_adapter(tiny_model, frames) -> None:
