@@ -55,6 +55,7 @@ def create_app(
             seed=settings.seed,
             torch_threads=threads,
             lanes=lanes,
+            decode_threads=settings.decode_threads,
             adapter_factory=adapter_factory or default_adapter_factory,
         )
         worker.start()

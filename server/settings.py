@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         "(unset: one per CPU core, at most 4; 1 on CUDA)",
     )
 
+    decode_threads: int = Field(
+        1,
+        ge=0,
+        description="threads that decode WebSocket images as soon as they are queued, so worker lanes find them "
+        "decoded (0: each lane decodes its frames itself, lazily)",
+    )
+
     # limits
     max_streams: int = Field(8, ge=1, description="live streams + running jobs that may hold adapted state at once")
     max_state_memory: ByteSize = Field(ByteSize(2 * 1024**3), description="budget for all streams' adapted state")

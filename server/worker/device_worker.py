@@ -5,8 +5,9 @@ it runs, so two threads must not share one). Each stream is pinned to the least-
 and all of its adapter calls (create, step, reset, state I/O) happen on that lane's thread, so each stream has
 exactly one writer and its frames are processed strictly in arrival order; lanes run in parallel (torch releases
 the GIL), which is how several streams use several cores. With a pipelined preset the lane sends a frame's result
-before taking that frame's TTT step (`Adapter.finish_pending`). Client images are decoded here, lazily,
-so frames dropped by the `latest` policy cost no decoding. Each frame goes through
+before taking that frame's TTT step (`Adapter.finish_pending`). Client images are decoded off the lanes, on
+`DecodeAhead`'s threads from the moment they are queued (a frame dropped before its turn is cancelled), so a lane
+finds them decoded; with `decode_threads=0` the lane decodes them itself, lazily. Each frame goes through
 `mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the CPU); the
 consumers encode results (RLE / PNG / JPEG) on their own threads.
 
@@ -20,7 +21,7 @@ import copy
 import logging
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,8 @@ from server.metrics import Metrics
 from server.worker.admission import Admission, CapacityError
 from server.worker.controls import StreamControls
 from server.worker.rebalance import LaneRebalancing
-from server.worker.imaging import ImageDecodeError, decode_image, result_size
+from server.worker.decode_ahead import DecodeAhead
+from server.worker.imaging import ImageDecodeError, result_size
 from server.worker.scheduler import Scheduler
 from server.worker.state_store import StreamStateStore
 from server.worker.stream_session import (
@@ -75,6 +77,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         seed: int = 0,
         torch_threads: int | None = None,
         lanes: int = 1,
+        decode_threads: int = 1,
         adapter_factory: AdapterFactory = default_adapter_factory,
     ) -> None:
         if lanes < 1:
@@ -85,6 +88,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         self.admission = Admission(metrics, max_streams, max_state_memory)
         self.states = StreamStateStore(states_dir)
         self.max_frame_pixels = max_frame_pixels
+        self.decoder = DecodeAhead(decode_threads, max_frame_pixels)
         self.max_result_side = max_result_side
         self.seed = seed
         self.torch_threads = torch_threads
@@ -120,6 +124,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
             thread.join(max(0.0, deadline - time.monotonic()))
         for session in list(self.sessions.values()):
             self._close(session, "server shutting down")
+        self.decoder.shutdown()
 
     @property
     def alive(self) -> bool:
@@ -204,10 +209,34 @@ class DeviceWorker(StreamControls, LaneRebalancing):
 
     # ---- producers ------------------------------------------------------------------------------------------
     def offer(self, session: StreamSession, item: FrameItem) -> bool:
-        return self.scheduler.offer(session, item)
+        self._start_decode(item)
+        accepted = self.scheduler.offer(session, item)
+        if not accepted:
+            item.discard()
+        return accepted
 
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
-        return self.scheduler.put(session, item, timeout)
+        self._start_decode(item)
+        accepted = self.scheduler.put(session, item, timeout)
+        if not accepted:
+            item.discard()
+        return accepted
+
+    def _start_decode(self, item: FrameItem) -> None:
+        """Client image bytes start decoding before the frame is queued (so a lane never sees it undecided)."""
+        if isinstance(item.data, bytes) and (item.decoding is None or item.decoding.cancelled()):
+            item.decoding = self.decoder.start(item.data)  # again after a refusal that cancelled it
+
+    def _decoded(self, item: FrameItem) -> tuple[Any, float]:
+        """The frame as (H, W, 3) uint8 RGB and the seconds its decode took; ImageDecodeError for bad images."""
+        if not isinstance(item.data, bytes):
+            return item.data, 0.0
+        if item.decoding is not None and not item.decoding.cancelled():
+            try:
+                return item.decoding.result()
+            except CancelledError:  # the pool shut down under it
+                pass
+        return self.decoder.decode_now(item.data)
 
     # ---- the thread -----------------------------------------------------------------------------------------
     def _run(self, lane: int) -> None:
@@ -250,8 +279,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         """Decode -> `step_frame` -> FrameResult (or FrameError: the stream goes on, the others are untouched)."""
         start = time.perf_counter()
         try:
-            rgb = decode_image(item.data, self.max_frame_pixels) if isinstance(item.data, bytes) else item.data
-            decoded = time.perf_counter()
+            rgb, decode_s = self._decoded(item)
             out_size = result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
             step = step_frame(session.adapter, torch.from_numpy(rgb).permute(2, 0, 1), session.task, out_size)
         except ImageDecodeError as exc:
@@ -261,7 +289,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
             log.exception("adapter step failed", extra=kv(stream=session.id, frame=item.frame_id))
             self._frame_failed(session, item, "adapter_error", f"frame {item.frame_id!r}: {type(exc).__name__}: {exc}")
             return
-        step.timings_s = {"queue": start - item.enqueued, "decode": item.decode_s + decoded - start, **step.timings_s}
+        step.timings_s = {"queue": start - item.enqueued, "decode": item.decode_s + decode_s, **step.timings_s}
         self._account(session, step.ttt_record())
         self.metrics.observe_timings(step.timings_s)
         self._deliver(

@@ -45,6 +45,9 @@ class Scheduler:
             session.closed = True
             discarded = session.pending_frames
             controls = [item for item in session.queue if isinstance(item, ControlItem)]
+            for item in session.queue:
+                if isinstance(item, FrameItem):
+                    item.discard()
             session.queue.clear()
             session.pending_frames = 0
             if session.on_space is not None:
@@ -100,6 +103,7 @@ class Scheduler:
         for i, queued in enumerate(session.queue):
             if isinstance(queued, FrameItem):
                 del session.queue[i]
+                queued.discard()
                 session.pending_frames -= 1
                 session.dropped += 1
                 if self._on_drop is not None:

@@ -11,6 +11,7 @@ import itertools
 import time
 import uuid
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -34,6 +35,12 @@ class FrameItem:
     received: float = field(default_factory=time.perf_counter)  # when the service got it (end-to-end start)
     decode_s: float = 0.0  # decoding already spent by the source (RTSP, file)
     enqueued: float = 0.0
+    decoding: Future | None = None  # the image's decode, started when it was queued (worker.decode_ahead)
+
+    def discard(self) -> None:
+        """The frame leaves its queue unprocessed (dropped, refused, stream closed): its decode is not needed."""
+        if self.decoding is not None:
+            self.decoding.cancel()
 
 
 @dataclass
