@@ -66,6 +66,11 @@ CANDIDATES: dict[str, dict] = {
                                            "pipelined": True},
     "batch_1_every_4_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 9e-3,
                                          "pipelined": True},
+    # round 6 (session 5): low-rank deltas (rank 4) at the default preset's step size and at 5x it
+    "batch_1_lr6e-3_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True,
+                                          "adapt_scope": "lowrank", "lowrank_rank": 4},
+    "batch_1_lr3e-2_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 3e-2, "pipelined": True,
+                                          "adapt_scope": "lowrank", "lowrank_rank": 4},
     # round 4: the chosen points, pipelined (= the `default` and `fast` presets)
     "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
     "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,

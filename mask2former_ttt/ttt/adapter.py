@@ -26,6 +26,7 @@ from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.shift_score import gate_scale, shift_score
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
+from mask2former_ttt.ttt.low_rank import LowRankDeltas
 from mask2former_ttt.ttt.param_groups import group_specs, mae_names, make_optimizer
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 from mask2former_ttt.ttt.tensor_swap import TensorSwap
@@ -75,8 +76,10 @@ class StreamAdapter:
         self.device = next(model.parameters()).device
         model.requires_grad_(False).eval()  # shared and always in eval mode: drop-path is per thread (train_step)
         shared = dict(model.named_parameters())
-        self.names = names if names is not None else mae_names(model, cfg)
-        self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights: free
+        self.names = names if names is not None else mae_names(model, cfg)  # the shared tensors a stream replaces
+        self.lowrank = LowRankDeltas(shared, self.names, cfg.lowrank_rank) if cfg.adapt_scope == "lowrank" else None
+        # what the stream trains, at its start: references to the shared weights (free), or the low-rank factors
+        self.theta0 = self.lowrank.init if self.lowrank else {n: shared[n] for n in self.names}
         self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
         self.objective = objective
         self.use_amp = cfg.amp and self.device.type == "cuda"
@@ -206,10 +209,14 @@ class StreamAdapter:
             if self.cfg.compile:
                 if self._compiled is None:
                     self._compiled = torch.compile(self._functional_forward, dynamic=False)
-                return self._compiled(self.params, x, mode)
+                return self._compiled(self._applied(), x, mode)
             if not self.params:
                 return self.model(x, mode=mode)
-            return self._swap(self.params, x, mode=mode)
+            return self._swap(self._applied(), x, mode=mode)
+
+    def _applied(self) -> dict[str, torch.Tensor]:
+        """The stream's tensors under the shared model's names (low-rank factors multiplied out)."""
+        return self.lowrank.applied(self.params) if self.lowrank and self.params else self.params
 
     def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
         # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied

@@ -37,12 +37,13 @@ class TTTConfig(BaseModel):
     )
     adapt_recon: bool = True
     # cost levers (docs/benchmark/cost_levers.md)
-    adapt_scope: Literal["all", "late", "norms_biases"] = Field(
+    adapt_scope: Literal["all", "late", "norms_biases", "lowrank"] = Field(
         "all",
         description="which of f's (and g's) tensors adapt: all of them; `late`: f's last half of stages, its final "
         "norms and g (backward stops at the first adapted stage); `norms_biases`: every 1-D tensor (norm affines "
-        "and biases)",
+        "and biases); `lowrank`: every tensor, ≥2-D ones as W0 + B·A of rank `lowrank_rank` (ttt/low_rank.py)",
     )
+    lowrank_rank: int = Field(4, ge=1, description="rank of the low-rank deltas (adapt_scope `lowrank`)")
     every_n_frames: int = Field(
         1, ge=1, description="take the TTT step on every n-th frame only; the window still receives every frame"
     )

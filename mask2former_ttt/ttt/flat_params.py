@@ -27,7 +27,7 @@ from torch import nn
 
 from mask2former_ttt.ttt.param_groups import GroupSpec
 
-_THETA0: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], torch.Tensor]]" = weakref.WeakKeyDictionary()
+_THETA0: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 _THETA0_LOCK = threading.Lock()
 
 
@@ -37,12 +37,15 @@ def flatten(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def flat_theta0(model: nn.Module, theta0: Mapping[str, torch.Tensor], order: tuple[str, ...]) -> torch.Tensor:
-    """θ0's tensors in `order` as one flat (N,) tensor, cached per (model replica, order)."""
+    """θ0's tensors in `order` as one flat (N,) tensor, cached per model replica and (name, shape) layout. The values
+    behind one layout must be the same for every stream of the replica: the shared weights, or low-rank factors
+    initialised from a fixed seed (ttt/low_rank.py)."""
+    key = tuple((n, tuple(theta0[n].shape)) for n in order)
     with _THETA0_LOCK:
         per_model = _THETA0.setdefault(model, {})
-        if order not in per_model:
-            per_model[order] = flatten(theta0[n] for n in order)
-        return per_model[order]
+        if key not in per_model:
+            per_model[key] = flatten(theta0[n] for n in order)
+        return per_model[key]
 
 
 class FlatParams:

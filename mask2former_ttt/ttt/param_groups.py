@@ -40,7 +40,7 @@ def late_encoder_markers(model: YModel) -> tuple[str, ...]:
 def in_scope(name: str, tensor: torch.Tensor, scope: str, late_markers: tuple[str, ...]) -> bool:
     """Whether tensor `name` adapts under `scope`: `all`; `late` (g, and f's late stages only); `norms_biases`
     (1-D tensors: norm affines and biases)."""
-    if scope == "all":
+    if scope in ("all", "lowrank"):  # lowrank: every tensor, the ≥2-D ones through factors (ttt/low_rank.py)
         return True
     if scope == "norms_biases":
         return tensor.ndim == 1
