@@ -71,6 +71,10 @@ CANDIDATES: dict[str, dict] = {
                                           "adapt_scope": "lowrank", "lowrank_rank": 4},
     "batch_1_lr3e-2_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 3e-2, "pipelined": True,
                                           "adapt_scope": "lowrank", "lowrank_rank": 4},
+    "batch_1_lr1e-1_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 1e-1, "pipelined": True,
+                                          "adapt_scope": "lowrank", "lowrank_rank": 4},
+    "batch_1_lr3e-2_pipelined_lowrank16": {"batch_size": 1, "micro_batch": 1, "lr": 3e-2, "pipelined": True,
+                                           "adapt_scope": "lowrank", "lowrank_rank": 16},
     # round 4: the chosen points, pipelined (= the `default` and `fast` presets)
     "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
     "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,

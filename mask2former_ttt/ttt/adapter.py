@@ -338,7 +338,6 @@ class StreamAdapter:
 
     def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
         assert self.flat is not None
-        self.flat.new_grad()  # autograd accumulates every micro-batch into one flat buffer
         try:
             return self._accumulate_and_update(batch, stats)
         finally:
@@ -361,6 +360,7 @@ class StreamAdapter:
             stats.ttt_backward_s += time.perf_counter() - t1
             total += loss.item()
         t0 = time.perf_counter()
+        self.flat.gather_grad()  # autograd's per-tensor gradients -> one flat buffer
         if self._diverged(total):
             self.rollback(stats, f"loss {total:.4g}")
             return total

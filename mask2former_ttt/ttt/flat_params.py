@@ -8,9 +8,10 @@ loops on the CPU); over one flat buffer it is one call each.
 
 Layout: `data` (N,) holds every adapted tensor, grouped by optimizer group (`GroupSpec`: one contiguous slice per
 learning rate / weight decay). `tensors[name]` is a leaf view of `data` with `requires_grad`, what the forward
-uses (`TensorSwap`); `group_slices` are leaf views of whole groups, what the optimizer updates. Before a backward
-`new_grad()` points every view's `.grad` at a slice of one flat gradient buffer, so autograd accumulates into it in
-place; `free_grad()` drops it (no gradient memory is kept between frames).
+uses (`TensorSwap`); `group_slices` are leaf views of whole groups, what the optimizer updates. After a backward
+`gather_grad()` concatenates autograd's per-tensor gradients into one flat buffer (one copy: cheaper than having
+autograd accumulate into views of a preset buffer, which costs an add per tensor) that the group slices' `.grad`
+point into; `free_grad()` drops it (no gradient memory is kept between frames).
 
 θ0 as one flat tensor (for the anchor pull and restores) is built once per model replica and tensor order and shared
 by every stream on it (`flat_theta0`): one copy of the adapted weights per replica, not per stream.
@@ -86,11 +87,16 @@ class FlatParams:
         ]
 
     # ---- gradients ----------------------------------------------------------------------------------------
-    def new_grad(self) -> None:
-        """A zeroed flat gradient buffer that every view's `.grad` points into (autograd accumulates in place)."""
-        self.grad = torch.zeros_like(self.data)
-        for name, (a, b, shape) in self._spans.items():
-            self.tensors[name].grad = self.grad[a:b].view(shape)
+    def gather_grad(self) -> None:
+        """After a backward that left per-tensor `.grad`s (autograd's own buffers): concatenate them into the flat
+        gradient buffer (one copy; missing gradients are zeros) that the group slices' `.grad` point into, and drop
+        the per-tensor ones."""
+        parts = []
+        for name, (a, b, _) in self._spans.items():
+            g = self.tensors[name].grad
+            parts.append(g.reshape(-1) if g is not None else self.data.new_zeros(b - a))
+            self.tensors[name].grad = None
+        self.grad = torch.cat(parts)
         for s, (a, b) in zip(self.group_slices, self._group_bounds):
             s.grad = self.grad[a:b]
 

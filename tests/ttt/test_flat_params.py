@@ -63,15 +63,19 @@ def test_one_step_equals_the_per_tensor_reference(model) -> None:
     assert isinstance(a, StreamAdapter)
 
 
-def test_gradients_accumulate_into_one_flat_buffer(model) -> None:
+def test_gradients_are_gathered_into_one_flat_buffer(model) -> None:
     theta0 = {n: t for n, t in model.named_parameters() if n.startswith("recon.")}
     flat = FlatParams(theta0, group_specs(theta0, ttt_preset("full")))
-    flat.new_grad()
-    first = next(iter(flat.tensors))
-    (flat.tensors[first].sum() * 2).backward()
+    first, last = flat.order[0], flat.order[-1]
+    (flat.tensors[first].sum() * 2 + flat.tensors[last].sum()).backward()
     (flat.tensors[first].sum() * 3).backward()  # a second micro-batch accumulates
+    flat.gather_grad()
     a, b, _ = flat._spans[first]
-    assert torch.all(flat.grad[a:b] == 5.0) and torch.all(flat.grad[b:] == 0.0)
+    c, d, _ = flat._spans[last]
+    assert torch.all(flat.grad[a:b] == 5.0) and torch.all(flat.grad[c:d] == 1.0)
+    assert torch.all(flat.grad[b:c] == 0.0)  # tensors without a gradient count as zeros
+    assert all(t.grad is None for t in flat.tensors.values())  # autograd's buffers are dropped
+    assert sum(float(s.grad.sum()) for s in flat.group_slices) == float(flat.grad.sum())
     flat.free_grad()
     assert flat.grad is None and all(t.grad is None for t in flat.tensors.values())
 
