@@ -96,7 +96,6 @@ class StreamAdapter:
     def reset(self) -> None:
         """Back to θ0 bit-exactly, with an empty window, fresh optimizer and RNG."""
         self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
-        self.params: dict[str, torch.Tensor] = {}  # name -> view of `flat` (what the forward uses)
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_good: torch.Tensor | None = None  # flat (N,) copy of the last weights that passed the checks
         self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
@@ -111,7 +110,11 @@ class StreamAdapter:
     def _ensure_params(self) -> None:
         if self.flat is None and self.adapts:
             self.flat = FlatParams(self.theta0, group_specs(self.theta0, self.cfg))
-            self.params = self.flat.tensors
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """name -> this stream's adapted tensor (views of `flat`; empty before the first step)."""
+        return self.flat.tensors if self.flat is not None else {}
 
     def _theta0_flat(self) -> torch.Tensor:
         assert self.flat is not None
@@ -134,7 +137,7 @@ class StreamAdapter:
             "config": self.cfg.model_dump(),
             "params": self.flat.state() if self.flat is not None else {},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
-            "last_good": self.flat.unflatten(self.last_good) if self.flat is not None and self.last_good is not None else None,
+            "last_good": self.flat.unflatten(self.last_good) if self.flat and self.last_good is not None else None,
             "window": [t.clone() for t in self.window],
             "generator": self.generator.get_state(),
             "frame_index": self.frame_index,

@@ -120,7 +120,7 @@ class FlatParams:
 
     def state(self) -> dict[str, torch.Tensor]:
         """name -> a detached copy of each tensor (the checkpoint format, independent of the flat layout)."""
-        return {n: t.detach().clone() for n, t in self.tensors.items()}
+        return self.unflatten(self.data)
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """A flat (N,) tensor in this order -> name -> copies shaped like the adapted tensors."""

@@ -21,7 +21,7 @@ import copy
 import logging
 import threading
 import time
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -209,34 +209,13 @@ class DeviceWorker(StreamControls, LaneRebalancing):
 
     # ---- producers ------------------------------------------------------------------------------------------
     def offer(self, session: StreamSession, item: FrameItem) -> bool:
-        self._start_decode(item)
-        accepted = self.scheduler.offer(session, item)
-        if not accepted:
-            item.discard()
-        return accepted
+        self.decoder.start(item)
+        return self.scheduler.offer(session, item)
 
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
-        self._start_decode(item)
-        accepted = self.scheduler.put(session, item, timeout)
-        if not accepted:
-            item.discard()
-        return accepted
+        self.decoder.start(item)
+        return self.scheduler.put(session, item, timeout)
 
-    def _start_decode(self, item: FrameItem) -> None:
-        """Client image bytes start decoding before the frame is queued (so a lane never sees it undecided)."""
-        if isinstance(item.data, bytes) and (item.decoding is None or item.decoding.cancelled()):
-            item.decoding = self.decoder.start(item.data)  # again after a refusal that cancelled it
-
-    def _decoded(self, item: FrameItem) -> tuple[Any, float]:
-        """The frame as (H, W, 3) uint8 RGB and the seconds its decode took; ImageDecodeError for bad images."""
-        if not isinstance(item.data, bytes):
-            return item.data, 0.0
-        if item.decoding is not None and not item.decoding.cancelled():
-            try:
-                return item.decoding.result()
-            except CancelledError:  # the pool shut down under it
-                pass
-        return self.decoder.decode_now(item.data)
 
     # ---- the thread -----------------------------------------------------------------------------------------
     def _run(self, lane: int) -> None:
@@ -279,7 +258,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         """Decode -> `step_frame` -> FrameResult (or FrameError: the stream goes on, the others are untouched)."""
         start = time.perf_counter()
         try:
-            rgb, decode_s = self._decoded(item)
+            rgb, decode_s = self.decoder.result(item)
             out_size = result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
             step = step_frame(session.adapter, torch.from_numpy(rgb).permute(2, 0, 1), session.task, out_size)
         except ImageDecodeError as exc:

@@ -69,10 +69,12 @@ class Scheduler:
         """Queue without blocking. False if the session is closed, or full under policy `block`."""
         with self._cv:
             if session.closed or self._stopped:
+                self._refused(item)
                 return False
             if isinstance(item, FrameItem):
                 if session.pending_frames >= session.queue_size:
                     if session.policy != "latest":
+                        self._refused(item)
                         return False
                     self._drop_oldest_frame(session)
                 self._count_frame(session, item)
@@ -93,11 +95,17 @@ class Scheduler:
                 lambda: session.closed or self._stopped or session.pending_frames < session.queue_size, timeout
             )
             if not ok or session.closed or self._stopped:
+                self._refused(item)
                 return False
             self._count_frame(session, item)
             session.queue.append(item)
             self._cv.notify_all()
             return True
+
+    @staticmethod
+    def _refused(item: FrameItem | ControlItem) -> None:
+        if isinstance(item, FrameItem):
+            item.discard()  # a refused frame's decode is not needed (the producer may offer it again)
 
     def _drop_oldest_frame(self, session: StreamSession) -> None:
         for i, queued in enumerate(session.queue):
