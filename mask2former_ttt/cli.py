@@ -19,6 +19,13 @@ app = typer.Typer(help="Mask2Former + online TTT-MAE: streaming video segmentati
 console = Console()
 
 
+_RECIPE_HELP = {
+    "recon_variant": "light from scratch, release when fine-tuning", "steps": "1500 from scratch, 2000 fine-tuning",
+    "warmup_steps": "50 / 0", "batch_size": "8", "lr": "1e-3 from scratch, 1e-4 fine-tuning",
+    "backbone_lr_mult": "1.0 / 0.1", "grad_clip": "1.0 / 0.01", "checkpoint_every": "250 / 500",
+}
+
+
 def _logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -69,27 +76,36 @@ def train(
     init: str = typer.Option("scratch", help="scratch | checkpoint | hf"),
     init_path: Optional[Path] = typer.Option(None, help="project checkpoint dir or Hugging Face Mask2Former dir"),
     model_preset: str = typer.Option("tiny"),
-    recon_variant: str = typer.Option("release", help="g: release (second Mask2Former head) | light (FPN)"),
-    steps: int = 2000,
-    warmup_steps: int = 0,
-    batch_size: int = 8,
-    lr: float = 1e-4,
-    backbone_lr_mult: float = 0.1,
-    grad_clip: float = 0.01,
+    recon_variant: Optional[str] = typer.Option(
+        None, help="g: release (second Mask2Former head) | light (FPN)", show_default=_RECIPE_HELP["recon_variant"]),
+    steps: Optional[int] = typer.Option(None, min=1, show_default=_RECIPE_HELP["steps"]),
+    warmup_steps: Optional[int] = typer.Option(None, min=0, show_default=_RECIPE_HELP["warmup_steps"]),
+    batch_size: Optional[int] = typer.Option(None, min=1, show_default=_RECIPE_HELP["batch_size"]),
+    lr: Optional[float] = typer.Option(None, show_default=_RECIPE_HELP["lr"]),
+    backbone_lr_mult: Optional[float] = typer.Option(None, show_default=_RECIPE_HELP["backbone_lr_mult"]),
+    grad_clip: Optional[float] = typer.Option(None, help="0 = no clipping", show_default=_RECIPE_HELP["grad_clip"]),
+    resize: Optional[tuple[int, int]] = typer.Option(
+        None, metavar="H W", help="resize the training images to H x W (default: their own size); the checkpoint "
+        "then infers at the trained short side"),
     device: str = "auto",
-    threads: Optional[int] = None,
-    checkpoint_every: int = 500,
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: all cores)"),
+    checkpoint_every: Optional[int] = typer.Option(None, min=1, show_default=_RECIPE_HELP["checkpoint_every"]),
     seed: int = 0,
 ) -> None:
-    """Joint training ℓ_m + ℓ_s (resumes from out_dir/last when present)."""
+    """Joint training ℓ_m + ℓ_s (resumes from out_dir/last when present). Unset options follow the bundled model's
+    recipe from scratch, or a gentle fine-tune recipe with --init checkpoint/hf."""
     _logging()
-    from mask2former_ttt.training.config import TrainConfig
+    from mask2former_ttt.training.config import TrainConfig, recipe_for
     from mask2former_ttt.training.trainer import train as run
 
+    recipe = recipe_for(init, {"recon_variant": recon_variant, "steps": steps, "warmup_steps": warmup_steps,
+                               "batch_size": batch_size, "lr": lr, "backbone_lr_mult": backbone_lr_mult,
+                               "grad_clip": grad_clip, "checkpoint_every": checkpoint_every})
+    logging.getLogger(__name__).info("training recipe (%s): %s", init, recipe)
     cfg = TrainConfig(
-        data_root=data_root, dataset_format=dataset_format, out_dir=out_dir, init=init, init_path=init_path, model_preset=model_preset,
-        recon_variant=recon_variant, steps=steps, warmup_steps=warmup_steps, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, grad_clip=grad_clip or None,
-        device=device, threads=threads, checkpoint_every=checkpoint_every, seed=seed,
+        data_root=data_root, dataset_format=dataset_format, out_dir=out_dir, init=init, init_path=init_path,
+        model_preset=model_preset, resize=resize, device=device, threads=threads, seed=seed,
+        **{**recipe, "grad_clip": recipe["grad_clip"] or None},
     )
     final = run(cfg)
     console.print(f"final checkpoint: {final}")
@@ -127,6 +143,7 @@ def evaluate(
     report_only: bool = typer.Option(False, help="aggregate the finished jobs in out_dir without running more"),
     shuffle_frames: bool = typer.Option(False, help="add a frame-order-shuffled twin of every adapting row"),
     k: list[int] = typer.Option(None, "--k", min=1, help="window sizes of the online_k<k> sweep (default 1 4 16 64)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads per worker (default: cores / workers)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _logging()
@@ -135,7 +152,15 @@ def evaluate(
     from mask2former_ttt.evaluation.protocol import rows_by_name, with_shuffled_twins
     from mask2former_ttt.evaluation.report import aggregate, markdown_table, plot_curves, write_report
 
+    from mask2former_ttt.evaluation.compat import ClassMismatch, check_model_matches_data
+
+    model_is_default = model_dir is None
     model_dir = model_dir or bundled_model_dir()
+    try:
+        check_model_matches_data(model_dir, data_root, split, model_is_default)
+    except (ClassMismatch, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     manifest = {n: fam or "real" for n, fam in read_manifest(data_root, split).items()}
     if families:
         manifest = {n: fam for n, fam in manifest.items() if fam in families}
@@ -146,7 +171,7 @@ def evaluate(
         selected = with_shuffled_twins(selected)
     scores = run_benchmark(
         model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
-        run=not report_only,
+        run=not report_only, threads=threads,
     )
     summary = aggregate(scores, manifest, [r.name for r in selected])
     summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames}
@@ -159,30 +184,33 @@ def evaluate(
 @app.command()
 def benchmark(
     data_root: Path = typer.Option(Path("data/synth"), help="generated here first when missing"),
+    model_dir: Optional[Path] = typer.Option(None, help="checkpoint to score (default: the bundled model)"),
     retrain: bool = typer.Option(False, help="train a fresh model instead of using the bundled one"),
     train_steps: int = typer.Option(1500, help="joint-training steps when --retrain"),
     seeds: int = typer.Option(2),
     workers: int = typer.Option(2),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads per worker (default: cores / workers)"),
     out_dir: Path = typer.Option(Path("runs/benchmark")),
-    docs_dir: Optional[Path] = typer.Option(Path("docs/benchmark")),
+    docs_dir: Optional[Path] = typer.Option(
+        None, help="also write results.json/.md and curves here (e.g. docs/benchmark to update the committed figures)"),
 ) -> None:
     """One command: generate the synthetic data (if missing), train (or use the bundled model), print the table."""
     _logging()
-    from model.checkpoint import bundled_model_dir
-
+    if retrain and model_dir is not None:
+        raise typer.BadParameter("give either --model-dir or --retrain, not both", param_hint="'--retrain'")
     if not (data_root / "videos.json").is_file():
         generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=3, seed=0, workers=workers, overwrite=False)
-    model_dir = bundled_model_dir()
     if retrain:
         train(
             data_root=data_root, dataset_format="auto", out_dir=out_dir / "train", init="scratch", init_path=None,
             model_preset="tiny", recon_variant="light", steps=train_steps, warmup_steps=50, batch_size=8, lr=1e-3,
-            backbone_lr_mult=1.0, grad_clip=1.0, device="auto", threads=None, checkpoint_every=250, seed=0,
+            backbone_lr_mult=1.0, grad_clip=1.0, resize=None, device="auto", threads=None, checkpoint_every=250, seed=0,
         )
         model_dir = out_dir / "train" / "final"
     evaluate(
         model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
         max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False, shuffle_frames=False, k=None,
+        threads=threads,
     )
 
 
@@ -281,9 +309,14 @@ def segment(
     ),
     seed: int = typer.Option(0, help="seed of the TTT masks"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's, all cores)"),
 ) -> None:
     """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON)."""
     _logging()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from mask2former_ttt.segment import SegmentError, segment_video
     from mask2former_ttt.video_io import VideoError
 

@@ -31,6 +31,7 @@ categories, else the Cityscapes / KITTI-STEP defaults (``classes.py``).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +46,7 @@ from .classes import CITYSCAPES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, KITTI_
 from .formats import ID_DIVISOR, SegmentInfo, decode_kitti_step, load_raw, load_rgb, panoptic_from_semantic, rgb_to_id
 
 Loader = Callable[[], "Annotated"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,20 +63,29 @@ class Annotated:
 
 # --- label sets and format detection -----------------------------------------------------------------
 def read_label_set(root: str | Path, format: str | None = None, split: str | None = None) -> LabelSet:
-    """The dataset's :class:`LabelSet` (``meta.json`` > COCO categories > format default)."""
-    root = Path(root)
+    """The dataset's :class:`LabelSet` (``meta.json`` > COCO categories > format default); logs which one it used."""
+    labels, source = _label_set_and_source(Path(root), format, split)
+    log.info("%s: %d classes (%s) from %s", root, labels.num_classes, ", ".join(labels.class_names), source)
+    return labels
+
+
+def _label_set_and_source(root: Path, format: str | None, split: str | None) -> tuple[LabelSet, str]:
     if (root / "meta.json").exists():
-        return LabelSet.from_json(json.loads((root / "meta.json").read_text()))
+        return LabelSet.from_json(json.loads((root / "meta.json").read_text())), "meta.json"
     format = format or detect_format(root, split or "train")
     if format == "coco":
-        cats = sorted(json.loads(_coco_json(root, split or "train").read_text())["categories"], key=lambda c: c["id"])
-        return LabelSet(
+        coco = _coco_json(root, split or "train")
+        cats = sorted(json.loads(coco.read_text())["categories"], key=lambda c: c["id"])
+        labels = LabelSet(
             name="coco-panoptic",
             class_names=tuple(c["name"] for c in cats),
             thing_ids=tuple(i for i, c in enumerate(cats) if c.get("isthing")),
             colors=tuple(tuple(c.get("color", (128, 128, 128))) for c in cats),  # type: ignore[misc]
         )
-    return CITYSCAPES if format == "cityscapes" else KITTI_STEP
+        return labels, f"the categories of {coco.name}"
+    default = CITYSCAPES if format == "cityscapes" else KITTI_STEP
+    return default, (f"the {format} default label set (no meta.json: write one to use other classes, "
+                     "docs/own-data.md)")
 
 
 def _coco_json(root: Path, split: str) -> Path:

@@ -111,8 +111,11 @@ def run_benchmark(
     max_frames: int | None = None,
     families: dict[str, str] | None = None,
     run: bool = True,
+    threads: int | None = None,
 ) -> list[VideoScore]:
-    """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores."""
+    """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores.
+
+    `threads`: torch threads in each worker process (default: the machine's cores divided by `workers`)."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
     computed = [r for r in rows if r.alias_of is None]
     jobs = [
@@ -126,8 +129,9 @@ def run_benchmark(
     todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2], keys[j[1].name]).is_file()]
     if not run:  # report only: use what has finished
         jobs, todo = [j for j in jobs if j not in todo], []
-    log.info("%d jobs, %d cached, %d to run on %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    log.info("%d jobs, %d cached, %d to run on %d workers x %d torch threads", len(jobs), len(jobs) - len(todo),
+             len(todo), workers, threads)
     if todo:
         _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames)
     scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s, keys[r.name]).read_text())) for v, r, s in jobs]

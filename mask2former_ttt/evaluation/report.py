@@ -49,6 +49,9 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
             for fam, ss in sorted(by[row].items())
         }
         all_scores = [s for ss in by[row].values() for s in ss]
+        per_video: dict[str, list[VideoScore]] = defaultdict(list)
+        for sc in all_scores:
+            per_video[sc.video].append(sc)
         covered = all(f in fams for f in HEADLINE)
         methods[row] = {
             "families": fams,
@@ -56,6 +59,11 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
             "s_per_frame": median([s.s_per_frame for s in all_scores]) if all_scores else None,
             "headline_miou": _avg([fams[f]["miou"] for f in HEADLINE]) if covered else None,
             "headline_vs_main": _avg([fams[f]["miou_vs_main"] for f in HEADLINE]) if covered else None,
+            "videos": {
+                video: {"family": family_of[video], "miou": _avg([x.miou for x in ss]), "miou_vs_main": vs_main(ss),
+                        "runs": len(ss)}
+                for video, ss in sorted(per_video.items())
+            },
             "rollbacks": sum(s.rollbacks for s in all_scores),
             "runs": len(all_scores),
         }
@@ -94,11 +102,22 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def families_present(summary: dict) -> list[str]:
+    """Every family any row covers: the synthetic families in their usual order, then any others by name."""
+    present = {f for m in summary["methods"].values() for f in m["families"]}
+    return [f for f in SHIFT_FAMILIES if f in present] + sorted(present - set(SHIFT_FAMILIES))
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown_table(summary: dict) -> str:
-    """Rows = methods; columns = mIoU per family (PQ / AP in parentheses where defined), s/frame, ratio."""
-    fams = [f for f in SHIFT_FAMILIES if any(f in m["families"] for m in summary["methods"].values())]
-    head = "| method | " + " | ".join(fams) + " | drift+noise+fog mIoU | Δ vs main (paired) | s/frame | × main | runs |"
-    lines = [head, "|" + "---|" * (len(fams) + 6)]
+    """Rows = methods; columns = mIoU per family (PQ / AP in parentheses where defined), s/frame, ratio; then the
+    paired Δ per family and the mIoU of every video."""
+    fams = families_present(summary)
+    head = ["method", *fams, "drift+noise+fog mIoU", "Δ vs main (paired)", "s/frame", "× main", "runs"]
+    lines = [_row(head), _row(["---"] * len(head))]
     for name, m in summary["methods"].items():
         cells = []
         for f in fams:
@@ -109,7 +128,7 @@ def markdown_table(summary: dict) -> str:
             f"| {_fmt(m['s_per_frame'], 3)} | {_fmt(m['ratio_to_main'], 2)} | {m['runs']} |"
         )
     text = "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
-    text += "\n" + delta_table(summary, fams)
+    text += "\n" + delta_table(summary, fams) + "\n" + video_table(summary)
     safe = summary.get("safe_adaptation")
     if safe:
         g, u = safe["guarded"], safe["unguarded"]
@@ -121,9 +140,21 @@ def markdown_table(summary: dict) -> str:
     return text
 
 
+def video_table(summary: dict) -> str:
+    """mIoU of every row on every video (mean over its seeds), videos as rows."""
+    rows = list(summary["methods"])
+    videos = sorted({v for m in summary["methods"].values() for v in m.get("videos", {})})
+    lines = [_row(["video", "family", *rows]), _row(["---"] * (len(rows) + 2))]
+    for video in videos:
+        cells = [summary["methods"][r].get("videos", {}).get(video) for r in rows]
+        family = next(c["family"] for c in cells if c)
+        lines.append(_row([video, family, *("–" if c is None else _fmt(c["miou"]) for c in cells)]))
+    return "mIoU per video:\n\n" + "\n".join(lines) + "\n"
+
+
 def delta_table(summary: dict, fams: list[str]) -> str:
     """mIoU change against Main Task Only on the same videos (paired), per family, with each family's run count."""
-    lines = ["| method | " + " | ".join(fams) + " |", "|" + "---|" * (len(fams) + 1)]
+    lines = [_row(["method", *fams]), _row(["---"] * (len(fams) + 1))]
     for name, m in summary["methods"].items():
         if name == "main_task_only":
             continue

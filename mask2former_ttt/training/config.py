@@ -38,3 +38,22 @@ class TrainConfig(BaseModel):
     seed: int = 0
     threads: int | None = None
     resume: bool = True
+
+
+# What `m2f-ttt train` uses for the options left unset. From scratch: the bundled model's recipe (its model card and
+# model/bundled/tiny-synth/train_config.json). From a pretrained checkpoint or Hugging Face directory: a gentle
+# fine-tune (10x lower lr, the backbone at a tenth of it), so the pretrained weights are not washed out.
+SCRATCH_RECIPE: dict[str, object] = {
+    "recon_variant": "light", "steps": 1500, "warmup_steps": 50, "batch_size": 8, "lr": 1e-3,
+    "backbone_lr_mult": 1.0, "grad_clip": 1.0, "checkpoint_every": 250,
+}
+FINETUNE_RECIPE: dict[str, object] = {
+    "recon_variant": "release", "steps": 2000, "warmup_steps": 0, "batch_size": 8, "lr": 1e-4,
+    "backbone_lr_mult": 0.1, "grad_clip": 0.01, "checkpoint_every": 500,
+}
+
+
+def recipe_for(init: str, given: dict[str, object]) -> dict[str, object]:
+    """`given` (options the user set; None = unset) completed from the recipe for `init` (scratch | checkpoint | hf)."""
+    recipe = SCRATCH_RECIPE if init == "scratch" else FINETUNE_RECIPE
+    return {key: given.get(key) if given.get(key) is not None else default for key, default in recipe.items()}

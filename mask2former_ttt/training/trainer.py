@@ -46,6 +46,19 @@ def init_model(cfg: TrainConfig, class_names: list[str], thing_ids: list[int]) -
     return build_model(mcfg)
 
 
+def match_inference_size(model: YModel, dataset: StillDataset) -> None:
+    """Make the checkpoint infer at the short side it is trained at (`cfg.image_size`), logging any change: data at
+    another size than the preset's would otherwise train at one size and be resized to another at inference."""
+    h, w = dataset.load(0).image.shape[:2]
+    trained = min(h, w)
+    if trained != model.cfg.image_size:
+        log.warning("training images are %dx%d: the checkpoint will infer at short side %d (was %d); pass --resize "
+                    "to train at another size", h, w, trained, model.cfg.image_size)
+        model.cfg.image_size = trained
+    else:
+        log.info("training at %dx%d (inference short side %d)", h, w, trained)
+
+
 def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
     while True:
         yield from loader
@@ -74,6 +87,8 @@ def train(cfg: TrainConfig) -> Path:
     last = cfg.out_dir / "last"
     resuming = cfg.resume and (last / STATE).is_file()
     model = load_checkpoint(last) if resuming else init_model(cfg, list(dataset.labels.class_names), list(dataset.labels.thing_ids))
+    if not resuming:
+        match_inference_size(model, dataset)
     model.to(device).train().requires_grad_(True)
     loss_fn = JointLoss(model, cfg.recon_weight).to(device)
     optimizer = build_optimizer(model, cfg)

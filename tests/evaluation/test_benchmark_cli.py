@@ -169,22 +169,20 @@ def test_benchmark_generates_the_protocol_data_retrains_with_the_bundled_recipe_
     assert _assert_full_call(rec["evaluate"]) == {
         "model_dir": out / "train" / "final", "data_root": data, "split": "test", "rows": None, "families": None,
         "seeds": 3, "workers": 1, "max_frames": None, "out_dir": out, "docs_dir": docs, "report_only": False,
-        "shuffle_frames": False, "k": None,
+        "shuffle_frames": False, "k": None, "threads": None,
     }
 
 
 def test_benchmark_reuses_existing_data_and_the_bundled_model(
     trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model.checkpoint import bundled_model_dir
-
     data, _ = trained
     rec = _record_commands(monkeypatch)
     invoke("benchmark", "--data-root", str(data), "--out-dir", str(tmp_path / "out"))
     assert rec["generate"].calls == [] and rec["train"].calls == []
     ev = _assert_full_call(rec["evaluate"])
-    assert ev["model_dir"] == bundled_model_dir() and ev["data_root"] == data
-    assert (ev["seeds"], ev["workers"], ev["docs_dir"]) == (2, 2, Path("docs/benchmark"))  # the documented defaults
+    assert ev["model_dir"] is None and ev["data_root"] == data  # evaluate then takes the bundled model
+    assert (ev["seeds"], ev["workers"], ev["docs_dir"]) == (2, 2, None)  # the committed docs only when asked
 
 
 class _Captured(Exception):
@@ -204,9 +202,10 @@ def test_benchmark_hands_the_full_protocol_to_run_benchmark(
     seen: dict = {}
 
     def fake_run_benchmark(model_dir, root, split, videos, rows, seeds, out_dir, workers=2, max_frames=None,
-                           families=None, run=True):
+                           families=None, run=True, threads=None):
         seen.update(model_dir=model_dir, root=root, split=split, videos=videos, rows=rows, seeds=seeds,
-                    out_dir=out_dir, workers=workers, max_frames=max_frames, families=families, run=run)
+                    out_dir=out_dir, workers=workers, max_frames=max_frames, families=families, run=run,
+                    threads=threads)
         raise _Captured
 
     monkeypatch.setattr(bench, "run_benchmark", fake_run_benchmark)
@@ -219,4 +218,4 @@ def test_benchmark_hands_the_full_protocol_to_run_benchmark(
     assert set(seen.pop("families")) == set(test_videos)
     assert [r.name for r in seen.pop("rows")] == [r.name for r in rows_by_name(None, (1, 4, 16, 64))]
     assert seen == {"model_dir": bundled_model_dir(), "root": data, "split": "test", "seeds": 3, "out_dir": out,
-                    "workers": 1, "max_frames": None, "run": True}
+                    "workers": 1, "max_frames": None, "run": True, "threads": None}
