@@ -144,12 +144,17 @@ def evaluate(
     shuffle_frames: bool = typer.Option(False, help="add a frame-order-shuffled twin of every adapting row"),
     k: list[int] = typer.Option(None, "--k", min=1, help="window sizes of the online_k<k> sweep (default 1 4 16 64)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads per worker (default: cores / workers)"),
+    guard: list[str] = typer.Option(
+        None, "--guard", metavar="FIELD=VALUE", help="safe-adaptation guard setting for every guarded row, e.g. "
+        "shift_score=quantile, 'shift_gate=[1.0,1.6]', anchor=0.01 (per-frame shift scores and step scales are in "
+        "OUT_DIR/jobs/*.json)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _logging()
     from model.checkpoint import bundled_model_dir
     from mask2former_ttt.evaluation.benchmark import read_manifest, run_benchmark
-    from mask2former_ttt.evaluation.protocol import rows_by_name, with_shuffled_twins
+    from mask2former_ttt.evaluation.protocol import parse_guard_overrides, rows_by_name, with_guard, with_shuffled_twins
+    from mask2former_ttt.evaluation.benchmark import final_clean_ranges
     from mask2former_ttt.evaluation.report import aggregate, markdown_table, plot_curves, write_report
 
     from mask2former_ttt.evaluation.compat import ClassMismatch, check_model_matches_data
@@ -167,14 +172,20 @@ def evaluate(
     if not manifest:
         raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
     selected = rows_by_name(rows, tuple(k) if k else (1, 4, 16, 64))
+    try:
+        guard_overrides = parse_guard_overrides(guard or [])
+        selected = with_guard(selected, guard_overrides)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise typer.BadParameter(str(exc), param_hint="'--guard'") from None
     if shuffle_frames:
         selected = with_shuffled_twins(selected)
     scores = run_benchmark(
         model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
         run=not report_only, threads=threads,
     )
-    summary = aggregate(scores, manifest, [r.name for r in selected])
-    summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames}
+    summary = aggregate(scores, manifest, [r.name for r in selected], final_clean_ranges(data_root, split, manifest))
+    summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames,
+                           "guard": guard_overrides}
     for target in filter(None, [out_dir, docs_dir]):
         write_report(summary, target)
         plot_curves(scores, target / "curves", [r.name for r in selected])
@@ -210,7 +221,7 @@ def benchmark(
     evaluate(
         model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
         max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False, shuffle_frames=False, k=None,
-        threads=threads,
+        threads=threads, guard=None,
     )
 
 

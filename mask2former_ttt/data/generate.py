@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .camera import random_pose
 from .classes import SYNTHETIC
 from .seeding import derive_seed, rng_for
-from .shifts import FAMILIES, SEGMENTS, ShiftParams
+from .shifts import FAMILIES, RETURN, SEGMENTS, ShiftParams
 from .video import SyntheticVideo, make_video_spec
 from .world import World
 from .writers import write_coco_json, write_meta, write_still, write_video_frame, write_videos_manifest
@@ -82,6 +82,7 @@ def generate_dataset(
     n_test_worlds: int = 3,
     families: tuple[str, ...] = FAMILIES,
     segments_videos: bool = True,
+    return_videos: bool = True,
     frames_per_video: int = 200,
     val_frames: int | None = None,
     size: tuple[int, int] = (128, 160),
@@ -102,6 +103,7 @@ def generate_dataset(
         n_val_worlds / n_test_worlds: worlds per video split; each gets one video per family.
         families: shift families (subset of ``shifts.FAMILIES``; ``clean`` is the control).
         segments_videos: also write one ``segments`` video (family changes partway) in world 0 of val/test.
+        return_videos: also write one ``return`` video (clean -> drift excursion -> clean) in every val/test world.
         frames_per_video / val_frames: video lengths (val defaults to ``frames_per_video``).
         size: frame / still size ``(H, W)``.
         world_height: world rows (geometry scales with it; 256 suits 96-256 px frames).
@@ -136,7 +138,7 @@ def generate_dataset(
     video_splits = (("val", n_val_worlds, val_frames or frames_per_video), ("test", n_test_worlds, frames_per_video))
     for split, n_w, n_f in video_splits:
         for k in range(n_w):
-            fams = list(families) + ([SEGMENTS] if segments_videos and k == 0 else [])
+            fams = list(families) + ([SEGMENTS] if segments_videos and k == 0 else []) + ([RETURN] if return_videos else [])
             tasks.append((_video_task, str(root), seed, split, k, fams, n_f, size, world_height, program_kw))
     total = n_train_stills + sum(t[6] * len(t[5]) for t in tasks if t[0] is _video_task)
     log.info("generating %d stills and %d video frames into %s", n_train_stills, total - n_train_stills, root)
@@ -180,6 +182,7 @@ def generate_dataset(
             "n_test_worlds": n_test_worlds,
             "families": list(families),
             "segments_videos": segments_videos,
+            "return_videos": return_videos,
             "frames_per_video": frames_per_video,
             "val_frames": val_frames or frames_per_video,
             "ramp_frac": ramp_frac,

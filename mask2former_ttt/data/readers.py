@@ -47,6 +47,7 @@ from .formats import ID_DIVISOR, SegmentInfo, decode_kitti_step, load_raw, load_
 
 Loader = Callable[[], "Annotated"]
 log = logging.getLogger(__name__)
+_ANNOUNCED: set[tuple] = set()
 
 
 @dataclass
@@ -65,7 +66,10 @@ class Annotated:
 def read_label_set(root: str | Path, format: str | None = None, split: str | None = None) -> LabelSet:
     """The dataset's :class:`LabelSet` (``meta.json`` > COCO categories > format default); logs which one it used."""
     labels, source = _label_set_and_source(Path(root), format, split)
-    log.info("%s: %d classes (%s) from %s", root, labels.num_classes, ", ".join(labels.class_names), source)
+    said = (str(root), labels.class_names, source)
+    if said not in _ANNOUNCED:  # once per process and dataset, not for every video a benchmark opens
+        _ANNOUNCED.add(said)
+        log.info("%s: %d classes (%s) from %s", root, labels.num_classes, ", ".join(labels.class_names), source)
     return labels
 
 

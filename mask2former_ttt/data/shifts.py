@@ -13,6 +13,10 @@ Families (``FAMILIES``):
 * ``blur``: Gaussian blur, sigma ``severity * 2.5 px`` (scaled by frame height / 128);
 * ``jpeg``: JPEG re-encoding, quality from 95 (severity 0+) down to 8 (severity 1).
 
+Multi-segment programs: ``segments`` (four shift families in turn), ``return`` (clean, an *excursion* of drift
+to severity 1 around mid-video and back, clean for the final 25 %: SHIFT's continuous protocol, scored for
+forgetting on the final clean segment) and ``cycle`` (a long stream alternating clean and shifted stretches).
+
 Severity schedule (:meth:`ShiftProgram.severity_at`): within a segment of ``L`` frames starting at
 ``start``, ``severity(t) = max_severity * min(1, (t - start) / R)`` with ``R = max(1, round(ramp_frac * L))``
 (default ``ramp_frac = 0.4``): the first frame of a segment is exactly clean (severity 0 is the
@@ -41,6 +45,8 @@ from .world import Frame
 FAMILIES: tuple[str, ...] = ("clean", "drift", "noise", "fog", "contrast", "blur", "jpeg")
 SHIFT_FAMILIES: tuple[str, ...] = FAMILIES[1:]
 SEGMENTS = "segments"
+RETURN = "return"  # clean, then a drift away to a shifted domain and back, then clean (SHIFT's continuous protocol)
+CYCLE = "cycle"  # a long stream alternating clean stretches and shifts (every shift family in turn)
 _TINTS = ((1.12, 0.92, 0.68), (0.74, 0.9, 1.16), (0.55, 0.55, 0.62), (0.86, 1.06, 0.78))
 
 
@@ -62,11 +68,14 @@ class ShiftParams:
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames ``[start, stop)`` of a video are shifted by ``family``."""
+    """Frames ``[start, stop)`` of a video are shifted by ``family``; ``profile`` is the severity's shape over
+    the segment: ``ramp`` (0 -> max over the first ``ramp_frac``, then held) or ``excursion`` (0 -> max over the
+    first 45 %, held to 55 %, back to 0 at the end: a drift away and back)."""
 
     family: str
     start: int
     stop: int
+    profile: str = "ramp"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class ShiftProgram:
         for s in self.segments:
             if s.family not in FAMILIES:
                 raise ValueError(f"unknown shift family {s.family!r}; choose from {FAMILIES}")
+            if s.profile not in ("ramp", "excursion"):
+                raise ValueError(f"unknown severity profile {s.profile!r}; choose ramp or excursion")
             if s.start != prev or s.stop <= s.start:
                 raise ValueError("segments must be contiguous, non-empty and start at frame 0")
             prev = s.stop
@@ -96,8 +107,13 @@ class ShiftProgram:
 
     @property
     def family(self) -> str:
-        """The video's family: the segment family, or ``"segments"`` if there are several."""
-        return self.segments[0].family if len(self.segments) == 1 else SEGMENTS
+        """The video's family: the segment family, ``"return"`` for clean -> excursion -> clean, ``"cycle"`` for a
+        long cycle of shifts and clean stretches, or ``"segments"`` for other multi-segment programs."""
+        if len(self.segments) == 1:
+            return self.segments[0].family
+        if len(self.segments) == 3 and self.segments[1].profile == "excursion":
+            return RETURN
+        return CYCLE if self.segments[0].family == "clean" and len(self.segments) > 4 else SEGMENTS
 
     def segment_at(self, t: int) -> tuple[int, Segment]:
         for i, s in enumerate(self.segments):
@@ -106,13 +122,18 @@ class ShiftProgram:
         raise IndexError(f"frame {t} outside [0, {self.n_frames})")
 
     def family_at(self, t: int) -> str:
-        return self.segment_at(t)[1].family
+        """The frame's family; an excursion's frames at severity 0 (its first and last) are ``clean``."""
+        s = self.segment_at(t)[1]
+        return "clean" if s.profile == "excursion" and self.severity_at(t) == 0.0 else s.family
 
     def severity_at(self, t: int) -> float:
         """Severity in ``[0, max_severity]`` of frame ``t`` (0 for ``clean``)."""
         _, s = self.segment_at(t)
         if s.family == "clean":
             return 0.0
+        if s.profile == "excursion":
+            u = (t - s.start) / (s.stop - s.start)  # in [0, 1)
+            return float(self.max_severity * max(0.0, min(1.0, u / 0.45, (1.0 - u) / 0.45)))
         ramp = max(1, round(self.ramp_frac * (s.stop - s.start)))
         return float(self.max_severity * min(1.0, (t - s.start) / ramp))
 
@@ -238,8 +259,33 @@ def segments_program(
     return ShiftProgram(segments=segs, seed=seed, **kw)  # type: ignore[arg-type]
 
 
+def return_program(n_frames: int, seed: int, shift: str = "drift", **kw: object) -> ShiftProgram:
+    """Clean for the first 20 % of the frames, an excursion of ``shift`` over 20-75 % (severity at its maximum
+    around mid-video, back to 0 at 75 %), clean for the final 25 %: forgetting is scored on that final segment."""
+    if n_frames < 3:
+        raise ValueError("a return video needs at least 3 frames")
+    a = max(1, round(0.2 * n_frames))
+    b = max(a + 1, min(n_frames - 1, round(0.75 * n_frames)))
+    segs = (Segment("clean", 0, a), Segment(shift, a, b, "excursion"), Segment("clean", b, n_frames))
+    return ShiftProgram(segments=segs, seed=seed, **kw)  # type: ignore[arg-type]
+
+
+def cycle_program(n_frames: int, seed: int, period: int = 250, **kw: object) -> ShiftProgram:
+    """A long stream: clean and shifted stretches of ``period`` frames alternate, the shifts taking every shift
+    family in turn (each ramps up over ``ramp_frac`` of its stretch and ends abruptly)."""
+    n = max(2, n_frames // period)
+    families = tuple("clean" if i % 2 == 0 else SHIFT_FAMILIES[(i // 2) % len(SHIFT_FAMILIES)] for i in range(n))
+    bounds = [round(i * n_frames / n) for i in range(n + 1)]
+    segs = tuple(Segment(f, bounds[i], bounds[i + 1]) for i, f in enumerate(families))
+    return ShiftProgram(segments=segs, seed=seed, **kw)  # type: ignore[arg-type]
+
+
 def make_program(family: str, n_frames: int, seed: int, **kw: object) -> ShiftProgram:
-    """``family`` in ``FAMILIES`` or ``"segments"``."""
+    """``family`` in ``FAMILIES``, ``"segments"``, ``"return"`` or ``"cycle"``."""
     if family == SEGMENTS:
         return segments_program(n_frames, seed, **kw)
+    if family == RETURN:
+        return return_program(n_frames, seed, **kw)
+    if family == CYCLE:
+        return cycle_program(n_frames, seed, **kw)
     return single_family(family, n_frames, seed, **kw)

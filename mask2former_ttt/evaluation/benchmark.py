@@ -40,6 +40,19 @@ def read_manifest(root: Path, split: str) -> dict[str, str | None]:
     return {v.name: v.family for v in list_videos(root, split)}
 
 
+def final_clean_ranges(root: Path, split: str, videos: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Video -> (start, stop) of its final clean segment, for the `return` videos among `videos` (forgetting)."""
+    from mask2former_ttt.evaluation.report import final_clean_segment
+
+    out = {}
+    for seq in list_videos(root, split):
+        if seq.name in videos and seq.family == "return" and "frame_family" in seq.info:
+            rng = final_clean_segment(seq.info["frame_family"])
+            if rng is not None:
+                out[seq.name] = rng
+    return out
+
+
 def _init_worker(model_dir: str, threads: int) -> None:
     global _MODEL
     torch.set_num_threads(threads)

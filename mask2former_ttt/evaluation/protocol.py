@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, Field
+
+from mask2former_ttt.ttt.config import ttt_preset
 
 
 class Row(BaseModel):
@@ -95,3 +99,38 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
         if not r.shuffle_frames and r.alias_of is None and r.method != "main_only" and f"{r.name}_shuffled" not in names
     ]
     return rows + twins
+
+
+GUARD_FIELDS = ("shift_gate", "shift_score", "anchor", "loss_gate")
+
+
+def parse_guard_overrides(items: list[str]) -> dict:
+    """`["shift_gate=[1.0, 1.6]", "shift_score=quantile"]` -> a dict of safe-adaptation guard fields (values as
+    JSON, else as plain strings); ValueError naming the problem for an unknown field or a missing `=`."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"{item!r}: expected FIELD=VALUE, e.g. shift_gate=[1.0,1.6]")
+        if key not in GUARD_FIELDS:
+            raise ValueError(f"{key!r} is not a guard field; choose from {', '.join(GUARD_FIELDS)}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw.strip()
+    return out
+
+
+def with_guard(rows: list[Row], guard: dict) -> list[Row]:
+    """`rows` with the guard fields in `guard` set on every guarded row (its resolved config has a shift gate);
+    unguarded rows (the paper's, `main_task_only`) are left as they are. The overrides are validated here."""
+    if not guard:
+        return rows
+    out = []
+    for row in rows:
+        if row.alias_of is None and ttt_preset(row.preset, **row.overrides).shift_gate is not None:
+            row = row.model_copy(update={"overrides": {**row.overrides, **guard}})
+            ttt_preset(row.preset, **row.overrides)  # raises on an invalid value, before any job runs
+        out.append(row)
+    return out

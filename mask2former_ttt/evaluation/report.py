@@ -10,7 +10,7 @@ from statistics import mean, median
 
 from mask2former_ttt.evaluation.video_eval import VideoScore
 
-SHIFT_FAMILIES = ("drift", "noise", "fog", "contrast", "blur", "jpeg", "segments", "clean")
+SHIFT_FAMILIES = ("drift", "noise", "fog", "contrast", "blur", "jpeg", "cast", "segments", "return", "cycle", "clean")
 HEADLINE = ("drift", "noise", "fog")
 
 
@@ -19,10 +19,22 @@ def _avg(values: list[float | None]) -> float | None:
     return mean(vals) if vals else None
 
 
-def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: list[str]) -> dict:
+def final_clean_segment(frame_family: list[str]) -> tuple[int, int] | None:
+    """(start, stop) of the clean frames that end a video after a shifted stretch (None if it does not end so)."""
+    stop = len(frame_family)
+    start = stop
+    while start > 0 and frame_family[start - 1] == "clean":
+        start -= 1
+    return (start, stop) if 0 < start < stop else None
+
+
+def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: list[str],
+              final_clean: dict[str, tuple[int, int]] | None = None) -> dict:
     """{"methods": {row: {"families": {family: {"miou", "pq", "ap", "miou_vs_main", "videos", "runs"}}, "s_per_frame",
     "ratio_to_main", "headline_miou", "headline_vs_main"}}, "safe_adaptation": {...}}.
 
+    `final_clean` (video -> frame range, e.g. the return videos' last clean segment) adds "final_clean": {"miou",
+    "miou_vs_main", "videos"}: the mean per-frame mIoU over those frames, paired against Main (forgetting).
     `miou_vs_main` is paired: the mean over the row's runs of (run mIoU − Main Task Only's mIoU on the same video),
     so a row that covers fewer videos than Main is still compared like for like. `headline_miou` (drift, noise,
     fog) is None unless the row covers all three families.
@@ -31,6 +43,7 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
     for s in scores:
         by[s.row][family_of[s.video]].append(s)
     main_of = {s.video: s.miou for s in scores if s.row == "main_task_only" and s.seed == 0}
+    main_scores = {s.video: s for s in scores if s.row == "main_task_only" and s.seed == 0}
 
     def vs_main(ss: list[VideoScore]) -> float | None:
         return _avg([s.miou - main_of[s.video] for s in ss if s.video in main_of])
@@ -64,6 +77,7 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
                         "runs": len(ss)}
                 for video, ss in sorted(per_video.items())
             },
+            "final_clean": _final_clean(all_scores, final_clean, main_scores) if final_clean else None,
             "rollbacks": sum(s.rollbacks for s in all_scores),
             "runs": len(all_scores),
         }
@@ -73,6 +87,20 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
     summary = {"methods": methods}
     summary["safe_adaptation"] = safe_adaptation(summary)
     return summary
+
+
+def _final_clean(row_scores: list[VideoScore], ranges: dict[str, tuple[int, int]],
+                 main: dict[str, VideoScore]) -> dict | None:
+    def seg(s: VideoScore) -> float:
+        a, b = ranges[s.video]
+        return mean(s.per_frame_miou[a:b])
+
+    ss = [s for s in row_scores if s.video in ranges and s.per_frame_miou]
+    if not ss:
+        return None
+    return {"miou": _avg([seg(s) for s in ss]),
+            "miou_vs_main": _avg([seg(s) - seg(main[s.video]) for s in ss if s.video in main]),
+            "videos": len({s.video for s in ss}), "runs": len(ss)}
 
 
 def safe_adaptation(summary: dict, guarded: str = "full_preset", unguarded: str = "online_k16") -> dict | None:
@@ -129,6 +157,10 @@ def markdown_table(summary: dict) -> str:
         )
     text = "\n".join(lines) + "\n\nCells: mIoU (PQ / AP). AP is mask AP@[.5:.95] on thing classes. runs = video × seed runs behind the row.\n"
     text += "\n" + delta_table(summary, fams) + "\n" + video_table(summary)
+    finals = {n: m["final_clean"] for n, m in summary["methods"].items() if m.get("final_clean")}
+    if finals:
+        text += "\nFinal clean segment of the return videos (forgetting; mean per-frame mIoU, Δ vs main paired): " + \
+            "; ".join(f"{n} {_fmt(f['miou'])} ({_fmt(f['miou_vs_main'], 2)})" for n, f in finals.items()) + ".\n"
     safe = summary.get("safe_adaptation")
     if safe:
         g, u = safe["guarded"], safe["unguarded"]

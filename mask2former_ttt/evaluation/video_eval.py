@@ -37,6 +37,8 @@ class VideoScore:
     per_frame_miou: list[float] = field(default_factory=list)
     mean_loss: float | None = None
     rollbacks: int = 0
+    per_frame_shift_score: list[float | None] = field(default_factory=list)  # the guard's score (None: gate off)
+    per_frame_step_scale: list[float] = field(default_factory=list)  # the guard's step multiplier (1.0: gate off)
 
 
 def evaluate_video(
@@ -52,6 +54,8 @@ def evaluate_video(
     pan_meter = PanopticMeter(model.cfg.num_classes, things) if panoptic else None
     ins_meter = InstanceMeter(things) if instance and things else None
     per_frame = [0.0] * len(frames)
+    shift_scores: list[float | None] = [None] * len(frames)
+    step_scales = [1.0] * len(frames)
     losses: list[float] = []
     step_time = 0.0
     if adapter.needs_whole_video:  # offline: training on the whole video counts towards its time
@@ -66,6 +70,7 @@ def evaluate_video(
         step_time += time.perf_counter() - t0
         res = step.logits
         per_frame[i] = sem_meter.update(step.result.label_map, f.semantic)
+        shift_scores[i], step_scales[i] = res.stats.shift_score, res.stats.step_scale
         if res.stats.loss is not None:
             losses.append(res.stats.loss)
         if pan_meter is not None:
@@ -85,4 +90,6 @@ def evaluate_video(
         per_frame_miou=per_frame,
         mean_loss=sum(losses) / len(losses) if losses else None,
         rollbacks=adapter.rollbacks,
+        per_frame_shift_score=shift_scores,
+        per_frame_step_scale=step_scales,
     )

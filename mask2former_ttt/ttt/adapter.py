@@ -24,7 +24,7 @@ from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
-from mask2former_ttt.ttt.shift_score import gate_scale, shift_score
+from mask2former_ttt.ttt.shift_score import check_reference, gate_scale, shift_score
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
 from mask2former_ttt.ttt.low_rank import LowRankDeltas
 from mask2former_ttt.ttt.param_groups import group_specs, mae_names, make_optimizer
@@ -86,6 +86,7 @@ class StreamAdapter:
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
         self.timing_sync = False
         self._compiled: Callable[..., Any] | None = None
+        check_reference(model.cfg.input_stats_reference, cfg)
         self.reset()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -400,7 +401,7 @@ class StreamAdapter:
         reference = self.model.cfg.input_stats_reference
         if self.cfg.shift_gate is None or reference is None:
             return 1.0
-        stats.shift_score = shift_score(self.window[-1], reference)
+        stats.shift_score = shift_score(self.window[-1], reference, self.cfg.shift_score)
         return gate_scale(stats.shift_score, *self.cfg.shift_gate)
 
     @torch.no_grad()

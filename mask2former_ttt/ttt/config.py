@@ -66,6 +66,11 @@ class TTTConfig(BaseModel):
         "shift score against the training images (ttt/shift_score.py); at 0 the step is skipped and the weights "
         "relax toward θ0 by `anchor`. Needs `input_stats_reference` in the checkpoint, else it is off",
     )
+    shift_score: Literal["z", "quantile"] = Field(
+        "z", description="the shift score `shift_gate` thresholds: `z` (largest |z-score| against the training "
+        "images' mean and std) or `quantile` (largest distance from the training median in units of the training "
+        "set's 0.5 %/99.5 % tail; 1.0 = as atypical as the most extreme 0.5 % of training images)",
+    )
 
 
 def release_preset() -> TTTConfig:

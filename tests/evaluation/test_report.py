@@ -57,3 +57,16 @@ def test_safe_adaptation_absent_without_both_rows() -> None:
     summary = aggregate([s for s in scores() if s.row in rows], FAMILY, rows)
     assert summary["safe_adaptation"] is None
     assert "Safe adaptation" not in markdown_table(summary)
+
+
+def test_forgetting_is_scored_on_the_final_clean_segment_paired_with_main() -> None:
+    family = {"v-return": "return"}
+    main = VideoScore("v-return", "main_task_only", 0, 60.0, None, None, 0.01, per_frame_miou=[50.0] * 6 + [70.0] * 4)
+    k16 = [VideoScore("v-return", "online_k16", s, 60.0, None, None, 0.03,
+                      per_frame_miou=[90.0] * 6 + [66.0 + s, 64.0 + s, 66.0 + s, 64.0 + s]) for s in (0, 1)]
+    summary = aggregate([main, *k16], family, ["main_task_only", "online_k16"], {"v-return": (6, 10)})
+    final = summary["methods"]["online_k16"]["final_clean"]
+    assert final["miou"] == pytest.approx(65.5) and final["miou_vs_main"] == pytest.approx(-4.5)
+    assert final["videos"] == 1 and final["runs"] == 2
+    assert "online_k16 65.5 (-4.50)" in markdown_table(summary)
+    assert aggregate([main, *k16], family, ["main_task_only", "online_k16"])["methods"]["online_k16"]["final_clean"] is None

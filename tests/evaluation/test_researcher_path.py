@@ -78,6 +78,9 @@ def test_kitti_step_videos_without_meta_json_log_the_default_label_set(
 ) -> None:
     from mask2former_ttt.data.readers import read_label_set
 
+    from mask2former_ttt.data import readers
+
+    readers._ANNOUNCED.clear()  # said once per process and dataset
     data = shutil.copytree(videos_only, tmp_path / "nometa")
     (data / "meta.json").unlink()
     with caplog.at_level(logging.INFO, logger="mask2former_ttt.data.readers"):

@@ -42,8 +42,8 @@ def test_layout_on_disk(root: Path) -> None:
             assert (root / d / "train" / f"{i:06d}.png").is_file()
     assert (root / "panoptic_train.json").is_file() and (root / "meta.json").is_file()
     videos = json.loads((root / "videos.json").read_text())["videos"]
-    expected = {f"test-{f}-w00" for f in ("clean", "fog", "drift", "segments")}
-    expected |= {f"val-{f}-w00" for f in ("clean", "fog", "drift", "segments")}
+    expected = {f"test-{f}-w00" for f in ("clean", "fog", "drift", "segments", "return")}
+    expected |= {f"val-{f}-w00" for f in ("clean", "fog", "drift", "segments", "return")}
     assert set(videos) == expected
     for name, info in videos.items():
         split = info["split"]
@@ -143,7 +143,7 @@ def _check_targets(s: dict) -> None:
 def test_video_round_trip(root: Path) -> None:
     meta = json.loads((root / "meta.json").read_text())
     videos = list_videos(root, "test")
-    assert [v.name for v in videos] == sorted(f"test-{f}-w00" for f in ("clean", "fog", "drift", "segments"))
+    assert [v.name for v in videos] == sorted(f"test-{f}-w00" for f in ("clean", "fog", "drift", "segments", "return"))
     for seq in videos:
         assert len(seq) == 10 and seq.info["family"] == seq.name.split("-")[1]
         spec = VideoSpec.from_json(seq.name, seq.info, shift_params_from_json(meta["generator"]["shift_params"]))
@@ -185,4 +185,4 @@ def test_augment_and_collate(root: Path) -> None:
 
 def test_videos_as_stills(root: Path) -> None:
     ds = StillDataset(root, "val")
-    assert ds.format == "kitti-step" and len(ds) == 4 * 5
+    assert ds.format == "kitti-step" and len(ds) == 5 * 5

@@ -81,3 +81,38 @@ def test_segments_program() -> None:
 
 def test_families_constant() -> None:
     assert set(FAMILIES) == {"clean", "drift", "noise", "fog", "contrast", "blur", "jpeg"}
+
+
+# ---- drift-and-return and long cycling streams -------------------------------------------------------------------
+def test_return_program_is_clean_then_an_excursion_then_clean() -> None:
+    from mask2former_ttt.data.shifts import RETURN, make_program
+
+    prog = make_program(RETURN, 200, seed=3)
+    sev = [prog.severity_at(t) for t in range(200)]
+    fam = [prog.family_at(t) for t in range(200)]
+    assert prog.family == RETURN
+    assert sev[:41] == [0.0] * 41 and fam[:41] == ["clean"] * 41  # 20 % clean; the excursion starts at 0
+    assert max(sev) == 1.0 and 90 <= sev.index(1.0) <= 100  # at its maximum around mid-video
+    assert sev[150:] == [0.0] * 50 and fam[150:] == ["clean"] * 50  # back to clean for the final 25 %
+    assert all(f == "drift" for f, s in zip(fam, sev) if s > 0)
+    assert all(a <= b for a, b in zip(sev[40:90], sev[41:91])) and all(a >= b for a, b in zip(sev[110:150], sev[111:151]))
+    again = type(prog).from_json(prog.to_json())
+    assert [again.severity_at(t) for t in range(200)] == sev  # the profile survives videos.json
+
+
+def test_cycle_program_alternates_clean_and_every_shift_family() -> None:
+    from mask2former_ttt.data.shifts import CYCLE, SHIFT_FAMILIES, make_program
+
+    prog = make_program(CYCLE, 5000, seed=1)
+    assert prog.family == CYCLE and prog.n_frames == 5000 and len(prog.segments) == 20
+    assert [s.family for s in prog.segments[0::2]] == ["clean"] * 10
+    assert set(s.family for s in prog.segments[1::2]) == set(SHIFT_FAMILIES)
+
+
+def test_final_clean_segment_of_a_return_video() -> None:
+    from mask2former_ttt.data.shifts import RETURN, make_program
+    from mask2former_ttt.evaluation.report import final_clean_segment
+
+    prog = make_program(RETURN, 200, seed=3)
+    assert final_clean_segment([prog.family_at(t) for t in range(200)]) == (150, 200)
+    assert final_clean_segment(["clean"] * 10) is None and final_clean_segment(["fog"] * 10) is None

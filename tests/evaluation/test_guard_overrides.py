@@ -1,0 +1,55 @@
+"""`m2f-ttt evaluate --guard FIELD=VALUE`: the safe-adaptation guard's settings on every guarded row, validated
+before any job runs, and the per-frame shift scores and step scales each job records."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mask2former_ttt.evaluation.protocol import parse_guard_overrides, rows_by_name, with_guard
+from mask2former_ttt.ttt.config import ttt_preset
+
+
+def test_guard_overrides_parse_json_and_plain_values() -> None:
+    assert parse_guard_overrides(["shift_gate=[1.0, 1.6]", "shift_score=quantile", "anchor=0.02"]) == {
+        "shift_gate": [1.0, 1.6], "shift_score": "quantile", "anchor": 0.02}
+    with pytest.raises(ValueError, match="'lr' is not a guard field"):
+        parse_guard_overrides(["lr=0.1"])
+    with pytest.raises(ValueError, match="expected FIELD=VALUE"):
+        parse_guard_overrides(["shift_gate"])
+
+
+def test_guard_overrides_reach_guarded_rows_only_and_are_validated() -> None:
+    rows = with_guard(rows_by_name(["main_task_only", "online_k16", "default_preset", "full_preset"]),
+                      {"shift_score": "quantile", "shift_gate": [1.0, 1.6]})
+    resolved = {r.name: ttt_preset(r.preset, **r.overrides) for r in rows}
+    for name in ("default_preset", "full_preset"):
+        assert (resolved[name].shift_score, resolved[name].shift_gate) == ("quantile", (1.0, 1.6))
+    for name in ("main_task_only", "online_k16"):  # the paper's rows stay unguarded
+        assert (resolved[name].shift_score, resolved[name].shift_gate) == ("z", None)
+    with pytest.raises(ValueError, match="shift_score"):
+        with_guard(rows_by_name(["default_preset"]), {"shift_score": "median"})
+
+
+def test_each_job_records_per_frame_shift_scores_and_step_scales(tiny_model) -> None:
+    from mask2former_ttt.evaluation.protocol import Row
+    from mask2former_ttt.evaluation.video_eval import LabelledFrame, evaluate_video
+    from mask2former_ttt.ttt.frames import to_working_resolution
+    from mask2former_ttt.ttt.shift_score import reference_statistics
+
+    g = torch.Generator().manual_seed(0)
+    clean = (torch.rand(3, 64, 80, generator=g) * 60 + 100).to(torch.uint8)
+    model = copy.deepcopy(tiny_model)
+    ref = reference_statistics(to_working_resolution(f, model.cfg.image_size) for f in (clean, clean.flip(-1)))
+    model.cfg.input_stats_reference = {**ref, "std": [max(s, 0.02) for s in ref["std"]]}
+    shifted = (clean.float() * 0.3 + 170).to(torch.uint8)  # fog-like: bright, low contrast
+    frames = [LabelledFrame(f, torch.zeros(64, 80, dtype=torch.long), torch.zeros(64, 80, dtype=torch.long))
+              for f in (clean, shifted, clean)]
+    row = Row(name="guarded", method="online", preset="full", overrides={"batch_size": 1, "micro_batch": 1,
+                                                                         "shift_gate": (1.0, 2.0)})
+    score = evaluate_video(model, frames, row, 0, "v", panoptic=False, instance=False)
+    assert len(score.per_frame_shift_score) == len(score.per_frame_step_scale) == 3
+    assert score.per_frame_step_scale[1] == 1.0 and score.per_frame_shift_score[1] > 2.0
+    assert score.per_frame_step_scale[0] < 1.0 and score.per_frame_shift_score[0] < score.per_frame_shift_score[1]
