@@ -424,6 +424,9 @@ class StreamAdapter:
         use_last = self.cfg.rollback_to == "last_good" and self.last_good is not None
         self._restore(self.last_good if use_last else self._theta0_flat())
         self.optimizer = self._new_optimizer()
+        # the loss level is re-learnt from the next step: a level learnt on an easy domain (ℓ_s on low-contrast
+        # frames is ~0.1× the clean level) would otherwise call every step after the return to clean a divergence
+        self.loss_mean = None
         self.rollbacks += 1
         stats.rolled_back = True
         log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)
