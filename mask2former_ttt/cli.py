@@ -56,9 +56,21 @@ def generate(
     seed: int = 0,
     workers: int = typer.Option(2, help="processes (output is identical for any value)"),
     overwrite: bool = typer.Option(False, help="replace an existing dataset"),
+    domain: str = typer.Option("street", help="street (domain A) | aerial (domain B, held out)"),
 ) -> None:
     """Generate the labelled synthetic worlds: training stills + shifted videos (KITTI-STEP layout)."""
+    if domain not in ("street", "aerial"):
+        raise typer.BadParameter(f"unknown domain {domain!r}; choose street or aerial", param_hint="'--domain'")
     _logging()
+    if domain == "aerial":
+        from mask2former_ttt.data.aerial.generate import generate_aerial_dataset
+
+        generate_aerial_dataset(
+            root, n_train_stills=train_stills, frames_per_video=frames, n_test_worlds=test_worlds,
+            n_val_worlds=val_worlds, seed=seed, workers=workers, overwrite=overwrite,
+        )
+        console.print(f"aerial dataset (domain B) written to {root}")
+        return
     from mask2former_ttt.data.generate import generate_dataset
 
     generate_dataset(
@@ -210,7 +222,8 @@ def benchmark(
     if retrain and model_dir is not None:
         raise typer.BadParameter("give either --model-dir or --retrain, not both", param_hint="'--retrain'")
     if not (data_root / "videos.json").is_file():
-        generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=3, seed=0, workers=workers, overwrite=False)
+        generate(root=data_root, train_stills=2000, frames=200, test_worlds=3, val_worlds=3, seed=0, workers=workers, overwrite=False,
+                 domain="street")
     if retrain:
         train(
             data_root=data_root, dataset_format="auto", out_dir=out_dir / "train", init="scratch", init_path=None,

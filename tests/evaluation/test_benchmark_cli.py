@@ -152,7 +152,7 @@ def test_benchmark_generates_the_protocol_data_retrains_with_the_bundled_recipe_
     # val worlds, seed 0), where the user asked, with the user's workers, never overwriting
     assert _assert_full_call(rec["generate"]) == {
         "root": data, "train_stills": 2000, "frames": 200, "test_worlds": 3, "val_worlds": 3, "seed": 0, "workers": 1,
-        "overwrite": False,
+        "overwrite": False, "domain": "street",
     }
 
     # train: the bundled model's recorded recipe (its train_config.json), on this data, into out/train
