@@ -68,7 +68,13 @@ class ModelConfig(BaseModel):
     task: Task = "semantic"
     class_names: list[str] = Field(default_factory=lambda: [f"class_{i}" for i in range(19)])
     thing_class_ids: list[int] = Field(default_factory=list)
-    image_size: int = 512
+    image_size: int = Field(512, description="working resolution: frames are scaled so their short side is this")
+    max_size: int | None = Field(
+        None,
+        ge=32,
+        description="cap on the long side at the working resolution (detectron2's ResizeShortestEdge max_size): the "
+        "scale is min(image_size / short side, max_size / long side); None = no cap",
+    )
     pixel_mean: list[float] = [0.485, 0.456, 0.406]
     pixel_std: list[float] = [0.229, 0.224, 0.225]
     swin: SwinSpec = SwinSpec()

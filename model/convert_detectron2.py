@@ -55,6 +55,7 @@ import torch
 
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig, preset
+from model.recipes import recipe_sizes
 from model.recon_decoder import RECON_QUERIES
 from model.weight_transfer import TransferReport, deep_merge, infer_task, merge_overrides, transfer_into_ymodel
 from model.ymodel import YModel, build_model
@@ -274,7 +275,9 @@ def config_for_state(
     overrides: Mapping[str, Any] | None = None,
     name: str | None = None,
 ) -> ModelConfig:
-    """`base` (a preset) with the architecture read from `state`, the task guessed from `name`, then `overrides`."""
+    """`base` (a preset) with the architecture read from `state`, the task guessed from `name`, the inference size of
+    the release recipe for the class count (19 -> 1024 / max 2048, 80 or 133 -> 800 / max 1333; other counts keep
+    the preset's), then `overrides`."""
     inferred = infer_architecture(state)
     num_classes = inferred.pop("num_classes")
     update: dict[str, Any] = dict(inferred)
@@ -288,6 +291,11 @@ def config_for_state(
     if num_classes != base.num_classes:
         update["class_names"] = [f"class_{i}" for i in range(num_classes)]
         update["thing_class_ids"] = []
+    sizes = recipe_sizes(num_classes)  # the authors' inference size for this label set (model/recipes.py)
+    if sizes:
+        logger.info("%d classes: the release's inference size, short side %d, long side <= %d",
+                    num_classes, sizes["image_size"], sizes["max_size"])  # fmt: skip
+        update.update(sizes)
     if name:
         update["name"] = name
         task = infer_task(name)

@@ -26,6 +26,7 @@ from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
 from model.config import ModelConfig
 from model.hf_config import mask2former_config
+from model.recipes import recipe_sizes
 from model.weight_transfer import TransferReport, deep_merge, infer_task, merge_overrides, transfer_into_ymodel
 from model.ymodel import YModel, build_model
 
@@ -69,6 +70,14 @@ def _image_size(pre: Mapping[str, Any], default: int) -> int:
     return default
 
 
+def _max_size(pre: Mapping[str, Any]) -> int | None:
+    """The long-side cap of the processor's resize (`size.longest_edge`, or the older `max_size`), if any."""
+    size = pre.get("size")
+    if isinstance(size, Mapping) and isinstance(size.get("longest_edge"), int):
+        return int(size["longest_edge"])
+    return int(pre["max_size"]) if isinstance(pre.get("max_size"), int) else None
+
+
 def _mean_std(pre: Mapping[str, Any], cfg: ModelConfig) -> tuple[list[float], list[float]]:
     """ImageNet-style mean/std in [0, 1] units (values given in 0-255 units are rescaled)."""
     mean, std = pre.get("image_mean"), pre.get("image_std")
@@ -99,8 +108,10 @@ def model_config_from_hf(
     """Derive a ModelConfig (4-channel f) from a Hugging Face Mask2FormerConfig, then apply `overrides`.
 
     Swin and head dimensions, queries, class names (id2label), thing ids (config attribute `thing_class_ids` or
-    `thing_ids` if present, else empty), image size and mean/std (`preprocessor_config.json` if present) and the
-    task (if the directory or model id names one) come from the checkpoint; everything else from ModelConfig defaults.
+    `thing_ids` if present, else empty), image size, long-side cap and mean/std (`preprocessor_config.json` if
+    present) and the task (if the directory or model id names one) come from the checkpoint; everything else from
+    ModelConfig defaults. A label set of the authors' release (19 street classes, 80 or 133 COCO classes) gets the
+    release's inference size instead of the processor's (model/recipes.py).
     """
     bb = hf_cfg.backbone_config
     if bb is None or getattr(bb, "model_type", None) != "swin":
@@ -116,6 +127,7 @@ def model_config_from_hf(
         "class_names": _class_names(hf_cfg),
         "thing_class_ids": _thing_ids(hf_cfg),
         "image_size": _image_size(pre, int(bb.image_size)),
+        "max_size": _max_size(pre),
         "pixel_mean": mean,
         "pixel_std": std,
         "swin": {
@@ -141,6 +153,7 @@ def model_config_from_hf(
             "train_num_points": hf_cfg.train_num_points,
         },
     }
+    fields.update(recipe_sizes(len(fields["class_names"])))  # the release's size for its label sets (model/recipes.py)
     cfg = ModelConfig.model_validate(deep_merge(base.model_dump(), fields))
     return merge_overrides(cfg, overrides)
 

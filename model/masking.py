@@ -39,12 +39,13 @@ def random_patch_mask(
 ) -> torch.Tensor:
     """Independent random patch mask per sample: (B, 1, H, W) float, 1 = visible, 0 = masked.
 
-    Exactly round(ratio * n_patches) of the patch*patch cells are masked in every sample (the last row/column of
-    cells may be partial when H or W is not a multiple of `patch`).
+    In every sample exactly int(n * (1 - ratio)) of the n patch*patch cells stay visible and the rest are masked:
+    MAE's `len_keep = int(L * (1 - mask_ratio))`, as the authors' release computes it (the last row/column of cells
+    may be partial when H or W is not a multiple of `patch`).
     """
     gh, gw = -(-height // patch), -(-width // patch)
     n = gh * gw
-    n_masked = int(round(ratio * n))
+    n_masked = n - int(n * (1 - ratio))
     scores = torch.rand(batch, n, generator=generator, device=generator.device if generator else device)
     order = scores.argsort(dim=1)
     visible = torch.ones(batch, n, device=scores.device)
@@ -66,17 +67,25 @@ def with_flag(x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Ten
 
 
 def reconstruction_loss(
-    pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, loss_on: str = "all"
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    visible: torch.Tensor,
+    loss_on: str = "all",
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE of g's output against the normalized image.
 
     pred, target: (B, 3, H, W); visible: (B, 1, H, W). `all` averages over every pixel (release);
-    `masked` over masked pixels only (paper / MAE).
+    `masked` over masked pixels only (paper / MAE). valid: optional (B, 1, H, W), 0 on pixels that are not part of
+    the image (padding of a scale-jittered sample): they count in neither average.
     """
     err = (pred.float() - target.float()).pow(2)
-    if loss_on == "all":
-        return err.mean()
-    if loss_on != "masked":
+    if loss_on not in ("all", "masked"):
         raise ValueError(f"loss_on must be 'all' or 'masked', got {loss_on!r}")
-    weight = (1.0 - visible).expand_as(err)
+    if loss_on == "all" and valid is None:
+        return err.mean()
+    weight = torch.ones_like(visible) if loss_on == "all" else 1.0 - visible
+    if valid is not None:
+        weight = weight * valid
+    weight = weight.float().expand_as(err)
     return (err * weight).sum() / weight.sum().clamp_min(1.0)

@@ -143,7 +143,7 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     model.cfg.recon_loss_reference = recon_reference(model, loader, loss_fn, device)
     plain = StillDataset(cfg.data_root, cfg.split, cfg.dataset_format, resize=cfg.resize, augment=False)
-    model.cfg.input_stats_reference = input_reference(plain, model.cfg.image_size)
+    model.cfg.input_stats_reference = input_reference(plain, model.cfg.image_size, max_size=model.cfg.max_size)
     final = save_checkpoint(model.eval(), cfg.out_dir / "final", extra={"steps": step})
     (cfg.out_dir / "history.json").write_text(json.dumps(history))
     log.info("final checkpoint %s (recon reference %.4f)", final, model.cfg.recon_loss_reference)

@@ -21,6 +21,7 @@ from model.device import autocast, needs_grad_scaler, synchronize, to_device
 from model.masking import normalize, with_flag
 from model.stochastic_depth import stochastic_depth
 from model.ymodel import YModel
+from mask2former_ttt.ttt import sample_augment
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
@@ -82,6 +83,7 @@ class StreamAdapter:
         self.theta0 = self.lowrank.init if self.lowrank else {n: shared[n] for n in self.names}
         self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
         self.objective = objective
+        self.augment = sample_augment.resolve(cfg.sample_augment, model.cfg)  # `auto` -> the model's recipe
         self.use_amp = cfg.amp and self.device.type == "cuda"
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
         self.timing_sync = False
@@ -227,8 +229,9 @@ class StreamAdapter:
         # names (a walk of every module, ~2 ms per call on the tiny model) is skipped
         return functional_call(self.model, params, (x,), {"mode": mode}, strict=False, tie_weights=False)
 
-    def _sample_batch(self) -> torch.Tensor:
-        """B samples from the window, each randomly cropped: (B, 3, ch, cw) normalized float."""
+    def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """B samples from the window, each cut by `cfg.crop` / `cfg.sample_augment` (ttt/sample_augment.py):
+        (B, 3, ch, cw) normalized float, and a (B, 1, ch, cw) valid mask (0 on padding) or None without padding."""
         n, b = len(self.window), self.cfg.batch_size
         if self.cfg.sampling == "with_replacement":
             idx = torch.randint(n, (b,), generator=self.generator).tolist()
@@ -236,13 +239,19 @@ class StreamAdapter:
             reps = -(-b // n)
             idx = torch.cat([torch.randperm(n, generator=self.generator) for _ in range(reps)])[:b].tolist()
         frames = [self.window[i] for i in idx]
+        if self.augment == "coco":
+            side, least = sample_augment.coco_side(frames), sample_augment.min_content_side(self.cfg.mask_patch)
+            samples = [sample_augment.coco_sample(f, side, least, self.generator)[:2] for f in frames]
+            valid = torch.stack([v for _, v in samples])
+            return normalize(torch.stack([x for x, _ in samples]), self.model.cfg) * valid, valid
+        crop = sample_augment.KITTI_CROP if self.augment == "kitti" else self.cfg.crop
         h, w = frames[0].shape[1:]
-        if self.cfg.crop is not None and (self.cfg.crop[0] < h or self.cfg.crop[1] < w):
-            ch, cw = min(self.cfg.crop[0], h), min(self.cfg.crop[1], w)
+        if crop is not None and (crop[0] < h or crop[1] < w):
+            ch, cw = min(crop[0], h), min(crop[1], w)
             tops = torch.randint(h - ch + 1, (b,), generator=self.generator).tolist()
             lefts = torch.randint(w - cw + 1, (b,), generator=self.generator).tolist()
             frames = [f[:, t : t + ch, l : l + cw] for f, t, l in zip(frames, tops, lefts)]
-        return normalize(torch.stack(frames), self.model.cfg)
+        return normalize(torch.stack(frames), self.model.cfg), None
 
     # ---- the step ----------------------------------------------------------------------------------------
     def step(self, frame: torch.Tensor) -> StepResult:
@@ -252,7 +261,7 @@ class StreamAdapter:
         step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
         step taken before a prediction are reported with that prediction.
         """
-        x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size)
+        x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size, self.model.cfg.max_size)
         stats = StepStats(frame_index=self.frame_index)
         if self.cfg.pipelined:
             self.finish_pending()
@@ -320,40 +329,44 @@ class StreamAdapter:
         losses = []
         for _ in range(self.cfg.steps_per_frame):
             t0 = time.perf_counter()
-            batch = self._sample_batch()
+            batch, valid = self._sample_batch()
             stats.sample_s += time.perf_counter() - t0
-            losses.append(self.train_step(batch, stats))
+            losses.append(self.train_step(batch, stats, valid))
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
         if self.cfg.reset_optimizer_each_frame:
             self.optimizer = None  # re-created next frame: no optimizer state kept between frames
 
-    def train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+    def train_step(self, batch: torch.Tensor, stats: StepStats, valid: torch.Tensor | None = None) -> float | None:
         """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss.
+        valid: (B, 1, h, w), 0 on padded pixels (passed on to the objective as `valid=`), or None.
 
         The shared model stays in eval mode: drop-path is switched on for this thread only and draws from this
         stream's generator (`model.stochastic_depth`), so concurrent streams on other threads are unaffected and
         every stream is reproducible on its own."""
         assert self.optimizer is not None
         if not self.cfg.drop_path:
-            return self._train_step(batch, stats)
+            return self._train_step(batch, stats, valid)
         with stochastic_depth(self.generator):
-            return self._train_step(batch, stats)
+            return self._train_step(batch, stats, valid)
 
-    def _train_step(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+    def _train_step(self, batch: torch.Tensor, stats: StepStats, valid: torch.Tensor | None) -> float | None:
         assert self.flat is not None
         try:
-            return self._accumulate_and_update(batch, stats)
+            return self._accumulate_and_update(batch, stats, valid)
         finally:
             self.flat.free_grad()  # no gradient buffers kept between frames, whatever the outcome
 
-    def _accumulate_and_update(self, batch: torch.Tensor, stats: StepStats) -> float | None:
+    def _accumulate_and_update(self, batch: torch.Tensor, stats: StepStats, valid: torch.Tensor | None) -> float | None:
         assert self.optimizer is not None and self.flat is not None
         total = 0.0
         chunks = batch.split(self.cfg.micro_batch)
-        for i, chunk in enumerate(chunks):
+        valids = valid.split(self.cfg.micro_batch) if valid is not None else [None] * len(chunks)
+        for i, (chunk, chunk_valid) in enumerate(zip(chunks, valids)):
             t0 = time.perf_counter()
-            loss = self.objective(self.forward, chunk, self.cfg, self.generator) * (chunk.shape[0] / batch.shape[0])
+            extra = {"valid": chunk_valid} if chunk_valid is not None else {}  # custom objectives need not take it
+            loss = self.objective(self.forward, chunk, self.cfg, self.generator, **extra)
+            loss = loss * (chunk.shape[0] / batch.shape[0])
             self._sync()
             t1 = time.perf_counter()
             stats.ttt_forward_s += t1 - t0

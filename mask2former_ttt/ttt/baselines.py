@@ -61,7 +61,8 @@ class OfflineAllFrames(StreamAdapter):
 
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:
         """frames: the whole video as (3, H, W) uint8 tensors. Runs len(frames) × steps_per_frame steps."""
-        clips = [to_working_resolution(f.to(self.device), self.model.cfg.image_size) for f in frames]
+        cfg = self.model.cfg
+        clips = [to_working_resolution(f.to(self.device), cfg.image_size, cfg.max_size) for f in frames]
         order = list(range(len(clips)))
         random.Random(self.seed).shuffle(order)
         self.window = deque((clips[i] for i in order), maxlen=None)
@@ -71,7 +72,8 @@ class OfflineAllFrames(StreamAdapter):
             if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
                 self.optimizer = self._new_optimizer()
             for _ in range(self.cfg.steps_per_frame):
-                self.train_step(self._sample_batch(), stats)
+                batch, valid = self._sample_batch()
+                self.train_step(batch, stats, valid)
         self.window = deque(maxlen=1)
         self.prepared = True
 

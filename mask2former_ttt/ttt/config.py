@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class TTTConfig(BaseModel):
@@ -25,6 +25,23 @@ class TTTConfig(BaseModel):
     reset_optimizer_each_frame: bool = True
     reset_weights_each_frame: bool = False
     crop: tuple[int, int] | None = None
+    sample_augment: Literal["none", "kitti", "coco", "auto"] = Field(
+        "none",
+        description="how each of a step's B samples is cut from its window frame, as the authors' release does "
+        "(ttt/sample_augment.py; sizes in pixels of the working resolution): `none`: the whole frame (or `crop`); "
+        "`kitti`: a random 512×1024 crop, a side the frame is smaller in taken whole (detectron2 RandomCrop "
+        "'absolute'); `coco`: random horizontal flip, scale jitter ×U(0.1, 2.0) into a 1024-pixel square, a fixed "
+        "1024×1024 crop padded at the bottom/right (detectron2 large-scale jitter; padding counts neither as input "
+        "nor in the loss; the square is the frame's long side when that is under 1024); `auto`: `kitti` or `coco` by "
+        "the model's label set (19 street classes / 80 or 133 COCO classes), else `none`. Not combined with `crop`",
+    )
+
+    @model_validator(mode="after")
+    def _one_sample_geometry(self) -> "TTTConfig":
+        if self.crop is not None and self.sample_augment != "none":
+            raise ValueError(f"crop and sample_augment={self.sample_augment!r} both shape the samples: pick one")
+        return self
+
     mask_ratio: float = Field(0.85, ge=0.0, lt=1.0)
     mask_patch: int = 16
     loss_on: Literal["all", "masked"] = "all"
@@ -75,8 +92,13 @@ class TTTConfig(BaseModel):
 
 def release_preset() -> TTTConfig:
     """The authors' release: AdamW 1e-4, backbone ×0.1, wd 0.05, clip 0.01, optimizer re-created each frame,
-    B = 32 in micro-batches of 8, k = 16, mask ratio 0.85, loss over all pixels."""
-    return TTTConfig()
+    B = 32 in micro-batches of 8, k = 16, mask ratio 0.85 (int(L·(1-r)) patches kept), loss over all pixels, and
+    the release's sample augmentation for the checkpoint's dataset (`sample_augment="auto"`, resolved per model by
+    ttt/sample_augment.py from model/recipes.py): a 19-class street model (KITTI-STEP / Cityscapes) gets random
+    512×1024 crops, an 80- or 133-class COCO model flip + scale jitter 0.1-2.0 + a 1024×1024 crop, any other
+    label set (the project's synthetic models) whole frames. Converted checkpoints of those label sets also run at
+    the release's working size (1024 / long side 2048, or 800 / 1333; ModelConfig.image_size / max_size)."""
+    return TTTConfig(sample_augment="auto")
 
 
 def full_preset() -> TTTConfig:

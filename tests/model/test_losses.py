@@ -53,7 +53,7 @@ def test_mask_ratio_patch_and_flag():
     visible = random_patch_mask(3, 64, 96, 16, 0.85, torch.Generator().manual_seed(1))
     cells = visible[:, 0, ::16, ::16]
     assert cells.shape == (3, 4, 6)
-    assert all(int((c == 0).sum()) == round(0.85 * 24) for c in cells)
+    assert all(int((c == 0).sum()) == 24 - int(24 * (1 - 0.85)) == 21 for c in cells)  # MAE's len_keep = int(L(1-r))
     assert not torch.equal(cells[0], cells[1]), "each sample gets its own mask"
     assert torch.equal(visible[:, :, :16, :16], visible[:, :, :1, :1].expand(-1, -1, 16, 16))
     x = torch.randn(3, 3, 64, 96)

@@ -23,8 +23,8 @@ def test_crops_are_windows_of_the_frames_at_the_crop_size(tiny_model, frames) ->
     a = StreamAdapter(tiny_model, _cfg(crop=(64, 96)))
     for f in frames[:2]:
         a.window.append(f[:, :96, :128].contiguous())  # (3, 96, 128): both sides larger than the crop
-    batch = a._sample_batch()
-    assert batch.shape == (3, 3, 64, 96)
+    batch, valid = a._sample_batch()
+    assert batch.shape == (3, 3, 64, 96) and valid is None
     full = [normalize(w[None], tiny_model.cfg)[0] for w in a.window]
     for sample in batch:  # each sample is one window frame cut at some offset that fits
         assert any(
@@ -35,7 +35,7 @@ def test_crops_are_windows_of_the_frames_at_the_crop_size(tiny_model, frames) ->
 def test_a_crop_larger_than_the_frame_keeps_the_whole_frame(tiny_model, frames) -> None:
     a = StreamAdapter(tiny_model, _cfg(crop=(512, 512)))
     a.window.append(frames[0][:, :96, :128].contiguous())
-    assert a._sample_batch().shape == (3, 3, 96, 128)
+    assert a._sample_batch()[0].shape == (3, 3, 96, 128)
 
 
 def test_the_loss_gate_skips_the_update_on_frames_that_reconstruct_well(tiny_model, frames) -> None:

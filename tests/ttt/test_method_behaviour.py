@@ -208,7 +208,7 @@ def test_offline_runs_the_online_budget_in_prepare_and_then_only_predicts(tiny_m
     a = build_adapter(tiny_model, "offline_all_frames", "full", steps_per_frame=2, **SMALL)
     calls = []
     train_step = a.train_step
-    a.train_step = lambda batch, stats: (calls.append(batch.shape[0]), train_step(batch, stats))[1]
+    a.train_step = lambda batch, stats, *valid: (calls.append(batch.shape[0]), train_step(batch, stats, *valid))[1]
     a.prepare(frames[:3])
     assert calls == [2] * 6, "len(frames) × steps_per_frame steps of B samples"
     w = _snapshot(a)
