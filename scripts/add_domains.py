@@ -27,11 +27,33 @@ def merge(runs: list[str]) -> dict:
                 if main is not None and any(abs(fams[f] - main[f]) > 0.05 for f in fams if f in main):
                     raise SystemExit(f"{path}: main_task_only differs from the other runs: {fams} vs {main}")
                 main = {**(main or {}), **fams}
-                methods.setdefault(name, row)
+                row = {**row, "run": path}
+                methods[name] = _union(methods[name], row) if name in methods else row
                 continue
-            row = {**row, "guard": result.get("protocol", {}).get("guard"), "run": path}
-            methods[name + suffix] = row
+            guarded = _guarded(name)
+            row = {**row, "guard": result.get("protocol", {}).get("guard") if guarded else None, "run": path}
+            key = name + (suffix if guarded else "")
+            methods[key] = _union(methods[key], row) if key in methods else row
     return methods
+
+
+def _guarded(name: str) -> bool:
+    """Does the standard row `name` run with the safe-adaptation guard (so a --guard override reached it)?"""
+    from mask2former_ttt.evaluation.protocol import rows_by_name
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    row = rows_by_name([name])[-1]
+    return ttt_preset(row.preset, **row.overrides).shift_gate is not None
+
+
+def _union(a: dict, b: dict) -> dict:
+    """One row measured in two runs over different families: families, videos and final_clean side by side."""
+    out = {**a, "families": {**a["families"], **b["families"]}, "videos": {**a.get("videos", {}), **b.get("videos", {})},
+           "run": f"{a['run']} + {b['run']}", "runs": a["runs"] + b["runs"]}
+    out["final_clean"] = a.get("final_clean") or b.get("final_clean")
+    if a.get("headline_vs_main") is None:
+        out["headline_vs_main"], out["headline_miou"] = b.get("headline_vs_main"), b.get("headline_miou")
+    return out
 
 
 def main() -> None:
