@@ -379,7 +379,7 @@ class StreamAdapter:
         t0 = time.perf_counter()
         self.flat.gather_grad()  # autograd's per-tensor gradients -> one flat buffer
         if self._diverged(total):
-            self.rollback(stats, f"loss {total:.4g}")
+            self.rollback(stats, f"loss {total:.4g}", relearn_level=math.isfinite(total))
             return total
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -432,14 +432,16 @@ class StreamAdapter:
             else:
                 self.last_good.copy_(self.flat.data)
 
-    def rollback(self, stats: StepStats, why: str) -> None:
-        """Undo a diverging step: back to the last good weights (or θ0), optimizer state dropped."""
+    def rollback(self, stats: StepStats, why: str, relearn_level: bool = False) -> None:
+        """Undo a diverging step: back to the last good weights (or θ0), optimizer state dropped. With
+        `relearn_level` (a finite loss far above its running level) the level is re-learnt from the next step."""
         use_last = self.cfg.rollback_to == "last_good" and self.last_good is not None
         self._restore(self.last_good if use_last else self._theta0_flat())
         self.optimizer = self._new_optimizer()
-        # the loss level is re-learnt from the next step: a level learnt on an easy domain (ℓ_s on low-contrast
-        # frames is ~0.1× the clean level) would otherwise call every step after the return to clean a divergence
-        self.loss_mean = None
+        if relearn_level:
+            # a level learnt on an easy domain (ℓ_s on low-contrast frames is ~0.1× the clean level) would otherwise
+            # call every step after the return to clean a divergence; a non-finite loss keeps the level it had
+            self.loss_mean = None
         self.rollbacks += 1
         stats.rolled_back = True
         log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)
