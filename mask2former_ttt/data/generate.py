@@ -21,7 +21,6 @@ import argparse
 import logging
 import math
 import multiprocessing
-import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -34,13 +33,14 @@ from .seeding import derive_seed, rng_for
 from .shifts import FAMILIES, RETURN, SEGMENTS, ShiftParams
 from .video import SyntheticVideo, make_video_spec
 from .world import World
-from .writers import write_coco_json, write_meta, write_still, write_video_frame, write_videos_manifest
+from .writers import (
+    prepare_dataset_root, write_coco_json, write_meta, write_still, write_video_frame, write_videos_manifest,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 STILL_WORLD_WIDTH = 1536
-_OUTPUTS = ("images", "semantic", "panoptic", "panoptic_maps", "meta.json", "videos.json", "panoptic_train.json")
 
 
 def _still_task(root: str, seed: int, world_idx: int, indices: list[int], size: tuple[int, int], height: int) -> tuple:
@@ -111,17 +111,7 @@ def generate_dataset(
         workers: processes (results are identical for any value).
         overwrite: delete previous generator outputs under ``root`` first (otherwise refuse).
     """
-    root = Path(root)
-    if (root / "meta.json").exists() or (root / "videos.json").exists():
-        if not overwrite:
-            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True")
-        for name in _OUTPUTS:
-            p = root / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    root.mkdir(parents=True, exist_ok=True)
+    root = prepare_dataset_root(root, overwrite)
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}")

@@ -23,6 +23,7 @@ Outputs are byte-deterministic for identical inputs (fixed PNG settings, sorted 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,23 @@ def write_meta(root: str | Path, labels: LabelSet, generator: dict | None = None
         body["generator"] = generator
     _dump_json(path, body)
     return path
+
+
+DATASET_OUTPUTS = ("images", "semantic", "panoptic", "panoptic_maps", "meta.json", "videos.json", "panoptic_train.json")
+
+
+def prepare_dataset_root(root: str | Path, overwrite: bool) -> Path:
+    """Create `root` for a generator's output. A root that already holds a dataset (``meta.json`` or ``videos.json``)
+    is refused (FileExistsError) unless `overwrite`, which deletes the previous outputs (`DATASET_OUTPUTS`) only."""
+    root = Path(root)
+    if (root / "meta.json").exists() or (root / "videos.json").exists():
+        if not overwrite:
+            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True")
+        for name in DATASET_OUTPUTS:
+            p = root / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 import torch
 
+from mask2former_ttt.ttt.config import TTTConfig
+
 STAT_NAMES = ("grey_std", "laplacian", "mean_r", "mean_g", "mean_b")
 
 
@@ -52,18 +54,19 @@ def reference_statistics(frames: Iterable[torch.Tensor]) -> dict[str, list[float
             "median": q[1].tolist(), "q_low": q[0].tolist(), "q_high": q[2].tolist()}
 
 
+_TOO_OLD = ("the checkpoint's input_stats_reference has no quantiles (calibrated before they existed): re-run "
+            "`m2f-ttt calibrate --model-dir DIR --data-root TRAIN_DATA`, or use shift_score='z'")
+
+
 class ReferenceTooOld(ValueError):
     """The checkpoint's `input_stats_reference` predates the quantile score (re-run `m2f-ttt calibrate`)."""
 
 
-def check_reference(reference: dict[str, list[float]] | None, cfg: object) -> None:
-    """Raise `ReferenceTooOld` when `cfg` (a TTTConfig) gates on the quantile score and `reference` lacks quantiles:
-    said once when a stream starts, not on every frame."""
-    if reference is not None and getattr(cfg, "shift_gate", None) is not None and \
-            getattr(cfg, "shift_score", "z") == "quantile" and "median" not in reference:
-        raise ReferenceTooOld("the checkpoint's input_stats_reference has no quantiles (calibrated before they "
-                              "existed): re-run `m2f-ttt calibrate --model-dir DIR --data-root TRAIN_DATA`, or use "
-                              "shift_score='z'")
+def check_reference(reference: dict[str, list[float]] | None, cfg: TTTConfig) -> None:
+    """Raise `ReferenceTooOld` when `cfg` gates on the quantile score and `reference` lacks quantiles: said once
+    when a stream starts, not on every frame."""
+    if reference is not None and cfg.shift_gate is not None and cfg.shift_score == "quantile" and "median" not in reference:
+        raise ReferenceTooOld(_TOO_OLD)
 
 
 def shift_score(frame: torch.Tensor, reference: dict[str, list[float]], kind: str = "z") -> float:
@@ -76,8 +79,7 @@ def shift_score(frame: torch.Tensor, reference: dict[str, list[float]], kind: st
     if kind != "quantile":
         raise ValueError(f"unknown shift score {kind!r}; choose one of {SHIFT_SCORES}")
     if "median" not in reference:
-        raise ReferenceTooOld("the checkpoint's input_stats_reference has no quantiles: re-run `m2f-ttt calibrate "
-                              "--model-dir DIR --data-root TRAIN_DATA`")
+        raise ReferenceTooOld(_TOO_OLD)
     med, lo, hi = (torch.tensor(reference[k], dtype=x.dtype) for k in ("median", "q_low", "q_high"))
     above = (x - med) / (hi - med).clamp_min(1e-9)
     below = (med - x) / (med - lo).clamp_min(1e-9)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +26,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..seeding import derive_seed, rng_for
-from ..writers import write_coco_json, write_meta, write_still, write_video_frame, write_videos_manifest
+from ..writers import (
+    prepare_dataset_root, write_coco_json, write_meta, write_still, write_video_frame, write_videos_manifest,
+)
 from .camera import STILL_SCALE, footprint_radius, random_still_pose, render
 from .classes import AERIAL
 from .corruptions import AERIAL_FAMILIES, CorruptionParams
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DOMAIN = "aerial"
-_OUTPUTS = ("images", "semantic", "panoptic", "panoptic_maps", "meta.json", "videos.json", "panoptic_train.json")
 
 
 def class_anchors(world: AerialMap, size: tuple[int, int], stride: int = 2) -> list[np.ndarray]:
@@ -124,16 +124,7 @@ def generate_aerial_dataset(
         workers: processes (results are identical for any value).
         overwrite: delete previous generator outputs under ``root`` first (otherwise refuse).
     """
-    root = Path(root)
-    if (root / "meta.json").exists() or (root / "videos.json").exists():
-        if not overwrite:
-            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True")
-        for name in _OUTPUTS:
-            p = root / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    root = prepare_dataset_root(root, overwrite)
     unknown = set(families) - set(AERIAL_FAMILIES)
     if unknown:
         raise ValueError(f"unknown aerial families {sorted(unknown)}; choose from {AERIAL_FAMILIES}")
@@ -144,7 +135,6 @@ def generate_aerial_dataset(
         program_kw["params"] = params
     if return_videos and (n_val_worlds or n_test_worlds):
         AerialProgram(RETURN, frames_per_video, 0)  # fail early if the videos are too short for a return program
-    root.mkdir(parents=True, exist_ok=True)
 
     tasks: list[tuple] = []
     n_worlds = math.ceil(n_train_stills / stills_per_world) if n_train_stills else 0
