@@ -2,7 +2,9 @@
 
 Both the offline CLI and the service's upload jobs use these, so a bad file fails the same way everywhere:
 `VideoError.kind` names the problem (`not_found`, `not_video`, `no_video_stream`, `corrupt`, `too_long`,
-`empty`) and the message says what was found.
+`too_many_frames`, `too_large`, `empty`) and the message says what was found. The frame-count and frame-size
+limits are checked twice: on the container's figures (`probe`) and while decoding (`iter_frames`), so a file whose
+header lies is stopped as soon as its real stream passes a limit.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _TEXT_FORMATS = ("tty", "bin", "xbin", "adf", "idf")
 
 class VideoError(ValueError):
     """A video file that cannot be used. `kind` is one of
-    `not_found | not_video | no_video_stream | corrupt | too_long | empty`."""
+    `not_found | not_video | no_video_stream | corrupt | too_long | too_many_frames | too_large | empty`."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -110,12 +112,19 @@ def _duration_s(container: av.container.InputContainer, stream: av.video.stream.
     return None
 
 
-def probe(path: str | Path, max_duration_s: float | None = None, check_decode: bool = True) -> VideoInfo:
+def probe(
+    path: str | Path,
+    max_duration_s: float | None = None,
+    check_decode: bool = True,
+    max_frames: int | None = None,
+    max_pixels: int | None = None,
+) -> VideoInfo:
     """Describe the first video stream of `path`; raise `VideoError` naming the problem when it is unusable.
 
     The frame count comes from the container when it records one, else from counting video packets (no decoding).
     With `check_decode`, the first frame is decoded so that a file whose headers parse but whose data is damaged
-    is reported as `corrupt` before any work is queued.
+    is reported as `corrupt` before any work is queued. `max_frames` / `max_pixels` (width * height) refuse a
+    video over those limits (`too_many_frames` / `too_large`) before anything is decoded.
     """
     path = Path(path)
     container = _open(path)
@@ -132,6 +141,7 @@ def probe(path: str | Path, max_duration_s: float | None = None, check_decode: b
         stream = container.streams.video[0]
         codec = stream.codec_context.name if stream.codec_context is not None else "unknown"
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        check_pixels(width, height, max_pixels)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         duration = _duration_s(container, stream)
@@ -140,6 +150,7 @@ def probe(path: str | Path, max_duration_s: float | None = None, check_decode: b
         frames = int(stream.frames or 0)
         if frames == 0:
             frames = _count_packets(container, stream)
+        check_frames(frames, max_frames)
         if check_decode:
             _decode_first(path, stream.index)
         if frames == 0 or width == 0 or height == 0:
@@ -153,6 +164,21 @@ def probe(path: str | Path, max_duration_s: float | None = None, check_decode: b
         raise VideoError("corrupt", f"the video cannot be read: {_why(exc)}") from exc
     finally:
         container.close()
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    """VideoError `too_large` if a `width` x `height` frame is over `max_pixels` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise VideoError(
+            "too_large",
+            f"the frames are {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels per frame",
+        )
+
+
+def check_frames(frames: int, max_frames: int | None) -> None:
+    """VideoError `too_many_frames` if `frames` is over `max_frames` (None: no limit)."""
+    if max_frames is not None and frames > max_frames:
+        raise VideoError("too_many_frames", f"the video has {frames} frames; the limit is {max_frames} frames")
 
 
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
@@ -206,16 +232,31 @@ def scaled_size(width: int, height: int, max_width: int | None) -> tuple[int, in
 
 
 def decode_rgb(
-    container: av.container.InputContainer, max_width: int | None = None, max_frames: int | None = None
+    container: av.container.InputContainer,
+    max_width: int | None = None,
+    max_frames: int | None = None,
+    *,
+    start: int = 0,
+    frame_limit: int | None = None,
+    max_pixels: int | None = None,
 ) -> Iterator[VideoFrame]:
     """Decode the first video stream of an open container as RGB frames (H, W, 3) uint8, scaled to `max_width`.
 
-    FFmpeg errors propagate (callers name them); stops after `max_frames`.
+    FFmpeg errors propagate (callers name them); stops after `max_frames`. Frames before index `start` are decoded
+    (the codec needs them) but not converted nor yielded. `frame_limit` / `max_pixels` raise VideoError
+    (`too_many_frames` / `too_large`) as soon as the decoded stream passes them, whatever the header said.
     """
     size: tuple[int, int] | None = None
     for index, frame in enumerate(container.decode(container.streams.video[0])):
         if max_frames is not None and index >= max_frames:
             return
+        if frame_limit is not None and index >= frame_limit:
+            raise VideoError(
+                "too_many_frames", f"the video has more than {frame_limit} frames; the limit is {frame_limit} frames"
+            )
+        check_pixels(frame.width, frame.height, max_pixels)
+        if index < start:
+            continue
         if size is None:
             size = scaled_size(frame.width, frame.height, max_width)
         rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
@@ -223,11 +264,20 @@ def decode_rgb(
         yield VideoFrame(index, pts, rgb)
 
 
-def iter_frames(path: str | Path, max_width: int | None = None, max_frames: int | None = None) -> Iterator[VideoFrame]:
+def iter_frames(
+    path: str | Path,
+    max_width: int | None = None,
+    max_frames: int | None = None,
+    *,
+    start: int = 0,
+    frame_limit: int | None = None,
+    max_pixels: int | None = None,
+) -> Iterator[VideoFrame]:
     """Decode the first video stream of `path` in order as RGB frames (H, W, 3) uint8.
 
-    `max_width` scales frames down (PyAV's swscale, aspect kept, even sizes); `max_frames` stops early.
-    Decoding errors surface as `VideoError("corrupt", ...)` naming the frame index.
+    `max_width` scales frames down (PyAV's swscale, aspect kept, even sizes); `max_frames` stops early; `start`
+    skips the frames before that index (resuming); `frame_limit` / `max_pixels` fail a stream over those limits
+    (see `decode_rgb`). Decoding errors surface as `VideoError("corrupt", ...)` naming the frame index.
     """
     path = Path(path)
     container = _open(path)
@@ -238,7 +288,10 @@ def iter_frames(path: str | Path, max_width: int | None = None, max_frames: int 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
-            for frame in decode_rgb(container, max_width, max_frames):
+            frames = decode_rgb(
+                container, max_width, max_frames, start=start, frame_limit=frame_limit, max_pixels=max_pixels
+            )
+            for frame in frames:
                 index = frame.index + 1
                 yield frame
         except av.FFmpegError as exc:

@@ -5,7 +5,19 @@ The CLI lives in `mask2former_ttt`; `serve` is added here so that `mask2former_t
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
+
+
+def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handler: exit with status 0.
+
+    uvicorn catches SIGTERM, shuts down gracefully (WebSocket streams get their close, running jobs commit a
+    checkpoint and go back to `queued`), then restores the handler it found and raises the signal again. With the
+    default handler that re-raise killed the drained process with status 143; with this one it exits 0."""
+    raise SystemExit(0)
 
 
 def _serve(
@@ -23,6 +35,7 @@ def _serve(
     settings = Settings()
     level = log_level or settings.log_level
     setup_logging(level)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -61,7 +61,33 @@ class Settings(BaseSettings):
         2, ge=1, description="frames queued per stream before the drop / backpressure policy applies"
     )
     upload_max_bytes: ByteSize = Field(ByteSize(512 * 1024**2), description="largest accepted upload")
-    max_duration_s: float = Field(600.0, gt=0, description="longest accepted uploaded video")
+    max_duration_s: float = Field(
+        300.0, gt=0, description="longest accepted uploaded video (container duration, and timestamps while decoding)"
+    )
+    upload_max_frames: int = Field(
+        9000,
+        ge=1,
+        description="most frames in an uploaded video (the container's count at upload, and again while decoding: "
+        "a stream that passes it fails the job)",
+    )
+    upload_max_pixels: int = Field(
+        3840 * 2160,
+        ge=1,
+        description="largest frame of an uploaded video (width * height; checked at upload and while decoding)",
+    )
+    max_concurrent_jobs: int = Field(2, ge=1, description="upload jobs that run at once (the others stay queued)")
+    max_jobs_per_key: int = Field(
+        1, ge=1, description="upload jobs of one API key that run at once; keys take turns for the free slots"
+    )
+    max_queued_jobs_per_key: int = Field(
+        16, ge=1, description="queued upload jobs one API key may have; more uploads are refused with 429"
+    )
+    job_checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds between a running job's checkpoints (results committed + adapter state saved); a crash "
+        "loses at most this much work, a clean shutdown none",
+    )
     max_frame_bytes: ByteSize = Field(ByteSize(8 * 1024**2), description="largest WebSocket frame message")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded WebSocket frame (width * height)")
     max_result_side: int = Field(

@@ -46,6 +46,11 @@ class Job(BaseModel):
     error: str | None = None
     results: list[str] = Field(default_factory=list)
     created: float = Field(default_factory=time.time)
+    checkpoint: dict | None = Field(
+        None,
+        description="last commit: `frames` whose results are on disk for good and the adapter `state` file saved "
+        "with them; an interrupted job resumes there",
+    )
     started: float | None = None
     finished: float | None = None
 
@@ -75,8 +80,9 @@ class JobStore:
         return self.job_dir(job_id) / RESULTS
 
     def load(self) -> list[str]:
-        """Read every job.json; jobs that were running when the service stopped become failed. Returns the ids
-        of jobs still queued (to be re-enqueued), oldest first."""
+        """Read every job.json. Jobs that were running when the service stopped (a crash: a clean shutdown has
+        already put them back) are queued again to resume at their last checkpoint. Returns the ids of the queued
+        jobs (to be re-enqueued), oldest first."""
         requeue: list[Job] = []
         for path in sorted(self.root.glob(f"*/{JOB_FILE}")):
             try:
@@ -85,9 +91,11 @@ class JobStore:
                 log.warning("unreadable job record skipped", extra=kv(path=str(path), error=str(exc)))
                 continue
             if job.state == "running":
-                job.state, job.error, job.finished = "failed", "interrupted by a service restart", time.time()
+                frames = int((job.checkpoint or {}).get("frames", 0))
+                job.state, job.started, job.frames_done, job.fps, job.eta_s = "queued", None, frames, None, None
+                job.message = f"interrupted by a service restart; it resumes at frame {frames}"
                 self.save(job)
-            elif job.state == "queued":
+            if job.state == "queued":
                 requeue.append(job)
             self.jobs[job.id] = job
         log.info("job index loaded", extra=kv(jobs=len(self.jobs), requeued=len(requeue)))
