@@ -10,6 +10,17 @@ from types import FrameType
 
 import typer
 
+WS_HEADROOM_BYTES = 1024 * 1024
+
+
+def ws_max_size(max_frame_bytes: int) -> int:
+    """uvicorn's hard cap on one WebSocket message: twice `M2F_MAX_FRAME_BYTES` plus 1 MiB.
+
+    The app enforces `M2F_MAX_FRAME_BYTES` itself (an `error` message `frame_too_big`, then close 1009), so the
+    transport cap must lie well above it: a frame somewhat over the limit reaches the app and the client learns
+    why; only a runaway message beyond this cap is cut by uvicorn (a bare close 1009)."""
+    return 2 * max_frame_bytes + WS_HEADROOM_BYTES
+
 
 def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
     """SIGTERM outside uvicorn's own handler: exit with status 0.
@@ -42,7 +53,7 @@ def _serve(
         port=port,
         log_config=None,
         log_level=level.lower(),
-        ws_max_size=int(settings.max_frame_bytes) + 64 * 1024,
+        ws_max_size=ws_max_size(int(settings.max_frame_bytes)),
     )
 
 

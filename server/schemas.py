@@ -4,8 +4,55 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.config import Task
+from model.config import TASKS, Task
 from server.jobs.store import Job
+
+
+class ErrorDetail(BaseModel):
+    """The body of every refusal the routes raise themselves (4xx / 503): what went wrong, in words."""
+
+    detail: str
+
+
+ERROR_DESCRIPTIONS = {
+    400: "bad request (the message says what)",
+    401: "missing or invalid API key (auth on)",
+    403: "cross-origin browser request refused (see M2F_ALLOWED_ORIGINS)",
+    404: "no such resource",
+    409: "the resource is not in a state that allows this",
+    413: "upload too large",
+    415: "not a video",
+    422: "unusable input (the message says what)",
+    429: "quota exceeded",
+    503: "the service is starting, or full",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI `responses=` entries for refusals with an `ErrorDetail` body."""
+    return {code: {"model": ErrorDetail, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+# `POST /v1/jobs` parses its multipart body by hand (streamed to disk with a size cap), so FastAPI cannot infer it
+UPLOAD_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the video (MP4, MKV, ...)"},
+                        "task": {"type": "string", "enum": list(TASKS), "default": "semantic"},
+                        "method": {"type": "string", "description": "TTT method (default: M2F_TTT_METHOD)"},
+                        "preset": {"type": "string", "description": "TTT preset (default: M2F_TTT_PRESET)"},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class Health(BaseModel):
@@ -23,8 +70,9 @@ class Capacity(BaseModel):
 
 
 class ModelRef(BaseModel):
+    """The loaded model, by name only (`/readyz` is open: no filesystem paths)."""
+
     name: str
-    path: str
 
 
 class Readiness(BaseModel):

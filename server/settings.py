@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     # auth
     api_keys: CommaList = Field(default_factory=list, description="accepted API keys; empty = auth off")
 
+    allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="browser origins (scheme://host[:port]) besides the service's own that may open WebSockets "
+        "and send POST / DELETE requests (`*`: any); requests without an Origin header (curl, scripts) always pass",
+    )
+
     # storage
     jobs_dir: Path = Field(Path("runs/jobs"), description="uploaded videos and job results (survive restarts)")
     states_dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
-    @field_validator("api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
+    @field_validator("allowed_origins", "api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)

@@ -17,10 +17,12 @@ from server.deps import Authorized, JobRunnerDep, JobStoreDep, SettingsDep, chec
 from server.jobs.store import Job, JobStore
 from server.jobs.upload import UploadError, receive_upload
 from server.logging_setup import kv
-from server.schemas import JobList, JobOut
+from server.origin import SameOrigin
+from server.params import JobId, ResultName
+from server.schemas import UPLOAD_REQUEST_BODY, JobList, JobOut, error_responses
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["jobs"], dependencies=[Authorized])
+router = APIRouter(tags=["jobs"], dependencies=[Authorized, SameOrigin], responses=error_responses(401, 503))
 
 # HTTP status per probe problem: the media type is wrong (415) vs the media is unusable (422).
 VIDEO_ERROR_STATUS = {
@@ -45,11 +47,8 @@ def _job(store: JobStore, job_id: str) -> Job:
     "/v1/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses={
-        413: {"description": "upload too large"},
-        415: {"description": "not a video"},
-        422: {"description": "corrupt / too long / bad parameters"},
-    },
+    responses=error_responses(403, 413, 415, 422, 429),
+    openapi_extra=UPLOAD_REQUEST_BODY,
 )
 async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep, runner: JobRunnerDep) -> JSONResponse:
     """Upload a video (multipart field `file`; optional fields `task`, `method`, `preset`). The body is streamed
@@ -101,8 +100,8 @@ async def list_jobs(store: JobStoreDep) -> JobList:
     return JobList(jobs=[JobOut(**j.public()) for j in sorted(store.jobs.values(), key=lambda j: j.created)])
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut)
-async def get_job(job_id: str, store: JobStoreDep) -> JobOut:
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
+async def get_job(job_id: JobId, store: JobStoreDep) -> JobOut:
     """State, progress (frames done / total, fps, ETA), error and result file names."""
     return JobOut(**_job(store, job_id).public())
 
@@ -110,9 +109,12 @@ async def get_job(job_id: str, store: JobStoreDep) -> JobOut:
 @router.get(
     "/v1/jobs/{job_id}/results/{name:path}",
     response_class=FileResponse,
-    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file"}},
+    responses={
+        200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file"},
+        **error_responses(404, 409),
+    },
 )
-async def get_result(job_id: str, name: str, store: JobStoreDep) -> FileResponse:
+async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep) -> FileResponse:
     """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
     job = _job(store, job_id)
     if job.state != "succeeded":
@@ -130,8 +132,13 @@ async def get_result(job_id: str, name: str, store: JobStoreDep) -> FileResponse
     )
 
 
-@router.delete("/v1/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_job(job_id: str, store: JobStoreDep, runner: JobRunnerDep) -> Response:
+@router.delete(
+    "/v1/jobs/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(403, 404),
+)
+async def delete_job(job_id: JobId, store: JobStoreDep, runner: JobRunnerDep) -> Response:
     """Cancel the job if it is queued or running, then delete its upload and results."""
     _job(store, job_id)
     await asyncio.to_thread(runner.cancel, job_id)

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mask2former_ttt.ttt import METHODS
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from server.deps import Authorized, MetricsDep, ModelDep, SettingsDep, WorkerDep
-from server.schemas import Capacity, Health, Readiness, ServiceInfo
+from server.schemas import Capacity, Health, Readiness, ServiceInfo, error_responses
 
 router = APIRouter(tags=["ops"])
 
@@ -22,9 +22,9 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
-async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Readiness: 200 when the model is loaded, the device worker runs and another stream would fit; else 503
-    with the reasons. Answers during start-up too (then 503)."""
+    with the reasons. Answers during start-up too (then 503). Open (no key): it names the model, never its path."""
     worker = getattr(request.app.state, "worker", None)
     model = getattr(request.app.state, "model", None)
     capacity = Capacity(**worker.capacity()) if worker is not None else Capacity()
@@ -37,18 +37,35 @@ async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
         ready=all(checks.values()),
         checks=checks,
         capacity=capacity,
-        model={"name": model.cfg.name, "path": str(settings.model_path)} if model is not None else None,
+        model={"name": model.cfg.name} if model is not None else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 
-@router.get("/metrics", dependencies=[Authorized], response_class=PlainTextResponse)
+class PrometheusText(PlainTextResponse):
+    """The Prometheus text exposition format (its content type names the format version)."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Authorized],
+    response_class=PrometheusText,
+    responses={
+        200: {"description": "Prometheus text exposition format"},
+        401: {  # JSON, unlike the route's own media type (hence no `model`, which FastAPI would file under it)
+            "description": "missing or invalid API key (auth on)",
+            "content": {"application/json": {"schema": {"properties": {"detail": {"type": "string"}}}}},
+        },
+    },
+)
 async def metrics(registry: MetricsDep) -> Response:
     """Prometheus exposition of the app's registry."""
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    return PrometheusText(registry.render())
 
 
-@router.get("/v1/info", dependencies=[Authorized], response_model=ServiceInfo)
+@router.get("/v1/info", dependencies=[Authorized], response_model=ServiceInfo, responses=error_responses(401, 503))
 async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> ServiceInfo:
     """Model classes, TTT methods/presets and limits a client needs to build requests."""
     cfg, s = model.cfg, settings

@@ -14,18 +14,21 @@ from pydantic import BaseModel, Field
 
 from server.auth import websocket_authorized
 from server.deps import Authorized, RtspDep, SettingsDep, WorkerDep, check_method
-from server.wire.inbound import CLOSE_NORMAL, CLOSE_POLICY, Encoding, encodings_for
+from server.wire.inbound import CLOSE_NORMAL, CLOSE_POLICY, Encoding, close_reason, encodings_for
 from server.wire.outbound import error_message
 from server.rtsp_streams import CLOSED, RtspManager, RtspStream
 from model.config import Task
-from server.schemas import ControlDone, StreamList, StreamStatus
+from server.schemas import ControlDone, StreamList, StreamStatus, error_responses
+from server.origin import SameOrigin
+from server.params import StreamId
 from server.settings import Policy
 from server.worker import CapacityError, StreamSession
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["rtsp"])
+router = APIRouter(tags=["rtsp"], dependencies=[SameOrigin], responses=error_responses(401, 503))
 CONTROL_TIMEOUT_S = 60.0
 CLOSE_NOT_FOUND = 4404
+CONTROL_ERRORS = error_responses(400, 403, 404, 409)
 CLOSE_BAD_GATEWAY = 1014  # the camera (upstream) failed: reason carries its error
 
 
@@ -52,7 +55,13 @@ def _stream(manager: RtspManager, stream_id: str) -> RtspStream:
     return stream
 
 
-@router.post("/v1/streams", status_code=status.HTTP_201_CREATED, dependencies=[Authorized], response_model=StreamStatus)
+@router.post(
+    "/v1/streams",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Authorized],
+    response_model=StreamStatus,
+    responses=error_responses(400, 403, 429),
+)
 async def create_stream(body: CreateStream, response: Response, settings: SettingsDep, manager: RtspDep) -> dict:
     """Start following a camera: 201 {id}; 400 URL not allowed / bad method; 503 when the service is full."""
     method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
@@ -76,16 +85,20 @@ async def list_streams(manager: RtspDep) -> dict:
     return {"streams": [manager.status(s) for s in manager.streams.values()]}
 
 
-@router.get("/v1/streams/{stream_id}", dependencies=[Authorized], response_model=StreamStatus)
-async def get_stream(stream_id: str, manager: RtspDep) -> dict:
+@router.get("/v1/streams/{stream_id}", dependencies=[Authorized], response_model=StreamStatus, responses=error_responses(404))
+async def get_stream(stream_id: StreamId, manager: RtspDep) -> dict:
     """State (connecting / running / reconnecting / failed / stopped), counters, last error, memory."""
     return manager.status(_stream(manager, stream_id))
 
 
 @router.delete(
-    "/v1/streams/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Authorized], response_class=Response
+    "/v1/streams/{stream_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Authorized],
+    response_class=Response,
+    responses=error_responses(403, 404),
 )
-async def delete_stream(stream_id: str, manager: RtspDep) -> Response:
+async def delete_stream(stream_id: StreamId, manager: RtspDep) -> Response:
     if not await manager.delete(stream_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -110,8 +123,13 @@ async def _control(
     return {"stream_id": stream_id, **payload}
 
 
-@router.post("/v1/streams/{stream_id}/reset", dependencies=[Authorized], response_model=ControlDone)
-async def reset_stream(stream_id: str, manager: RtspDep, worker: WorkerDep) -> dict:
+@router.post(
+    "/v1/streams/{stream_id}/reset",
+    dependencies=[Authorized],
+    response_model=ControlDone,
+    responses=CONTROL_ERRORS,
+)
+async def reset_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep) -> dict:
     """Back to the model's initial weights with an empty window (in order with the queued frames)."""
     return await _control(manager, stream_id, "reset", worker.reset)
 
@@ -121,14 +139,20 @@ async def reset_stream(stream_id: str, manager: RtspDep, worker: WorkerDep) -> d
     status_code=status.HTTP_201_CREATED,
     dependencies=[Authorized],
     response_model=ControlDone,
+    responses=CONTROL_ERRORS,
 )
-async def checkpoint_stream(stream_id: str, manager: RtspDep, worker: WorkerDep) -> dict:
+async def checkpoint_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep) -> dict:
     """Save the stream's adapted state to disk; returns its `checkpoint_id`."""
     return await _control(manager, stream_id, "checkpoint", worker.checkpoint)
 
 
-@router.post("/v1/streams/{stream_id}/restore", dependencies=[Authorized], response_model=ControlDone)
-async def restore_stream(stream_id: str, body: RestoreBody, manager: RtspDep, worker: WorkerDep) -> dict:
+@router.post(
+    "/v1/streams/{stream_id}/restore",
+    dependencies=[Authorized],
+    response_model=ControlDone,
+    responses=CONTROL_ERRORS,
+)
+async def restore_stream(stream_id: StreamId, body: RestoreBody, manager: RtspDep, worker: WorkerDep) -> dict:
     """Load a checkpoint (same method and preset) into the stream."""
     return await _control(manager, stream_id, "restore", lambda s: worker.restore(s, body.checkpoint_id))
 
@@ -186,6 +210,6 @@ async def _wait_disconnect(websocket: WebSocket) -> None:
 async def _close(websocket: WebSocket, code: int, err: str, message: str) -> None:
     try:
         await websocket.send_text(json.dumps(error_message(err, message)))
-        await websocket.close(code, reason=message[:120])
+        await websocket.close(code, reason=close_reason(message))
     except (WebSocketDisconnect, RuntimeError):
         pass

@@ -23,6 +23,7 @@ from server.wire.inbound import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
     CLOSE_UNSUPPORTED,
     CONTROL_TYPES,
@@ -30,6 +31,7 @@ from server.wire.inbound import (
     RestoreMessage,
     SetTaskMessage,
     StartMessage,
+    close_reason,
     encodings_for,
     parse_frame,
     parse_text,
@@ -37,12 +39,13 @@ from server.wire.inbound import (
 from server.wire.outbound import error_message, outgoing_message
 from server.deps import MetricsDep, ModelDep, SettingsDep, WorkerDep
 from server.metrics import Metrics
+from server.origin import SameOrigin
 from server.settings import Settings
 from server.streaming import LoopForwarder, put_frame
 from server.worker import CapacityError, ControlReply, DeviceWorker, FrameItem, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["streams"])
+router = APIRouter(tags=["streams"], dependencies=[SameOrigin])
 SENDER_DRAIN_S = 30.0
 
 
@@ -54,7 +57,7 @@ async def _fail(websocket: WebSocket, close_code: int, code: str, message: str) 
     """Send an error message and close with `close_code` (reason = the message, truncated)."""
     try:
         await websocket.send_text(json.dumps(error_message(code, message)))
-        await websocket.close(close_code, reason=message[:120])
+        await websocket.close(close_code, reason=close_reason(message))
     except (WebSocketDisconnect, RuntimeError):
         pass
 
@@ -203,7 +206,7 @@ class _StreamHandler:
                 self.worker.close_session(self.session, "client stopped")
             if close_code is not None:
                 try:
-                    await self.ws.close(close_code, reason=reason[:120])
+                    await self.ws.close(close_code, reason=close_reason(reason))
                 except (RuntimeError, WebSocketDisconnect):
                     pass
 
@@ -264,7 +267,7 @@ class _StreamHandler:
                 return
             if isinstance(obj, SessionClosed):
                 if obj.reason == "server shutting down":
-                    await self.ws.close(CLOSE_GOING_AWAY, reason=obj.reason)
+                    await self.ws.close(CLOSE_SERVICE_RESTART, reason=obj.reason)
                 return
 
 

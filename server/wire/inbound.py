@@ -46,7 +46,9 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code
 
 
 class ProtocolError(ValueError):
@@ -105,16 +107,31 @@ CONTROL_TYPES = {
 }
 
 
+def close_reason(message: str) -> str:
+    """`message` cut to fit a close frame (at most 123 UTF-8 bytes, never inside a character)."""
+    return message.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", errors="ignore")
+
+
+def _loads(text: str, what: str, code: str, not_json: str = "valid JSON") -> object:
+    """json.loads; ProtocolError (1007, `code`) naming `what` when it is not JSON or is nested deeper than the
+    parser's recursion limit (CPython raises RecursionError there, not JSONDecodeError)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, code, f"{what} is not {not_json}: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(
+            CLOSE_INVALID_PAYLOAD, code, f"{what} is JSON nested too deeply (arrays / objects inside each other)"
+        ) from None
+
+
 def encodings_for(task: str, encodings: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(encodings) if encodings else DEFAULT_ENCODINGS[task]
 
 
 def parse_text(text: str) -> dict:
     """A text message as a JSON object with a string `type`; ProtocolError (1007) otherwise."""
-    try:
-        msg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_json", f"text message is not valid JSON: {exc}") from None
+    msg = _loads(text, "text message", "bad_json")
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_message", 'text messages must be JSON objects with a "type"')
     return msg
@@ -136,9 +153,10 @@ def parse_frame(data: bytes, max_bytes: int) -> tuple[dict, bytes]:
             f"frame header length {n} is invalid (message has {len(data)} bytes, header limit {MAX_HEADER_BYTES})",
         )
     try:
-        header = json.loads(data[HEADER_LEN.size : HEADER_LEN.size + n].decode("utf-8")) if n else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data[HEADER_LEN.size : HEADER_LEN.size + n].decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_frame", f"frame header is not UTF-8 JSON: {exc}") from None
+    header = _loads(text, "frame header", "bad_frame", "UTF-8 JSON") if n else {}
     if not isinstance(header, dict):
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "bad_frame", "frame header must be a JSON object")
     fid = header.get("frame_id")

@@ -1,0 +1,54 @@
+"""Path parameters with bounds: ids and result names are checked before any lookup or filesystem call, so an
+over-long or malformed value gets a 422 naming the problem instead of a 500 (e.g. ENAMETOOLONG) or a slow path.
+
+Ids the service hands out are short hex strings (jobs: 16 digits, cameras: 12); `MAX_ID_CHARS` leaves room.
+Result names are relative paths inside a job's results directory: at most `MAX_NAME_CHARS` characters, each
+`/`-separated component at most `MAX_COMPONENT_BYTES` UTF-8 bytes (the usual filesystem limit), no control
+characters (a NUL byte would make the path unusable).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator
+
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 1024
+MAX_COMPONENT_BYTES = 255
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _check_result_name(name: str) -> str:
+    """ValueError naming the problem if `name` cannot be a result file's relative path."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("result name contains a control character")
+    for part in name.split("/"):
+        size = len(part.encode("utf-8"))
+        if size > MAX_COMPONENT_BYTES:
+            raise ValueError(f"a result name component is {size} bytes; the limit is {MAX_COMPONENT_BYTES}")
+    return name
+
+
+def _id(what: str) -> object:
+    return Path(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        pattern=ID_PATTERN,
+        description=f"{what} id (letters, digits, `_`, `-`; at most {MAX_ID_CHARS} characters)",
+    )
+
+
+JobId = Annotated[str, _id("job")]
+StreamId = Annotated[str, _id("camera stream")]
+ResultName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description=f"result file path, e.g. `overlay.mp4` or `panoptic/000000.png` (at most {MAX_NAME_CHARS} "
+        f"characters, {MAX_COMPONENT_BYTES} bytes per `/` component)",
+    ),
+    AfterValidator(_check_result_name),
+]
