@@ -14,16 +14,18 @@ from fastapi import FastAPI
 
 from model.checkpoint import load_checkpoint
 from model.device import resolve_device
+from server.allow import install_allow_header
 from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
-from server.routers import jobs, ops, streams_rtsp, streams_ws, ui
+from server.routers import checkpoints, jobs, ops, streams_rtsp, streams_ws, ui
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker import DeviceWorker
 from server.worker.device_worker import AdapterFactory, default_adapter_factory
 from server.worker.layout import worker_layout
+from server.worker.state_store import StreamStateStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,13 @@ def create_app(
             metrics,
             max_streams=settings.max_streams,
             max_state_memory=int(settings.max_state_memory),
-            states_dir=settings.states_dir,
+            states_dir=StreamStateStore(
+                settings.states_dir,
+                settings.checkpoints_per_stream,
+                int(settings.checkpoint_bytes_per_key),
+                settings.checkpoint_retention_s,
+            ),
+            max_streams_per_owner=settings.max_streams_per_key if settings.auth_enabled else None,
             max_frame_pixels=settings.max_frame_pixels,
             max_result_side=settings.max_result_side,
             seed=settings.seed,
@@ -101,6 +109,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_rtsp, jobs, ui):
+    for module in (ops, streams_ws, streams_rtsp, checkpoints, jobs, ui):
         app.include_router(module.router)
+    install_allow_header(app)
     return app

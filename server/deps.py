@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from mask2former_ttt.ttt.methods import check_method as check_ttt_method
-from server.auth import require_api_key
+from server.auth import PrincipalDep, require_api_key
 from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.metrics import Metrics
@@ -20,6 +20,7 @@ from server.settings import Settings
 from server.worker import DeviceWorker
 
 Authorized = Depends(require_api_key)
+__all__ = ["Authorized", "PrincipalDep"]
 
 
 def get_settings(conn: HTTPConnection) -> Settings:

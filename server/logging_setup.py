@@ -6,7 +6,16 @@ Extra fields are passed as `logger.info("...", extra={"kv": {"stream": sid, "fra
 from __future__ import annotations
 
 import logging
+import re
 import time
+
+# API keys that clients put in URLs (`?api_key=`) or headers must never reach a log line.
+_SECRETS = re.compile(r"(?i)(api_key=|x-api-key[:=]\s*|bearer\s+)[^&\s\"'\]]+")
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with the values of `api_key=`, `X-API-Key:` and `Bearer` replaced by `[redacted]`."""
+    return _SECRETS.sub(r"\1[redacted]", text)
 
 
 def _quote(value: object) -> str:
@@ -17,7 +26,7 @@ def _quote(value: object) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """Formats records as key=value pairs (logfmt), appending `record.kv` when present."""
+    """Formats records as key=value pairs (logfmt), appending `record.kv` when present; secrets redacted."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
@@ -31,7 +40,7 @@ class KeyValueFormatter(logging.Formatter):
             parts.append(f"{key}={_quote(value)}")
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
-        return " ".join(parts)
+        return redact_secrets(" ".join(parts))
 
 
 def setup_logging(level: str = "INFO") -> None:

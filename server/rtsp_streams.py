@@ -51,6 +51,13 @@ def redact(url: str) -> str:
     return redact_url(url)
 
 
+def client_error(stats: Any) -> str | None:
+    """`last_error` as clients see it: "camera unavailable", never the diagnosis (that goes to the log)."""
+    from server.sources.rtsp import client_error as public
+
+    return public(stats)
+
+
 @dataclass
 class RtspStream:
     """One camera: its worker session (None once released), source, subscribers and settings."""
@@ -70,6 +77,7 @@ class RtspStream:
     created: float = field(default_factory=time.time)
     released: bool = False
     reconnects_seen: int = 0
+    owner: str = ""  # id of the API key that created the stream; "" with auth off
 
     @property
     def state(self) -> str:
@@ -116,14 +124,17 @@ class RtspManager:
         policy: str,
         max_fps: float | None,
         encodings: tuple[str, ...],
+        owner: str = "",
     ) -> RtspStream:
-        """Start a camera stream. ValueError: URL not allowed / bad method; CapacityError: service full."""
+        """Start a camera stream owned by `owner` (an API key id). ValueError: URL not allowed / bad method;
+        CapacityError: service full (QuotaError: the owner's streams are at their limit)."""
         s = self.settings
         self.url_check(url, s.rtsp_allowed_schemes, s.rtsp_allowed_hosts)
         fwd = LoopForwarder(asyncio.get_running_loop())
-        session = StreamSession("rtsp", task, method, preset, policy, s.queue_size, fwd, encodings)
+        session = StreamSession("rtsp", task, method, preset, policy, s.queue_size, fwd, encodings, owner=owner)
         await asyncio.wrap_future(self.worker.open_session(session))
         stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
+        stream.owner = owner
         stream.pump = asyncio.create_task(self._pump(stream))
         try:
             stream.source = self.source_factory(
@@ -133,6 +144,7 @@ class RtspManager:
                 open_timeout_s=s.rtsp_open_timeout_s,
                 stall_timeout_s=s.rtsp_stall_timeout_s,
                 max_failures=s.rtsp_max_failures,
+                allowed_hosts=s.rtsp_allowed_hosts,
                 on_state=lambda state: self._on_state(stream, state),
             )
             stream.source.start()
@@ -159,10 +171,11 @@ class RtspManager:
         stats = getattr(stream.source, "stats", None)
         last_error = getattr(stats, "last_error", None)
         log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=last_error))
-        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": last_error})
+        public = client_error(stats)
+        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": public})
         if value == "failed" and not stream.released:
             stream.released = True
-            self.worker.close_session(stream.session, f"camera failed: {last_error}")
+            self.worker.close_session(stream.session, f"camera failed: {public}")
 
     def _sync_reconnects(self, stream: RtspStream) -> None:
         stats = getattr(stream.source, "stats", None)
@@ -190,6 +203,15 @@ class RtspManager:
             if msg is not None:
                 stream.publish(msg)
 
+    def find(self, stream_id: str, principal: Any) -> RtspStream | None:
+        """The stream if it exists and `principal` (server.auth.Principal) may see it; None otherwise."""
+        stream = self.streams.get(stream_id)
+        return stream if stream is not None and principal.owns(stream.owner) else None
+
+    def visible(self, principal: Any) -> list[RtspStream]:
+        """The streams `principal` may see (its own; an admin: all)."""
+        return [s for s in self.streams.values() if principal.owns(s.owner)]
+
     def status(self, stream: RtspStream) -> dict:
         """What `GET /v1/streams/{id}` returns."""
         self._sync_reconnects(stream)
@@ -211,7 +233,7 @@ class RtspManager:
             "skipped_by_max_fps": st.get("frames_dropped", 0),
             "errors": sess.errors,
             "reconnects": st.get("reconnects", 0),
-            "last_error": st.get("last_error"),
+            "last_error": client_error(stats),
             "codec": st.get("codec"),
             "width": st.get("width"),
             "height": st.get("height"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.checkpoint import bundled_model_dir
@@ -95,9 +95,22 @@ class Settings(BaseSettings):
     )
     job_max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
     start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
+    ws_idle_timeout_s: float = Field(
+        15.0, gt=0, description="a started WebSocket stream that sends nothing for this long is closed (1008)"
+    )
 
     # auth
-    api_keys: CommaList = Field(default_factory=list, description="accepted API keys; empty = auth off")
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="accepted API keys; each key owns the streams, jobs and checkpoints it creates (other keys get "
+        "404); empty (and no admin keys) = auth off",
+    )
+    admin_api_keys: CommaList = Field(
+        default_factory=list, description="API keys that may see and act on every key's streams, jobs and checkpoints"
+    )
+    max_streams_per_key: int = Field(
+        4, ge=1, description="live streams (WebSocket + camera) one API key may hold at once (auth on only)"
+    )
 
     allowed_origins: CommaList = Field(
         default_factory=list,
@@ -108,24 +121,51 @@ class Settings(BaseSettings):
     # storage
     jobs_dir: Path = Field(Path("runs/jobs"), description="uploaded videos and job results (survive restarts)")
     states_dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
+    checkpoints_per_stream: int = Field(
+        3, ge=1, description="checkpoints kept per stream; saving one more deletes the stream's oldest"
+    )
+    checkpoint_bytes_per_key: ByteSize = Field(
+        ByteSize(1024**3),
+        description="disk all of one API key's checkpoints may use; a save past it first deletes the key's oldest "
+        "checkpoints of ended streams, and is refused if that is not enough",
+    )
+    checkpoint_retention_s: float = Field(
+        3600.0, ge=0, description="checkpoints of a stream that ended are deleted this long after it ended (0: at once)"
+    )
 
     # RTSP
     rtsp_allowed_schemes: CommaList = Field(default_factory=lambda: ["rtsp", "rtsps"], description="URL schemes accepted for cameras")
     rtsp_allowed_hosts: CommaList | None = Field(
-        None, description="hosts / *.suffix / CIDR allowed for camera URLs; unset = any host"
+        None,
+        description="camera hosts: names, *.suffix, IPs and CIDR networks. A camera's host must match an entry, and "
+        "every address it resolves to must be public or itself listed (IP / CIDR): loopback, private, link-local, "
+        "CGNAT, multicast, ... addresses need an entry. Unset with auth off: any host with public addresses only; "
+        "unset with M2F_API_KEYS set: no camera at all (see docs/security.md)",
     )
-    rtsp_max_failures: int | None = Field(None, ge=1, description="consecutive connect failures before a camera fails")
+    rtsp_max_failures: int | None = Field(
+        5,
+        ge=1,
+        description="consecutive failed connection attempts (with backoff) before a camera ends `failed` and frees "
+        "its slot; the stream stays listed until deleted",
+    )
     rtsp_open_timeout_s: float = Field(5.0, gt=0, description="seconds to open a camera (and socket I/O timeout)")
     rtsp_stall_timeout_s: float = Field(5.0, gt=0, description="seconds without a frame before reconnecting")
 
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
-    @field_validator("allowed_origins", "api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
+    @field_validator("allowed_origins", "api_keys", "admin_api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)
 
+    @model_validator(mode="after")
+    def _cameras_denied_by_default_with_auth(self) -> Settings:
+        """With API keys, an unset camera allowlist means no camera host (not any host)."""
+        if self.rtsp_allowed_hosts is None and self.auth_enabled:
+            self.rtsp_allowed_hosts = []
+        return self
+
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys)
+        return bool(self.api_keys or self.admin_api_keys)

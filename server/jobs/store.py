@@ -29,6 +29,7 @@ class Job(BaseModel):
     """A job's record (also its API representation)."""
 
     id: str
+    owner: str = Field("", description="id of the API key that created the job (never the key); '' with auth off")
     state: JobState = "queued"
     task: Task
     method: str
@@ -45,12 +46,12 @@ class Job(BaseModel):
     message: str | None = None
     error: str | None = None
     results: list[str] = Field(default_factory=list)
-    created: float = Field(default_factory=time.time)
     checkpoint: dict | None = Field(
         None,
         description="last commit: `frames` whose results are on disk for good and the adapter `state` file saved "
         "with them; an interrupted job resumes there",
     )
+    created: float = Field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
 

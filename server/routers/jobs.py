@@ -13,13 +13,16 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from model.config import TASKS
 from mask2former_ttt.video_io import VideoError, probe
-from server.deps import Authorized, JobRunnerDep, JobStoreDep, SettingsDep, check_method
+from server.auth import Principal
+from server.deps import Authorized, JobRunnerDep, JobStoreDep, PrincipalDep, SettingsDep, check_method
+from server.jobs.runner import JobRunner
 from server.jobs.store import Job, JobStore
 from server.jobs.upload import UploadError, receive_upload
 from server.logging_setup import kv
 from server.origin import SameOrigin
 from server.params import JobId, ResultName
 from server.schemas import UPLOAD_REQUEST_BODY, JobList, JobOut, error_responses
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"], dependencies=[Authorized, SameOrigin], responses=error_responses(401, 503))
@@ -31,16 +34,32 @@ VIDEO_ERROR_STATUS = {
     "empty": 422,
     "corrupt": 422,
     "too_long": 422,
+    "too_many_frames": 422,
+    "too_large": 422,
     "not_found": 422,
 }
 MEDIA_TYPES = {".mp4": "video/mp4", ".jsonl": "application/x-ndjson", ".json": "application/json", ".png": "image/png"}
 
 
-def _job(store: JobStore, job_id: str) -> Job:
+def _job(store: JobStore, job_id: str, principal: Principal) -> Job:
+    """The job if it exists and the caller owns it (or is an admin); 404 otherwise, so ids of other keys' jobs
+    are indistinguishable from unknown ids."""
     job = store.get(job_id)
-    if job is None:
+    if job is None or not principal.owns(job.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
     return job
+
+
+def _check_queue_quota(settings: Settings, runner: JobRunner, owner: str) -> None:
+    """429 when `owner` already has `max_queued_jobs_per_key` jobs waiting."""
+    queued = runner.queued_jobs(owner)
+    if queued >= settings.max_queued_jobs_per_key:
+        detail = (
+            f"this API key already has {queued} queued jobs; the limit is {settings.max_queued_jobs_per_key} "
+            "(max_queued_jobs_per_key): wait until some have started, or delete some"
+        )
+        log.info("upload refused", extra=kv(status=429, reason=detail))
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=detail)
 
 
 @router.post(
@@ -50,9 +69,12 @@ def _job(store: JobStore, job_id: str) -> Job:
     responses=error_responses(403, 413, 415, 422, 429),
     openapi_extra=UPLOAD_REQUEST_BODY,
 )
-async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep, runner: JobRunnerDep) -> JSONResponse:
+async def create_job(
+    request: Request, settings: SettingsDep, store: JobStoreDep, runner: JobRunnerDep, principal: PrincipalDep
+) -> JSONResponse:
     """Upload a video (multipart field `file`; optional fields `task`, `method`, `preset`). The body is streamed
     to disk with a size cap, then probed with PyAV before the job is accepted (202 + id)."""
+    _check_queue_quota(settings, runner, principal.key_id)  # before the upload: no bandwidth spent on a refusal
     job_id = store.new_id()
     directory = store.job_dir(job_id)
     directory.mkdir(parents=True)
@@ -68,9 +90,16 @@ async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep
         except ValueError as exc:
             raise UploadError(422, str(exc)) from None
         try:
-            info = await asyncio.to_thread(probe, path, settings.max_duration_s)
+            info = await asyncio.to_thread(
+                probe,
+                path,
+                settings.max_duration_s,
+                max_frames=settings.upload_max_frames,
+                max_pixels=settings.upload_max_pixels,
+            )
         except VideoError as exc:
             raise UploadError(VIDEO_ERROR_STATUS.get(exc.kind, 422), f"{exc.kind}: {exc.message}") from None
+        _check_queue_quota(settings, runner, principal.key_id)  # again, right before the job is recorded
     except UploadError as exc:
         shutil.rmtree(directory, ignore_errors=True)
         log.info("upload refused", extra=kv(status=exc.status, reason=exc.message))
@@ -80,6 +109,7 @@ async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep
         raise
     job = Job(
         id=job_id,
+        owner=principal.key_id,
         task=task,
         method=method,
         preset=preset,
@@ -95,15 +125,16 @@ async def create_job(request: Request, settings: SettingsDep, store: JobStoreDep
 
 
 @router.get("/v1/jobs", response_model=JobList)
-async def list_jobs(store: JobStoreDep) -> JobList:
-    """Every job, oldest first."""
-    return JobList(jobs=[JobOut(**j.public()) for j in sorted(store.jobs.values(), key=lambda j: j.created)])
+async def list_jobs(store: JobStoreDep, principal: PrincipalDep) -> JobList:
+    """The caller's jobs (an admin key: every job), oldest first."""
+    mine = [j for j in store.jobs.values() if principal.owns(j.owner)]
+    return JobList(jobs=[JobOut(**j.public()) for j in sorted(mine, key=lambda j: j.created)])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
-async def get_job(job_id: JobId, store: JobStoreDep) -> JobOut:
+async def get_job(job_id: JobId, store: JobStoreDep, principal: PrincipalDep) -> JobOut:
     """State, progress (frames done / total, fps, ETA), error and result file names."""
-    return JobOut(**_job(store, job_id).public())
+    return JobOut(**_job(store, job_id, principal).public())
 
 
 @router.get(
@@ -114,9 +145,9 @@ async def get_job(job_id: JobId, store: JobStoreDep) -> JobOut:
         **error_responses(404, 409),
     },
 )
-async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep) -> FileResponse:
+async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep, principal: PrincipalDep) -> FileResponse:
     """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
-    job = _job(store, job_id)
+    job = _job(store, job_id, principal)
     if job.state != "succeeded":
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded"
@@ -138,9 +169,9 @@ async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep) -> Fil
     response_class=Response,
     responses=error_responses(403, 404),
 )
-async def delete_job(job_id: JobId, store: JobStoreDep, runner: JobRunnerDep) -> Response:
+async def delete_job(job_id: JobId, store: JobStoreDep, runner: JobRunnerDep, principal: PrincipalDep) -> Response:
     """Cancel the job if it is queued or running, then delete its upload and results."""
-    _job(store, job_id)
+    _job(store, job_id, principal)
     await asyncio.to_thread(runner.cancel, job_id)
     store.delete(job_id)
     log.info("job deleted", extra=kv(job=job_id))

@@ -12,9 +12,10 @@ from typing import Callable
 from fastapi import APIRouter, HTTPException, Response, WebSocket, WebSocketDisconnect, status
 from pydantic import BaseModel, Field
 
-from server.auth import websocket_authorized
-from server.deps import Authorized, RtspDep, SettingsDep, WorkerDep, check_method
-from server.wire.inbound import CLOSE_NORMAL, CLOSE_POLICY, Encoding, close_reason, encodings_for
+from server.auth import Principal
+from server.deps import Authorized, PrincipalDep, RtspDep, SettingsDep, WorkerDep, check_method
+from server.ws_auth import authenticate_websocket
+from server.wire.inbound import CLOSE_NORMAL, Encoding, close_reason, encodings_for
 from server.wire.outbound import error_message
 from server.rtsp_streams import CLOSED, RtspManager, RtspStream
 from model.config import Task
@@ -23,6 +24,7 @@ from server.origin import SameOrigin
 from server.params import StreamId
 from server.settings import Policy
 from server.worker import CapacityError, StreamSession
+from server.worker.admission import QuotaError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rtsp"], dependencies=[SameOrigin], responses=error_responses(401, 503))
@@ -48,8 +50,9 @@ class RestoreBody(BaseModel):
     checkpoint_id: str
 
 
-def _stream(manager: RtspManager, stream_id: str) -> RtspStream:
-    stream = manager.streams.get(stream_id)
+def _stream(manager: RtspManager, stream_id: str, principal: Principal) -> RtspStream:
+    """The caller's stream (an admin: any); 404 for unknown ids and for other keys' streams alike."""
+    stream = manager.find(stream_id, principal)
     if stream is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
     return stream
@@ -62,14 +65,25 @@ def _stream(manager: RtspManager, stream_id: str) -> RtspStream:
     response_model=StreamStatus,
     responses=error_responses(400, 403, 429),
 )
-async def create_stream(body: CreateStream, response: Response, settings: SettingsDep, manager: RtspDep) -> dict:
+async def create_stream(
+    body: CreateStream, response: Response, settings: SettingsDep, manager: RtspDep, principal: PrincipalDep
+) -> dict:
     """Start following a camera: 201 {id}; 400 URL not allowed / bad method; 503 when the service is full."""
     method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
     try:
         check_method(method, preset)
         stream = await manager.create(
-            body.url, body.task, method, preset, body.policy, body.max_fps, encodings_for(body.task, body.encodings)
+            body.url,
+            body.task,
+            method,
+            preset,
+            body.policy,
+            body.max_fps,
+            encodings_for(body.task, body.encodings),
+            owner=principal.key_id,
         )
+    except QuotaError as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": "5"}) from None
     except CapacityError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
@@ -81,14 +95,15 @@ async def create_stream(body: CreateStream, response: Response, settings: Settin
 
 
 @router.get("/v1/streams", dependencies=[Authorized], response_model=StreamList)
-async def list_streams(manager: RtspDep) -> dict:
-    return {"streams": [manager.status(s) for s in manager.streams.values()]}
+async def list_streams(manager: RtspDep, principal: PrincipalDep) -> dict:
+    """The caller's camera streams (an admin key: every stream)."""
+    return {"streams": [manager.status(s) for s in manager.visible(principal)]}
 
 
 @router.get("/v1/streams/{stream_id}", dependencies=[Authorized], response_model=StreamStatus, responses=error_responses(404))
-async def get_stream(stream_id: StreamId, manager: RtspDep) -> dict:
+async def get_stream(stream_id: StreamId, manager: RtspDep, principal: PrincipalDep) -> dict:
     """State (connecting / running / reconnecting / failed / stopped), counters, last error, memory."""
-    return manager.status(_stream(manager, stream_id))
+    return manager.status(_stream(manager, stream_id, principal))
 
 
 @router.delete(
@@ -98,16 +113,17 @@ async def get_stream(stream_id: StreamId, manager: RtspDep) -> dict:
     response_class=Response,
     responses=error_responses(403, 404),
 )
-async def delete_stream(stream_id: StreamId, manager: RtspDep) -> Response:
-    if not await manager.delete(stream_id):
+async def delete_stream(stream_id: StreamId, manager: RtspDep, principal: PrincipalDep) -> Response:
+    """Stop the camera and forget the stream."""
+    if not await manager.delete(_stream(manager, stream_id, principal).id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no stream {stream_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 async def _control(
-    manager: RtspManager, stream_id: str, name: str, start: Callable[[StreamSession], Future]
+    manager: RtspManager, stream_id: str, principal: Principal, name: str, start: Callable[[StreamSession], Future]
 ) -> dict:
-    stream = _stream(manager, stream_id)
+    stream = _stream(manager, stream_id, principal)
     if stream.session.closed:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"stream {stream_id!r} has no active session ({stream.state})"
@@ -116,6 +132,8 @@ async def _control(
         payload = await asyncio.wait_for(
             asyncio.wrap_future(start(stream.session)), CONTROL_TIMEOUT_S
         )
+    except LookupError as exc:  # e.g. no such checkpoint (or another key's)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     except (RuntimeError, asyncio.TimeoutError) as exc:
@@ -129,9 +147,9 @@ async def _control(
     response_model=ControlDone,
     responses=CONTROL_ERRORS,
 )
-async def reset_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep) -> dict:
+async def reset_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep, principal: PrincipalDep) -> dict:
     """Back to the model's initial weights with an empty window (in order with the queued frames)."""
-    return await _control(manager, stream_id, "reset", worker.reset)
+    return await _control(manager, stream_id, principal, "reset", worker.reset)
 
 
 @router.post(
@@ -141,9 +159,9 @@ async def reset_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep)
     response_model=ControlDone,
     responses=CONTROL_ERRORS,
 )
-async def checkpoint_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep) -> dict:
-    """Save the stream's adapted state to disk; returns its `checkpoint_id`."""
-    return await _control(manager, stream_id, "checkpoint", worker.checkpoint)
+async def checkpoint_stream(stream_id: StreamId, manager: RtspDep, worker: WorkerDep, principal: PrincipalDep) -> dict:
+    """Save the stream's adapted state to disk; returns its `checkpoint_id` (quotas: docs/configuration.md)."""
+    return await _control(manager, stream_id, principal, "checkpoint", worker.checkpoint)
 
 
 @router.post(
@@ -152,21 +170,23 @@ async def checkpoint_stream(stream_id: StreamId, manager: RtspDep, worker: Worke
     response_model=ControlDone,
     responses=CONTROL_ERRORS,
 )
-async def restore_stream(stream_id: StreamId, body: RestoreBody, manager: RtspDep, worker: WorkerDep) -> dict:
-    """Load a checkpoint (same method and preset) into the stream."""
-    return await _control(manager, stream_id, "restore", lambda s: worker.restore(s, body.checkpoint_id))
+async def restore_stream(
+    stream_id: StreamId, body: RestoreBody, manager: RtspDep, worker: WorkerDep, principal: PrincipalDep
+) -> dict:
+    """Load one of the caller's checkpoints (same method and preset) into the stream; 404 for another key's."""
+    return await _control(
+        manager, stream_id, principal, "restore", lambda s: worker.restore(s, body.checkpoint_id, principal)
+    )
 
 
 @router.websocket("/v1/streams/{stream_id}/results")
-async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep) -> None:
+async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep, settings: SettingsDep) -> None:
     """Subscribe to a camera's results: `subscribed` (status), then `result` / `error` / `state` messages."""
     await websocket.accept()
-    if not websocket_authorized(websocket):
-        await _close(
-            websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)"
-        )
+    principal = await authenticate_websocket(websocket, settings)
+    if principal is None:
         return
-    stream = manager.streams.get(stream_id)
+    stream = manager.find(stream_id, principal)
     if stream is None:
         await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
         return

@@ -10,12 +10,14 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from typing import Any, Sequence
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from server.auth import websocket_authorized
+from server.auth import presented_key, websocket_principal
+from server.ws_auth import close_unauthorized
 from server.logging_setup import kv
 from server.wire.inbound import (
     CLOSE_GOING_AWAY,
@@ -42,6 +44,7 @@ from server.metrics import Metrics
 from server.origin import SameOrigin
 from server.settings import Settings
 from server.streaming import LoopForwarder, put_frame
+from server.worker.admission import QuotaError
 from server.worker import CapacityError, ControlReply, DeviceWorker, FrameItem, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)
@@ -94,10 +97,8 @@ async def stream_ws(
 ) -> None:
     """Live stream over one WebSocket (see docs/websocket-protocol.md)."""
     await websocket.accept()
-    if not websocket_authorized(websocket):
-        await _fail(
-            websocket, CLOSE_POLICY, "unauthorized", "missing or invalid API key (X-API-Key, Bearer or ?api_key=)"
-        )
+    if presented_key(websocket.headers, websocket.query_params) and websocket_principal(websocket) is None:
+        await close_unauthorized(websocket)  # a wrong handshake key: refuse before reading anything
         return
     try:
         start = await _receive_start(websocket, settings)
@@ -105,6 +106,10 @@ async def stream_ws(
         await _fail(websocket, exc.close_code, exc.code, exc.message)
         return
     except WebSocketDisconnect:
+        return
+    principal = websocket_principal(websocket, start.api_key)
+    if principal is None:
+        await close_unauthorized(websocket)
         return
 
     fwd = LoopForwarder(asyncio.get_running_loop())
@@ -118,11 +123,12 @@ async def stream_ws(
         deliver=fwd,
         encodings=encodings_for(start.task, start.encodings),
         on_space=fwd.notify_space,
+        owner=principal.key_id,
     )
     try:
         await asyncio.wrap_future(worker.open_session(session))
     except CapacityError as exc:
-        await _fail(websocket, CLOSE_TRY_AGAIN, "capacity", str(exc))
+        await _fail(websocket, CLOSE_TRY_AGAIN, "quota" if isinstance(exc, QuotaError) else "capacity", str(exc))
         return
     except ValueError as exc:
         await _fail(websocket, CLOSE_INVALID_PAYLOAD, "bad_start", str(exc))
@@ -170,13 +176,14 @@ class _StreamHandler:
         self.seq = itertools.count()
         self.class_names = class_names
         self.metrics = metrics
+        self.last_sent = time.monotonic()  # when the server last sent something (idle timeout)
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         close_code, reason, graceful = CLOSE_NORMAL, "stream closed", False
         try:
             while True:
-                msg = await self.ws.receive()
+                msg = await self._receive()
                 if msg["type"] == "websocket.disconnect":
                     close_code = None
                     break
@@ -209,6 +216,20 @@ class _StreamHandler:
                     await self.ws.close(close_code, reason=close_reason(reason))
                 except (RuntimeError, WebSocketDisconnect):
                     pass
+
+    async def _receive(self) -> dict:
+        """The client's next message; ProtocolError (1008 `idle_timeout`) after `ws_idle_timeout_s` in which the
+        client sent nothing and the server sent nothing either (a client waiting for slow results is not idle), so
+        a frozen client does not hold its stream slot."""
+        limit = self.settings.ws_idle_timeout_s
+        receiving = asyncio.ensure_future(self.ws.receive())
+        while True:
+            done, _ = await asyncio.wait({receiving}, timeout=limit)
+            if done:
+                return receiving.result()
+            if time.monotonic() - self.last_sent >= limit:
+                receiving.cancel()
+                raise ProtocolError(CLOSE_POLICY, "idle_timeout", f"no message from the client for {limit:g} s")
 
     async def _on_frame(self, data: bytes) -> bool:
         header, image = parse_frame(data, int(self.settings.max_frame_bytes))
@@ -263,6 +284,7 @@ class _StreamHandler:
                 msg = error_message("encode_failed", f"{type(exc).__name__}: {exc}", getattr(obj, "frame_id", None))
             if msg is not None:
                 await self.ws.send_text(json.dumps(msg))
+                self.last_sent = time.monotonic()
             if isinstance(obj, ControlReply) and obj.name == "stop":
                 return
             if isinstance(obj, SessionClosed):

@@ -421,10 +421,8 @@
   }
 
   function openSocket() {
-    const key = apiKey();
-    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/streams/ws` +
-      (key ? `?api_key=${encodeURIComponent(key)}` : "");
-    const ws = new WebSocket(url);
+    const key = apiKey();  // sent in the start message, never in the URL (URLs end up in logs)
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/streams/ws`);
     ui.ws = ws;
     ui.running = true;
     ui.pending.clear();
@@ -433,6 +431,7 @@
       const start = { type: "start", task, encodings: encodingsFor(task), policy: "latest", queue_size: 2 };
       if (el.method.value) start.method = el.method.value;
       if (params.get("preset")) start.preset = params.get("preset");
+      if (key) start.api_key = key;
       ws.send(JSON.stringify(start));
       setStatus("connected, starting the stream…");
     };
@@ -490,6 +489,11 @@
 
   // ------------------------------------------------------------------------------------------- boot
   el.apiKey.value = params.get("api_key") || sessionStorage.getItem("m2f-api-key") || "";
+  if (params.has("api_key")) {  // keep the key out of the address bar, history and bookmarks
+    sessionStorage.setItem("m2f-api-key", el.apiKey.value);
+    params.delete("api_key");
+    history.replaceState(null, "", `${location.pathname}${params.toString() ? `?${params}` : ""}`);
+  }
   if (["semantic", "instance", "panoptic"].includes(params.get("task"))) el.task.value = params.get("task");
   if (params.get("method")) el.method.add(new Option(params.get("method"), params.get("method"), true, true));
   loadMethods().finally(() => { if (params.get("autostart") === "1") start(); });

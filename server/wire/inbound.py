@@ -75,6 +75,7 @@ class StartMessage(_Msg):
     encodings: list[Encoding] | None = None
     policy: Policy = "latest"
     queue_size: int | None = Field(None, ge=1, le=64)
+    api_key: str | None = Field(None, repr=False, description="API key (browsers: instead of a header)")
 
     @field_validator("encodings")
     @classmethod

@@ -22,12 +22,22 @@ class CapacityError(RuntimeError):
         self.reason = reason
 
 
+class QuotaError(CapacityError):
+    """The stream's owner (API key) already holds its limit of live streams; others may still get in."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("key_streams", message)
+
+
 class Admission:
     """Stream-count and memory limits over the sessions the worker holds."""
 
-    def __init__(self, metrics: Metrics, max_streams: int, max_state_memory: int) -> None:
+    def __init__(
+        self, metrics: Metrics, max_streams: int, max_state_memory: int, max_streams_per_owner: int | None = None
+    ) -> None:
         self.metrics = metrics
         self.max_streams = max_streams
+        self.max_streams_per_owner = max_streams_per_owner  # None: no per-key limit (auth off)
         self.max_state_memory = max_state_memory
         self._peak_bytes: dict[tuple[str, str], int] = {}
 
@@ -35,8 +45,19 @@ class Admission:
     def reserved_bytes(sessions: Collection[StreamSession]) -> int:
         return sum(s.reserved_bytes for s in list(sessions))
 
-    def check_count(self, sessions: Collection[StreamSession]) -> None:
-        """CapacityError("streams") when every stream slot is taken."""
+    def check_count(self, sessions: Collection[StreamSession], session: StreamSession | None = None) -> None:
+        """CapacityError("streams") when every stream slot is taken; QuotaError when `session`'s owner already
+        holds `max_streams_per_owner` live streams (upload jobs have their own per-key limit)."""
+        sessions = list(sessions.values()) if isinstance(sessions, dict) else list(sessions)
+        limit = self.max_streams_per_owner
+        if limit is not None and session is not None and session.source != "job":
+            mine = sum(1 for s in sessions if s.owner == session.owner and s.source != "job" and s is not session)
+            if mine >= limit:
+                self.metrics.refusals.labels("key_streams").inc()
+                raise QuotaError(
+                    f"this API key already has {mine} live streams, its limit (M2F_MAX_STREAMS_PER_KEY={limit}); "
+                    "close one first"
+                )
         if len(sessions) >= self.max_streams:
             self.metrics.refusals.labels("streams").inc()
             raise CapacityError(
@@ -46,7 +67,7 @@ class Admission:
 
     def reserve(self, sessions: Collection[StreamSession], session: StreamSession, adapter: Adapter) -> int:
         """Bytes to reserve for `session` running `adapter`; CapacityError when a slot or the memory is missing."""
-        self.check_count(sessions)
+        self.check_count(sessions, session)
         need = max(int(adapter.estimated_memory_bytes()), self._peak_bytes.get((session.method, session.preset), 0))
         used = self.reserved_bytes(sessions)
         if used + need > self.max_state_memory:

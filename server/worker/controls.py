@@ -59,9 +59,11 @@ class StreamControls:
         """Save the stream's adapted state: `{checkpoint_id, bytes, frames}`."""
         return self.control(session, "checkpoint", self.states.save)
 
-    def restore(self, session: StreamSession, checkpoint_id: str) -> Future:
-        """Load a saved state of the same method and preset: `{checkpoint_id, frames}`."""
-        return self.control(session, "restore", lambda s: self.states.restore(s, checkpoint_id))
+    def restore(self, session: StreamSession, checkpoint_id: str, caller: Any = None) -> Future:
+        """Load a saved state of the same method and preset: `{checkpoint_id, frames}`. Only checkpoints of the
+        stream's owner, or those `caller` (a `server.auth.Principal`) owns, are found."""
+        owns = caller.owns if caller is not None else None
+        return self.control(session, "restore", lambda s: self.states.restore(s, checkpoint_id, owns))
 
     def _run_control(self, session: StreamSession, item: ControlItem) -> None:
         try:

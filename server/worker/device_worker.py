@@ -71,7 +71,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         *,
         max_streams: int,
         max_state_memory: int,
-        states_dir: Path,
+        states_dir: Path | StreamStateStore,
         max_frame_pixels: int = 4096 * 4096,
         max_result_side: int = 640,
         seed: int = 0,
@@ -79,14 +79,15 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         lanes: int = 1,
         decode_threads: int = 1,
         adapter_factory: AdapterFactory = default_adapter_factory,
+        max_streams_per_owner: int | None = None,
     ) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.model = model
         self.models = [model] + [copy.deepcopy(model) for _ in range(lanes - 1)]  # one replica per lane
         self.metrics = metrics
-        self.admission = Admission(metrics, max_streams, max_state_memory)
-        self.states = StreamStateStore(states_dir)
+        self.admission = Admission(metrics, max_streams, max_state_memory, max_streams_per_owner)
+        self.states = states_dir if isinstance(states_dir, StreamStateStore) else StreamStateStore(states_dir)
         self.max_frame_pixels = max_frame_pixels
         self.decoder = DecodeAhead(decode_threads, max_frame_pixels)
         self.max_result_side = max_result_side
@@ -141,7 +142,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         CapacityError when full, ValueError for an unknown method/preset."""
         with self._registry:
             try:
-                self.admission.check_count(self.sessions)  # cheap early refusal, re-checked on the lane
+                self.admission.check_count(self.sessions, session)  # cheap early refusal, re-checked on the lane
             except CapacityError as exc:
                 fut: Future = Future()
                 fut.set_exception(exc)
@@ -163,7 +164,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
 
     def _admit(self, session: StreamSession) -> StreamSession:
         with self._registry:
-            self.admission.check_count(self.sessions)
+            self.admission.check_count(self.sessions, session)
         adapter = self.adapter_factory(self.models[session.lane], session.method, session.preset, self.seed)
         with self._registry:
             session.reserved_bytes = self.admission.reserve(list(self.sessions.values()), session, adapter)
@@ -193,6 +194,7 @@ class DeviceWorker(StreamControls, LaneRebalancing):
                 return
             self._lane_load[session.lane] -= 1
         session.adapter = None
+        self.states.index.stream_ended(session.id)
         self._rebalance()
         self.metrics.active_streams.labels(session.source).dec()
         try:

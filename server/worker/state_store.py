@@ -1,16 +1,19 @@
 """Stream state files: a stream's adapted state saved under an id, and loaded back into a stream of the same
-method and preset. Ids are validated before they become paths, so a client cannot name any other file."""
+method and preset by the same API key. Ids are validated before they become paths, so a client cannot name any
+other file; ownership and quotas live in :class:`~server.worker.checkpoint_index.CheckpointIndex`."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from pathlib import Path
 
 import torch
 
 from server.logging_setup import kv
+from server.worker.checkpoint_index import CheckpointIndex, CheckpointNotFound, CheckpointRecord, Owns
 from server.worker.stream_session import StreamSession
 
 log = logging.getLogger(__name__)
@@ -20,14 +23,23 @@ CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATE_FORMAT = "m2f-ttt-stream-state/2"
 
 
-class StreamStateStore:
-    """`states_dir/<checkpoint_id>.pt` files holding `{"format", "method", "preset", "frames", "state"}`."""
+def _same_owner(owner: str) -> Owns:
+    return lambda recorded: recorded == owner
 
-    def __init__(self, states_dir: Path) -> None:
+
+class StreamStateStore:
+    """`states_dir/<checkpoint_id>.pt` files holding `{"format", "method", "preset", "frames", "state"}`, each with
+    an owner sidecar (see `CheckpointIndex` for the per-stream count, per-key bytes and retention limits)."""
+
+    def __init__(
+        self, states_dir: Path, per_stream: int = 3, bytes_per_key: int = 1 << 30, retention_s: float = 3600.0
+    ) -> None:
         self.states_dir = Path(states_dir)
+        self.index = CheckpointIndex(self.states_dir, per_stream, bytes_per_key, retention_s)
 
     def save(self, session: StreamSession) -> dict:
-        """Save the session's adapter state under a new id; returns `{checkpoint_id, bytes, frames}`."""
+        """Save the session's adapter state under a new id owned by the session's owner; returns
+        `{checkpoint_id, bytes, frames}`. CheckpointQuotaError when the owner's byte quota is used up."""
         checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
         self.states_dir.mkdir(parents=True, exist_ok=True)
         path = self.states_dir / f"{checkpoint_id}.pt"
@@ -40,22 +52,30 @@ class StreamStateStore:
         }
         torch.save(blob, path)
         size = path.stat().st_size
+        record = CheckpointRecord(
+            checkpoint_id, session.owner, session.id, size, session.processed, session.method, session.preset, time.time()
+        )
+        self.index.admit(record)
         log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=size))
         return {"checkpoint_id": checkpoint_id, "bytes": size, "frames": session.processed}
 
-    def path(self, checkpoint_id: str) -> Path:
-        """Path of a checkpoint id; ValueError for ids that are not ours (no path tricks) or do not exist."""
+    def path(self, checkpoint_id: str, owns: Owns) -> Path:
+        """Path of a checkpoint the caller may read; ValueError for ids that are not ours (no path tricks),
+        CheckpointNotFound for unknown ids and other keys' checkpoints."""
         if not CHECKPOINT_ID.match(checkpoint_id or ""):
             raise ValueError("checkpoint_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+        self.index.get(checkpoint_id, owns)
         path = self.states_dir / f"{checkpoint_id}.pt"
         if not path.is_file():
-            raise ValueError(f"no checkpoint {checkpoint_id!r}")
+            raise CheckpointNotFound(f"no checkpoint {checkpoint_id!r}")
         return path
 
-    def restore(self, session: StreamSession, checkpoint_id: str) -> dict:
-        """Load a saved state into the session's adapter; ValueError if it is not a stream state or was saved by
-        another method or preset. Returns `{checkpoint_id, frames}`."""
-        blob = torch.load(self.path(checkpoint_id), map_location="cpu", weights_only=True)
+    def restore(self, session: StreamSession, checkpoint_id: str, owns: Owns | None = None) -> dict:
+        """Load a saved state into the session's adapter. `owns` decides whose checkpoints the caller may use
+        (default: the session owner's only). ValueError if it is not a stream state or was saved by another method
+        or preset. Returns `{checkpoint_id, frames}`."""
+        path = self.path(checkpoint_id, owns or _same_owner(session.owner))
+        blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or not str(blob.get("format", "")).startswith("m2f-ttt-stream-state/"):
             raise ValueError(f"checkpoint {checkpoint_id!r} is not a stream state")
         if blob["format"] != STATE_FORMAT:

@@ -120,9 +120,11 @@ class StreamSession:
         encodings: tuple[str, ...] = (),
         session_id: str | None = None,
         on_space: Callable[[], None] | None = None,
+        owner: str = "",
     ) -> None:
         self.id = session_id or f"{source}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
         self.source = source
+        self.owner = owner  # id of the API key that opened the stream (server.auth.key_id); "" with auth off
         self.task = task
         self.method = method
         self.preset = preset

@@ -114,6 +114,7 @@ def test_auth_admission_and_metrics(tmp_path: Path, ckpt: Path) -> None:
             assert http.get("/metrics").status_code == 401
 
             with connect(f"{server.ws_url}/v1/streams/ws") as ws:
+                ws.send(json.dumps({"type": "start"}))
                 assert expect_close(ws, 1008)["code"] == "unauthorized"
             with connect(f"{server.ws_url}/v1/streams/ws?api_key=k-123") as ws:
                 ws.send(json.dumps({"type": "start", "policy": "block"}))

@@ -164,9 +164,16 @@ def test_capacity_refusal_uses_1013(tmp_path: Path, tiny_checkpoint: Path) -> No
 
 def test_websocket_auth(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with make_client(tmp_path, tiny_checkpoint, api_keys="k1,k2") as client:
-        with client.websocket_connect("/v1/streams/ws") as ws:
+        with client.websocket_connect("/v1/streams/ws") as ws:  # no key anywhere: refused after the start message
+            ws.send_json({"type": "start"})
             assert ws.receive_json()["code"] == "unauthorized"
             assert close_code(ws) == 1008
+        with client.websocket_connect("/v1/streams/ws") as ws:
+            ws.send_json({"type": "start", "api_key": "wrong"})
+            assert ws.receive_json()["code"] == "unauthorized"
+        with client.websocket_connect("/v1/streams/ws") as ws:  # browsers: the key in the start message
+            ws.send_json({"type": "start", "api_key": "k1"})
+            assert ws.receive_json()["type"] == "started"
         with client.websocket_connect("/v1/streams/ws?api_key=wrong") as ws:
             assert close_code(ws) == 1008
         with client.websocket_connect("/v1/streams/ws?api_key=k2") as ws:

@@ -8,6 +8,8 @@ No sleeps: tests wait on Events, Futures and queues with timeouts; timings are o
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import pickle
 import queue
@@ -38,6 +40,7 @@ from server.worker import stream_session as stream_session_module
 from server.worker.admission import Admission
 from server.worker.device_worker import default_adapter_factory
 from server.worker.imaging import result_size
+from server.worker.checkpoint_index import CheckpointRecord
 from server.worker.state_store import STATE_FORMAT, StreamStateStore
 from tests.server.svc_helpers import THING_IDS, FakeAdapter, png, rgb_frame
 
@@ -428,7 +431,7 @@ def test_lifecycle_and_failures_are_logged(model, tmp_path: Path, caplog) -> Non
         worker.put(s, FrameItem(frame_id="poison", data=poisoned))
         assert isinstance(out.get(timeout=WAIT_S), FrameError)
         worker.checkpoint(s).result(WAIT_S)
-        with pytest.raises(ValueError):
+        with pytest.raises(LookupError):
             worker.restore(s, "missing").result(WAIT_S)
         worker.close_session(s, "bye").result(WAIT_S)
         worker.stop()
@@ -475,15 +478,22 @@ def test_checkpoints_go_into_a_states_dir_whose_parents_do_not_exist_yet(tmp_pat
     s.processed = 3
     saved = store.save(s)
     assert saved["frames"] == 3 and saved["bytes"] > 0 and saved["checkpoint_id"].startswith(s.id)
-    assert store.path(saved["checkpoint_id"]).stat().st_size == saved["bytes"]
+    assert store.path(saved["checkpoint_id"], lambda owner: owner == "").stat().st_size == saved["bytes"]
     assert store.restore(_stored_session(), saved["checkpoint_id"]) == {
         "checkpoint_id": saved["checkpoint_id"],
         "frames": 3,
     }
 
 
+def _planted(tmp_path: Path, checkpoint_id: str, blob: Any) -> StreamStateStore:
+    """A file planted in the states dir as if it were a checkpoint of the anonymous owner (sidecar included)."""
+    torch.save(blob, tmp_path / f"{checkpoint_id}.pt")
+    record = CheckpointRecord(checkpoint_id, "", "planted", 1, 1, "online", "default", 0.0)
+    (tmp_path / f"{checkpoint_id}.json").write_text(json.dumps(dataclasses.asdict(record)))
+    return StreamStateStore(tmp_path)
+
+
 def test_restore_never_unpickles_code(tmp_path: Path) -> None:
-    store = StreamStateStore(tmp_path)
     blob = {
         "format": STATE_FORMAT,
         "method": "online",
@@ -491,7 +501,7 @@ def test_restore_never_unpickles_code(tmp_path: Path) -> None:
         "frames": 1,
         "state": {"total": torch.tensor(1.0), "n": 1, "x": _Payload()},
     }
-    torch.save(blob, tmp_path / "evil.pt")
+    store = _planted(tmp_path, "evil", blob)
     _EXECUTED.clear()
     with pytest.raises(pickle.UnpicklingError):
         store.restore(_stored_session(), "evil")
@@ -500,16 +510,14 @@ def test_restore_never_unpickles_code(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("blob", [{"format": "something-else/1", "state": {}}, ["not", "a", "dict"]])
 def test_restore_refuses_files_that_are_not_stream_states(tmp_path: Path, blob: Any) -> None:
-    torch.save(blob, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="is not a stream state"):
-        StreamStateStore(tmp_path).restore(_stored_session(), "other")
+        _planted(tmp_path, "other", blob).restore(_stored_session(), "other")
 
 
 def test_restore_names_an_older_state_format_instead_of_failing_inside_the_optimizer(tmp_path: Path) -> None:
     blob = {"format": "m2f-ttt-stream-state/1", "method": "online", "preset": "default", "frames": 1, "state": {}}
-    torch.save(blob, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="older version.*start the stream afresh"):
-        StreamStateStore(tmp_path).restore(_stored_session(), "old")
+        _planted(tmp_path, "old", blob).restore(_stored_session(), "old")
 
 
 # ---- session stats, result size -------------------------------------------------------------------------------

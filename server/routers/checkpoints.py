@@ -1,0 +1,54 @@
+"""Stream checkpoints of the caller's API key: `GET /v1/checkpoints`, `DELETE /v1/checkpoints/{id}`.
+
+Checkpoints are made and restored through a stream (`POST /v1/streams/{id}/checkpoint|restore` or the WebSocket
+`checkpoint` / `restore` messages); limits in docs/configuration.md (`M2F_CHECKPOINT*`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
+from pydantic import BaseModel
+
+from server.deps import Authorized, PrincipalDep, WorkerDep
+from server.worker.checkpoint_index import CheckpointNotFound
+
+router = APIRouter(tags=["checkpoints"], dependencies=[Authorized])
+CheckpointIdPath = Path(..., max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class CheckpointOut(BaseModel):
+    checkpoint_id: str
+    stream_id: str
+    bytes: int
+    frames: int
+    method: str
+    preset: str
+    created: float
+    ended: float | None = None
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[CheckpointOut]
+
+
+@router.get("/v1/checkpoints", response_model=CheckpointList)
+async def list_checkpoints(worker: WorkerDep, principal: PrincipalDep) -> CheckpointList:
+    """The caller's checkpoints (an admin key: all), oldest first."""
+    records = worker.states.index.visible(principal.owns)
+    return CheckpointList(checkpoints=[CheckpointOut(**r.public()) for r in records])
+
+
+@router.delete(
+    "/v1/checkpoints/{checkpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"description": "no such checkpoint for this API key"}},
+)
+async def delete_checkpoint(
+    worker: WorkerDep, principal: PrincipalDep, checkpoint_id: str = CheckpointIdPath
+) -> Response:
+    """Delete one of the caller's checkpoints; 404 for unknown ids and other keys' checkpoints alike."""
+    try:
+        worker.states.index.delete(checkpoint_id, principal.owns)
+    except CheckpointNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
