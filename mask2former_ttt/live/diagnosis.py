@@ -84,12 +84,15 @@ def describe_open_error(
     open_timeout_s: float,
     elapsed_s: float,
     input_format: str | None = None,
+    probe: bool = True,
 ) -> str:
     """Turn an exception from ``av.open`` into a clear, URL-specific message.
 
     ``elapsed_s`` is how long the attempt took: PyAV's open timeout surfaces as a
     generic FFmpeg error (often "Invalid data"), so a timeout is recognised by time.
     Inputs that are not TCP URLs (camera devices, ``lavfi``, ...) get FFmpeg's reason.
+    ``probe=False`` skips the TCP probe: the caller reached the host already (a relay connected to it), and a
+    second connection would go wherever DNS points now.
     """
     shown = redact_url(url)
     detail = getattr(exc, "strerror", None) or str(exc)
@@ -115,9 +118,9 @@ def describe_open_error(
         elapsed_s >= 0.95 * open_timeout_s
     )
     # Generic errors (EIO, "invalid data", interrupts): ask the network what is wrong.
-    probe = probe_tcp(host, port, min(PROBE_TIMEOUT_S, max(0.1, open_timeout_s)))
-    if probe is not None:
-        return f"{probe}: {shown}"
+    found = probe_tcp(host, port, min(PROBE_TIMEOUT_S, max(0.1, open_timeout_s))) if probe else None
+    if found is not None:
+        return f"{found}: {shown}"
     if timed_out:
         return (
             f"timed out after {open_timeout_s:g} s opening {shown}: the port accepts TCP "

@@ -32,6 +32,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
+from typing import Protocol
 
 import av
 import av.error
@@ -42,7 +43,7 @@ from mask2former_ttt.video_io import VideoFrame, redact_url, scaled_size
 from .diagnosis import LiveConnectError, describe_open_error, endpoint
 from .state import SourceState, SourceStats
 
-__all__ = ["LiveReader", "input_options"]
+__all__ = ["Dial", "Dialer", "LiveReader", "input_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,23 @@ def input_options(url: str, open_timeout_s: float, stall_timeout_s: float) -> di
     }
 
 
+class Dial(Protocol):
+    """One connection attempt prepared by a :data:`Dialer`: FFmpeg opens :attr:`url` instead of the input's URL."""
+
+    url: str
+
+    def failure(self) -> str | None:
+        """Why the dialer cut the connection, if it did (this replaces FFmpeg's vaguer error)."""
+
+    def close(self) -> None:
+        """Release the attempt's resources (called when its connection ends)."""
+
+
+#: ``dialer(url, open_timeout_s)`` -> a :class:`Dial`, before each connection attempt; raises
+#: :class:`LiveConnectError` to fail the attempt (e.g. a service checking where a camera URL leads).
+Dialer = Callable[[str, float], Dial]
+
+
 class _SessionEnded(Exception):
     """Internal: the current connection is over (EOF, stall, demux error); args[0] says why."""
 
@@ -84,15 +102,20 @@ class _SessionEnded(Exception):
 
 
 class _Session:
-    def __init__(self, container: av.container.InputContainer, stream: av.VideoStream) -> None:
-        self.container, self.stream = container, stream
+    def __init__(self, container: av.container.InputContainer, stream: av.VideoStream, dial: Dial | None) -> None:
+        self.container, self.stream, self.dial = container, stream, dial
         self.got_frame = False
+
+    def dial_failure(self) -> str | None:
+        return self.dial.failure() if self.dial is not None else None
 
     def close(self, name: str) -> None:
         try:
             self.container.close()
         except Exception:  # pragma: no cover - best effort
             logger.debug("live reader %s: error closing container", name, exc_info=True)
+        if self.dial is not None:
+            self.dial.close()
 
 
 class LiveReader:
@@ -122,6 +145,8 @@ class LiveReader:
         on_state: optional callback called with each new :class:`SourceState`.
         ffmpeg_options: extra/override options for ``av.open`` (strings).
         name: label for logs (defaults to the redacted URL).
+        dialer: optional :data:`Dialer` run before each connection attempt (FFmpeg then opens the URL it
+            returns, and errors are explained without probing the input's host again).
 
     Raises:
         ValueError: if an argument is out of range.
@@ -145,6 +170,7 @@ class LiveReader:
         on_state: Callable[[SourceState], None] | None = None,
         ffmpeg_options: Mapping[str, str] | None = None,
         name: str | None = None,
+        dialer: Dialer | None = None,
     ) -> None:
         if max_fps is not None and max_fps <= 0:
             raise ValueError(f"max_fps must be > 0 or None, got {max_fps}")
@@ -172,6 +198,7 @@ class LiveReader:
         self._on_state = on_state
         self._extra_options = dict(ffmpeg_options or {})
         self._network = endpoint(url) is not None
+        self._dialer = dialer
 
         self._lock = threading.Lock()
         self._transition_lock = threading.RLock()
@@ -380,19 +407,27 @@ class LiveReader:
         """One connection attempt; raises :class:`LiveConnectError` with a diagnosis."""
         shown = redact_url(self.url)
         started = time.monotonic()
+        dial = self._dialer(self.url, self.open_timeout_s) if self._dialer is not None else None
         try:
-            container = av.open(self.url, mode="r", format=self.input_format, options=self.ffmpeg_options,
-                                timeout=(self.open_timeout_s, self.stall_timeout_s))
+            container = av.open(dial.url if dial else self.url, mode="r", format=self.input_format,
+                                options=self.ffmpeg_options, timeout=(self.open_timeout_s, self.stall_timeout_s))
         except Exception as exc:
+            reason = dial.failure() if dial else None
+            if dial is not None:
+                dial.close()
             if self._stop_event.is_set():
                 raise LiveConnectError(f"stopped while connecting to {shown}") from exc
+            if reason:
+                raise LiveConnectError(reason) from exc
             elapsed = time.monotonic() - started
-            raise LiveConnectError(
-                describe_open_error(exc, self.url, self.open_timeout_s, elapsed, self.input_format)
-            ) from exc
+            raise LiveConnectError(describe_open_error(
+                exc, self.url, self.open_timeout_s, elapsed, self.input_format, probe=dial is None
+            )) from exc
         if not container.streams.video:
             kinds = ", ".join(f"{s.type}/{s.codec_context.name}" for s in container.streams) or "none"
             container.close()
+            if dial is not None:
+                dial.close()
             raise LiveConnectError(f"not a video stream: {shown} has no video track (streams: {kinds})",
                                    "no_video_stream")
         stream = container.streams.video[0]
@@ -413,7 +448,7 @@ class LiveReader:
             self._stats.fps = float(rate) if rate else None
         logger.info("live reader %s: connected: %s %sx%s @ %s fps%s", self.name, ctx.name, ctx.width, ctx.height,
                     f"{float(rate):g}" if rate else "?", " (stream format changed)" if changed else "")
-        return _Session(container, stream)  # type: ignore[arg-type]
+        return _Session(container, stream, dial)  # type: ignore[arg-type]
 
     def _pump(self, session: _Session) -> Generator[VideoFrame, None, None]:
         """Demux/decode one connection until stop (returns), or EOF, error or stall (raises _SessionEnded)."""
@@ -479,7 +514,9 @@ class LiveReader:
             silent = time.monotonic() - last_progress
             # PyAV's read timeout fires through the interrupt callback; FFmpeg may
             # report it as AVERROR_EXIT or as a generic error, so also judge by time.
-            if isinstance(exc, av.error.ExitError) or silent >= 0.95 * self.stall_timeout_s:
+            if session.dial_failure():
+                message = session.dial_failure() or ""
+            elif isinstance(exc, av.error.ExitError) or silent >= 0.95 * self.stall_timeout_s:
                 message = f"stalled: no frame decoded for {silent:.1f} s from {shown}"
             elif isinstance(exc, av.error.EOFError):
                 raise _SessionEnded(self._ended_message(shown), eof=True) from exc

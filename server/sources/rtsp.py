@@ -1,8 +1,11 @@
 """RTSP camera source: the shared live reader in a daemon thread, behind the server's ``FrameSource`` protocol.
 
 :class:`RtspSource` checks the URL (:func:`~server.sources.url_policy.check_url_allowed`: rtsp/rtsps with a
-host), then runs one :class:`~mask2former_ttt.live.reader.LiveReader` per camera in a daemon thread and
-calls the sink with every frame.  The reader does the work (see its module for details):
+host allowed by ``allowed_hosts``), then runs one :class:`~mask2former_ttt.live.reader.LiveReader` per camera in a
+daemon thread and calls the sink with every frame.  Every connection attempt goes through a relay
+(:mod:`server.sources.rtsp_relay`): the host is resolved and every address checked
+(:class:`~server.sources.url_policy.HostPolicy`), the relay connects to a checked address, FFmpeg talks to the
+relay, and a camera's RTSP redirect is refused instead of followed.  The reader does the rest (see its module):
 
 * opens the URL with FFmpeg's RTSP demuxer over TCP, tuned for low latency;
 * decodes the first video stream only into ``(H, W, 3)`` ``uint8`` RGB arrays, optionally throttled to
@@ -11,7 +14,8 @@ calls the sink with every frame.  The reader does the work (see its module for d
   jitter; codec or resolution changes across reconnects are picked up (``stats`` follows the latest frame);
 * gives up (state ``FAILED``) after ``max_failures`` consecutive failed connection attempts, with a
   ``last_error`` that says what is wrong with the URL (connection refused, host unreachable / not
-  resolvable, 404 stream not found, no video track, timeout, ...).
+  resolvable, address refused by the policy, redirect refused, 404 stream not found, no video track,
+  timeout, ...).  That diagnosis is for the server log: :func:`client_error` is what clients may see.
 
 ``stop()`` returns promptly from any state: backoff waits are interruptible, and blocking FFmpeg calls
 are bounded by the open/read timeouts (PyAV's interrupt callback); a worker still blocked in such a call
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import numpy as np
 
@@ -32,14 +36,27 @@ from mask2former_ttt.live.reader import LiveReader
 from mask2former_ttt.video_io import VideoFrame, redact_url
 
 from .base import FrameSink, SourceState, SourceStats, StateCallback
-from .url_policy import check_url_allowed
+from .rtsp_relay import Relay, open_relay
+from .url_policy import HostPolicy, Resolver, check_url_allowed
 
-__all__ = ["RtspSource", "RtspConnectError", "check_url_allowed", "redact_url"]
+__all__ = ["RtspSource", "RtspConnectError", "check_url_allowed", "client_error", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
 #: A connection attempt failed; the message is meant for humans (and ``last_error``).
 RtspConnectError = LiveConnectError
+
+
+def client_error(stats: SourceStats | object | None) -> str | None:
+    """What a client may learn about a camera's trouble: no diagnosis, only that it is unavailable.
+
+    Telling "connection refused" from "host reachable, but not RTSP" from "no answer" would turn the service into
+    a port scanner of the networks it can reach; the detailed ``last_error`` goes to the server log only.
+    """
+    if not getattr(stats, "last_error", None):
+        return None
+    failures = int(getattr(stats, "connect_failures", 0) or 0)
+    return f"camera unavailable ({failures} failed connection attempt{'s' if failures != 1 else ''})"
 
 
 class RtspSource:
@@ -63,9 +80,13 @@ class RtspSource:
         on_state: optional callback called with each new :class:`SourceState`.
         ffmpeg_options: extra/override options for ``av.open`` (strings).
         name: label for logs and the thread name (defaults to the redacted URL).
+        allowed_hosts: the service's host allowlist (names, ``*.suffix``, IPs, CIDR networks); None = any
+            host name.  Either way an address that is not public (loopback, private, link-local, ...) is
+            refused unless an IP / CIDR entry lists it (:class:`~server.sources.url_policy.HostPolicy`).
+        resolver: ``resolver(host, port) -> [ip, ...]`` (default: the system resolver); for tests.
 
     Raises:
-        ValueError: if the URL is not an rtsp/rtsps URL or an argument is out of range.
+        ValueError: if the URL is not an allowed rtsp/rtsps URL or an argument is out of range.
     """
 
     def __init__(
@@ -82,8 +103,11 @@ class RtspSource:
         *,
         ffmpeg_options: Mapping[str, str] | None = None,
         name: str | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
-        check_url_allowed(url)
+        check_url_allowed(url, allowed_hosts=allowed_hosts)
+        self.policy = HostPolicy.of(allowed_hosts, resolver)
         self._reader = LiveReader(
             url,
             max_fps=max_fps,
@@ -95,6 +119,7 @@ class RtspSource:
             on_state=on_state,
             ffmpeg_options=ffmpeg_options,
             name=name or redact_url(url),
+            dialer=self._dial,
         )
         self.url = url
         self.name = self._reader.name
@@ -191,6 +216,10 @@ class RtspSource:
         return f"RtspSource({self.name!r}, state={self.state.value})"
 
     # ------------------------------------------------------------------ internals
+
+    def _dial(self, url: str, open_timeout_s: float) -> Relay:
+        """Each connection attempt: check where the URL leads now and relay FFmpeg there."""
+        return open_relay(url, self.policy, open_timeout_s)
 
     def _run(self, frames: Generator[VideoFrame, None, None]) -> None:
         try:

@@ -23,13 +23,14 @@ THING_IDS = [11, 12, 13, 14, 15, 16, 17, 18]
 
 
 def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Settings:
-    """Settings isolated in tmp_path (jobs, states), one torch thread."""
+    """Settings isolated in tmp_path (jobs, states), one torch thread; cameras on 127.0.0.1 allowed (test peers)."""
     values = dict(
         model_path=checkpoint,
         jobs_dir=tmp_path / "jobs",
         states_dir=tmp_path / "states",
         torch_threads=1,
         start_timeout_s=5.0,
+        rtsp_allowed_hosts=["127.0.0.1"],
     )
     values.update(overrides)
     return Settings(**values)

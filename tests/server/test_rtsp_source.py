@@ -25,6 +25,7 @@ from tests.e2e import conftest_rtsp  # noqa: E402
 from tests.e2e.conftest_rtsp import RtspCamera, free_port  # noqa: E402
 
 rtsp_camera = conftest_rtsp.rtsp_camera  # the fixture (that module is not a conftest.py)
+LOCAL = ["127.0.0.1"]  # the test cameras are on loopback, which the host policy refuses unless listed
 
 
 class Collector:
@@ -65,7 +66,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> floa
 
 
 def make_source(url: str, sink: Collector, **kwargs: object) -> RtspSource:
-    params: dict[str, object] = dict(open_timeout_s=3.0, stall_timeout_s=3.0, backoff_initial_s=0.2, backoff_max_s=1.0)
+    params: dict[str, object] = dict(open_timeout_s=3.0, stall_timeout_s=3.0, backoff_initial_s=0.2, backoff_max_s=1.0,
+                                     allowed_hosts=LOCAL)
     params.update(kwargs)
     return RtspSource(url, sink.on_frame, on_state=sink.on_state, **params)  # type: ignore[arg-type]
 
@@ -134,7 +136,7 @@ def test_max_fps_throttles_and_sink_errors_are_contained(rtsp_camera: RtspCamera
             raise RuntimeError("sink bug")
         sink.on_frame(frame, pts, index)
 
-    source = RtspSource(rtsp_camera.url, flaky_sink, max_fps=4.0, open_timeout_s=3.0)
+    source = RtspSource(rtsp_camera.url, flaky_sink, max_fps=4.0, open_timeout_s=3.0, allowed_hosts=LOCAL)
     sources.append(source)
     source.start()
     wait_until(lambda: sink.count() >= 9, 15, "9 throttled frames")
@@ -325,10 +327,10 @@ def test_stop_while_blocked_in_open_is_prompt(sources: list[RtspSource]) -> None
 
 
 def test_stop_before_start_and_double_start() -> None:
-    source = RtspSource("rtsp://127.0.0.1:9/cam", lambda *a: None)
+    source = RtspSource("rtsp://127.0.0.1:9/cam", lambda *a: None, allowed_hosts=LOCAL)
     assert source.stop() is True
     assert source.state == SourceState.STOPPED
-    source2 = RtspSource("rtsp://127.0.0.1:9/cam", lambda *a: None, max_failures=1)
+    source2 = RtspSource("rtsp://127.0.0.1:9/cam", lambda *a: None, max_failures=1, allowed_hosts=LOCAL)
     source2.start()
     with pytest.raises(RuntimeError):
         source2.start()
