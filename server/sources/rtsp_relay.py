@@ -15,7 +15,8 @@ that off), both after the service checked the URL.  So each connection attempt o
 
 The reader runs RTSP over TCP, so media is interleaved on that one connection.  The relay is bounded: the
 connect and the accept wait at most the open timeout, the parser holds at most one message, and the relay
-ends when either side closes (FFmpeg closes on its own stall / I/O timeouts) or the session closes it.  :meth:`Relay.close` is safe from any thread; the relay's thread then exits.
+ends when either side closes (FFmpeg closes on its own stall / I/O timeouts) or the session closes it.
+:meth:`Relay.close` is safe from any thread; the relay's thread then exits.
 """
 
 from __future__ import annotations

@@ -253,7 +253,9 @@ def test_a_dead_camera_fails_by_default_and_frees_its_slot(tmp_path: Path, tiny_
 
 
 def test_refused_redirect_is_told_by_the_source_and_relays_end_with_it() -> None:
-    with Recorder(host="127.0.0.2") as secret, FakeCamera(respond=redirecting(f"rtsp://127.0.0.2:{secret.port}/x")) as cam:
+    with Recorder(host="127.0.0.2") as secret, FakeCamera(
+        respond=redirecting(f"rtsp://127.0.0.2:{secret.port}/x")
+    ) as cam:
         source = _run_source(f"rtsp://127.0.0.1:{cam.port}/cam", ["127.0.0.1"], None)
         error = source.stats.last_error or ""
         assert f"camera redirected to rtsp://127.0.0.2:{secret.port}/x (RTSP 302): redirects are refused" in error
