@@ -2,13 +2,14 @@
 over-long or malformed value gets a 422 naming the problem instead of a 500 (e.g. ENAMETOOLONG) or a slow path.
 
 Ids the service hands out are short hex strings (jobs: 16 digits, cameras: 12); `MAX_ID_CHARS` leaves room.
-Result names are relative paths inside a job's results directory: at most `MAX_NAME_CHARS` characters, each
-`/`-separated component at most `MAX_COMPONENT_BYTES` UTF-8 bytes (the usual filesystem limit), no control
-characters (a NUL byte would make the path unusable).
+Result names are relative paths inside a job's results directory (`overlay.mp4`, `panoptic/000000.png`): at most
+`MAX_NAME_CHARS` characters, `/`-separated components of ASCII letters, digits, `.`, `_`, `-`, each at most
+`MAX_COMPONENT_BYTES` long (the usual filesystem limit on a name), which is also what the OpenAPI schema states.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Path
@@ -18,16 +19,20 @@ MAX_ID_CHARS = 64
 MAX_NAME_CHARS = 1024
 MAX_COMPONENT_BYTES = 255
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
+NAME_PATTERN = rf"^[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}}(/[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}})*$"
 
 
 def _check_result_name(name: str) -> str:
     """ValueError naming the problem if `name` cannot be a result file's relative path."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError("result name contains a control character")
     for part in name.split("/"):
-        size = len(part.encode("utf-8"))
-        if size > MAX_COMPONENT_BYTES:
-            raise ValueError(f"a result name component is {size} bytes; the limit is {MAX_COMPONENT_BYTES}")
+        if not COMPONENT.fullmatch(part):
+            raise ValueError(
+                f"result name component {part[:40]!r} is not 1+ ASCII letters, digits, '.', '_' or '-' "
+                "(names look like 'overlay.mp4' or 'panoptic/000000.png')"
+            )
+        if len(part) > MAX_COMPONENT_BYTES:
+            raise ValueError(f"a result name component is {len(part)} bytes; the limit is {MAX_COMPONENT_BYTES}")
     return name
 
 
@@ -48,7 +53,8 @@ ResultName = Annotated[
         min_length=1,
         max_length=MAX_NAME_CHARS,
         description=f"result file path, e.g. `overlay.mp4` or `panoptic/000000.png` (at most {MAX_NAME_CHARS} "
-        f"characters, {MAX_COMPONENT_BYTES} bytes per `/` component)",
+        f"characters, {MAX_COMPONENT_BYTES} per `/` component)",
+        json_schema_extra={"pattern": NAME_PATTERN},
     ),
     AfterValidator(_check_result_name),
 ]

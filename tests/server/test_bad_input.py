@@ -125,9 +125,9 @@ def _succeeded_job(client: TestClient, job_id: str = "0123456789abcdef") -> str:
     ("name", "problem"),
     [
         ("a" * 5000, "at most 1024 characters"),
-        ("panoptic/" + "é" * 200, "component is 400 bytes; the limit is 255"),
+        ("panoptic/" + "é" * 200, "is not 1+ ASCII letters, digits"),
         ("a" * 300 + "/x.png", "component is 300 bytes; the limit is 255"),
-        ("results.jsonl%00.png", "control character"),
+        ("results.jsonl%00.png", "is not 1+ ASCII letters, digits"),
     ],
 )
 def test_result_names_that_cannot_be_files_get_422_not_500(
@@ -176,6 +176,14 @@ def test_over_long_paths_get_an_http_answer_from_the_server(tmp_path: Path, tiny
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=10)
         assert closed.value.rcvd.code == 4404
+
+
+def test_a_method_the_path_does_not_serve_gets_405_listing_every_allowed_method(client: TestClient) -> None:
+    """Starlette named only the first matching route's methods (`DELETE /v1/streams` said `Allow: POST`)."""
+    for path, allow in [("/v1/streams", "GET, POST"), ("/v1/jobs/abc123", "DELETE, GET"), ("/healthz", "GET")]:
+        r = client.request("PUT", path)
+        assert (r.status_code, r.headers.get("allow")) == (405, allow), (path, r.status_code, r.headers)
+        assert allow in r.json()["detail"]
 
 
 # ---- finding 9: oversized frames get the app's message, not only the transport's close -------------------------
