@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from model.checkpoint import load_checkpoint
 from model.device import resolve_device
 from server.allow import install_allow_header
-from server.allow import install_allow_header
 from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
