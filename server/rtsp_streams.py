@@ -143,6 +143,7 @@ class RtspManager:
                 max_fps=max_fps,
                 open_timeout_s=s.rtsp_open_timeout_s,
                 stall_timeout_s=s.rtsp_stall_timeout_s,
+                backoff_max_s=s.rtsp_backoff_max_s,
                 max_failures=s.rtsp_max_failures,
                 allowed_hosts=s.rtsp_allowed_hosts,
                 on_state=lambda state: self._on_state(stream, state),

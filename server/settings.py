@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     )
     rtsp_open_timeout_s: float = Field(5.0, gt=0, description="seconds to open a camera (and socket I/O timeout)")
     rtsp_stall_timeout_s: float = Field(5.0, gt=0, description="seconds without a frame before reconnecting")
+    rtsp_backoff_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="cap of the random wait between reconnect attempts (full jitter from 0.5 s doubling): a camera "
+        "that comes back is resumed within about this long plus its open time",
+    )
 
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
