@@ -47,6 +47,7 @@ def _id(what: str) -> object:
 
 JobId = Annotated[str, _id("job")]
 StreamId = Annotated[str, _id("camera stream")]
+CheckpointId = Annotated[str, _id("checkpoint")]
 ResultName = Annotated[
     str,
     Path(

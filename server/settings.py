@@ -134,7 +134,9 @@ class Settings(BaseSettings):
     )
 
     # RTSP
-    rtsp_allowed_schemes: CommaList = Field(default_factory=lambda: ["rtsp", "rtsps"], description="URL schemes accepted for cameras")
+    rtsp_allowed_schemes: CommaList = Field(
+        default_factory=lambda: ["rtsp", "rtsps"], description="URL schemes accepted for cameras"
+    )
     rtsp_allowed_hosts: CommaList | None = Field(
         None,
         description="camera hosts: names, *.suffix, IPs and CIDR networks. A camera's host must match an entry, and "
@@ -160,7 +162,9 @@ class Settings(BaseSettings):
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
-    @field_validator("allowed_origins", "api_keys", "admin_api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before")
+    @field_validator(
+        "allowed_origins", "api_keys", "admin_api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)

@@ -10,7 +10,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from server.auth import Principal, websocket_principal
 from server.settings import Settings
-from server.wire.inbound import CLOSE_POLICY
+from server.wire.inbound import CLOSE_POLICY, close_reason
 from server.wire.outbound import error_message
 
 UNAUTHORIZED_WS = 'missing or invalid API key: send X-API-Key / Bearer, or {"type": "auth", "api_key": ...} first'
@@ -20,7 +20,7 @@ async def close_unauthorized(websocket: WebSocket, message: str = UNAUTHORIZED_W
     """Tell the client why, then close with 1008 (policy violation)."""
     try:
         await websocket.send_text(json.dumps(error_message("unauthorized", message)))
-        await websocket.close(CLOSE_POLICY, reason=message[:120])
+        await websocket.close(CLOSE_POLICY, reason=close_reason(message))
     except (WebSocketDisconnect, RuntimeError):
         pass
 

@@ -5,14 +5,18 @@ Checkpoints are made and restored through a stream (`POST /v1/streams/{id}/check
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel
 
 from server.deps import Authorized, PrincipalDep, WorkerDep
+from server.origin import SameOrigin
+from server.params import CheckpointId
+from server.schemas import error_responses
 from server.worker.checkpoint_index import CheckpointNotFound
 
-router = APIRouter(tags=["checkpoints"], dependencies=[Authorized])
-CheckpointIdPath = Path(..., max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+router = APIRouter(
+    tags=["checkpoints"], dependencies=[Authorized, SameOrigin], responses=error_responses(401, 503)
+)
 
 
 class CheckpointOut(BaseModel):
@@ -41,11 +45,9 @@ async def list_checkpoints(worker: WorkerDep, principal: PrincipalDep) -> Checkp
     "/v1/checkpoints/{checkpoint_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"description": "no such checkpoint for this API key"}},
+    responses=error_responses(403, 404),
 )
-async def delete_checkpoint(
-    worker: WorkerDep, principal: PrincipalDep, checkpoint_id: str = CheckpointIdPath
-) -> Response:
+async def delete_checkpoint(checkpoint_id: CheckpointId, worker: WorkerDep, principal: PrincipalDep) -> Response:
     """Delete one of the caller's checkpoints; 404 for unknown ids and other keys' checkpoints alike."""
     try:
         worker.states.index.delete(checkpoint_id, principal.owns)

@@ -191,7 +191,8 @@ async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep,
         await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
         return
     if stream.state == "failed":
-        await _close(websocket, CLOSE_BAD_GATEWAY, "camera_failed", manager.status(stream).get("last_error") or "camera failed")
+        reason = manager.status(stream).get("last_error") or "camera failed"
+        await _close(websocket, CLOSE_BAD_GATEWAY, "camera_failed", reason)
         return
     queue: asyncio.Queue = asyncio.Queue(maxsize=32)
     stream.subscribers.add(queue)
@@ -211,7 +212,7 @@ async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep,
                 return
             await websocket.send_text(json.dumps(msg))
             if isinstance(msg, dict) and msg.get("type") == "state" and msg.get("state") == "failed":
-                await websocket.close(CLOSE_BAD_GATEWAY, reason=str(msg.get("last_error") or "camera failed")[:120])
+                await websocket.close(CLOSE_BAD_GATEWAY, reason=close_reason(str(msg.get("last_error") or "camera failed")))
                 return
     except (WebSocketDisconnect, RuntimeError):
         return

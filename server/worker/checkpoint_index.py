@@ -61,7 +61,9 @@ class CheckpointRecord:
 class CheckpointIndex:
     """Thread-safe sidecar index over `states_dir` (lanes save concurrently)."""
 
-    def __init__(self, states_dir: Path, per_stream: int = 3, bytes_per_key: int = 1 << 30, retention_s: float = 3600.0):
+    def __init__(
+        self, states_dir: Path, per_stream: int = 3, bytes_per_key: int = 1 << 30, retention_s: float = 3600.0
+    ) -> None:
         self.dir = Path(states_dir)
         self.per_stream = per_stream
         self.bytes_per_key = bytes_per_key

@@ -53,7 +53,8 @@ class StreamStateStore:
         torch.save(blob, path)
         size = path.stat().st_size
         record = CheckpointRecord(
-            checkpoint_id, session.owner, session.id, size, session.processed, session.method, session.preset, time.time()
+            checkpoint_id, session.owner, session.id, size, session.processed, session.method, session.preset,
+            created=time.time(),
         )
         self.index.admit(record)
         log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=size))

@@ -1,6 +1,6 @@
 """Shutdown of `m2f-ttt serve` (a real subprocess, real TTT) while a WebSocket stream is open: SIGTERM closes the
-stream with a close frame and the service shuts down cleanly. docs/websocket-protocol.md §6 promises close code 1001
-("server shutting down")."""
+stream with a close frame and the service shuts down cleanly. docs/websocket-protocol.md §6 promises close code 1012
+(service restart; reason "server shutting down")."""
 
 from __future__ import annotations
 
