@@ -20,7 +20,7 @@ import torch
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.video_io import fps_fraction
 from server.logging_setup import kv
-from server.worker.state_store import STATE_FORMAT
+from server.worker.state_store import STATE_FORMAT, state_blob
 from server.worker.stream_session import StreamSession
 
 if TYPE_CHECKING:
@@ -42,14 +42,7 @@ def save_state(job_dir: Path) -> Callable[[StreamSession], dict]:
     def run(session: StreamSession) -> dict:
         name = f"state-{session.processed}.pt"
         tmp = job_dir / f".{name}.tmp"
-        blob = {
-            "format": STATE_FORMAT,
-            "method": session.method,
-            "preset": session.preset,
-            "frames": session.processed,
-            "state": session.adapter.state_dict(),
-        }
-        torch.save(blob, tmp)
+        torch.save(state_blob(session), tmp)
         os.replace(tmp, job_dir / name)
         return {"frames": session.processed, "state": name}
 

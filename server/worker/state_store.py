@@ -23,6 +23,17 @@ CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATE_FORMAT = "m2f-ttt-stream-state/2"
 
 
+def state_blob(session: StreamSession) -> dict:
+    """What a stream state file holds: `{"format", "method", "preset", "frames", "state"}` (adapter state_dict)."""
+    return {
+        "format": STATE_FORMAT,
+        "method": session.method,
+        "preset": session.preset,
+        "frames": session.processed,
+        "state": session.adapter.state_dict(),
+    }
+
+
 def _same_owner(owner: str) -> Owns:
     return lambda recorded: recorded == owner
 
@@ -43,14 +54,7 @@ class StreamStateStore:
         checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
         self.states_dir.mkdir(parents=True, exist_ok=True)
         path = self.states_dir / f"{checkpoint_id}.pt"
-        blob = {
-            "format": STATE_FORMAT,
-            "method": session.method,
-            "preset": session.preset,
-            "frames": session.processed,
-            "state": session.adapter.state_dict(),
-        }
-        torch.save(blob, path)
+        torch.save(state_blob(session), path)
         size = path.stat().st_size
         record = CheckpointRecord(
             checkpoint_id, session.owner, session.id, size, session.processed, session.method, session.preset,
