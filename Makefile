@@ -11,4 +11,5 @@ serve: install
 	.venv/bin/m2f-ttt serve
 
 test: install-test
+	bash scripts/test_peers.sh
 	.venv/bin/python -m pytest -q

