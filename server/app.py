@@ -1,6 +1,7 @@
 """App factory: `create_app(settings)` wires the model, the device worker, jobs, RTSP streams and the routers.
 
-Run it with `m2f-ttt serve` or `uvicorn --factory server.app:create_app`. OpenAPI docs at `/docs`.
+Run it with `m2f-ttt serve` or `uvicorn --factory server.app:create_app`. OpenAPI docs at `/docs` and `/redoc`
+(served without a CDN).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
-from server.routers import checkpoints, jobs, ops, streams_rtsp, streams_ws, ui
+from server.routers import checkpoints, docs_offline, jobs, ops, streams_rtsp, streams_ws, ui
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker import DeviceWorker
@@ -104,12 +105,14 @@ def create_app(
         version="0.1.0",
         description="Streaming video segmentation whose model keeps learning on each stream (online TTT-MAE).",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from server.routers.docs_offline (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_rtsp, checkpoints, jobs, ui):
+    for module in (ops, streams_ws, streams_rtsp, checkpoints, jobs, ui, docs_offline):
         app.include_router(module.router)
     install_allow_header(app)
     return app
