@@ -32,11 +32,11 @@ def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
 
 
 def _serve(
-    host: str = typer.Option("127.0.0.1", help="interface to bind"),
-    port: int = typer.Option(8000, help="TCP port"),
+    host: str | None = typer.Option(None, help="interface to bind (default: M2F_HOST or 127.0.0.1)"),
+    port: int | None = typer.Option(None, min=1, max=65535, help="TCP port (default: M2F_PORT or 8000)"),
     log_level: str = typer.Option(None, help="log level (default: M2F_LOG_LEVEL or INFO)"),
 ) -> None:
-    """Run the HTTP/WebSocket service (settings from M2F_* environment variables)."""
+    """Run the HTTP/WebSocket service (settings from M2F_* environment variables; flags win over them)."""
     import uvicorn
 
     from server.app import create_app
@@ -49,8 +49,8 @@ def _serve(
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
-        host=host,
-        port=port,
+        host=host or settings.host,
+        port=port or settings.port,
         log_config=None,
         log_level=level.lower(),
         ws_max_size=ws_max_size(int(settings.max_frame_bytes)),

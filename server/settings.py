@@ -29,6 +29,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="M2F_", extra="ignore")
 
+    # listening socket of `m2f-ttt serve` (its --host / --port flags win)
+    host: str = Field("127.0.0.1", description="interface `m2f-ttt serve` binds (0.0.0.0: all interfaces)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port `m2f-ttt serve` listens on")
+
     # model and adaptation
     model_path: Path = Field(
         default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)"
@@ -168,6 +172,15 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_number(cls, value: object) -> object:
+        """`M2F_PORT=tcp://10.0.0.5:8000` is Kubernetes' link variable of a Service named `m2f`: say so."""
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(f"M2F_PORT={value!r} is not a port number; Kubernetes sets such a value for a Service "
+                             "named `m2f`: set M2F_PORT explicitly or `enableServiceLinks: false`")
+        return value
 
     @model_validator(mode="after")
     def _cameras_denied_by_default_with_auth(self) -> Settings:
