@@ -334,6 +334,10 @@ def segment(
     seed: int = typer.Option(0, help="seed of the TTT masks"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's, all cores)"),
+    score_threshold: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="drop instances / panoptic segments scoring less (default 0.3)"
+    ),
+    min_area: Optional[int] = typer.Option(None, min=0, help="drop instances / segments with fewer pixels (default 16)"),
 ) -> None:
     """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON)."""
     _logging()
@@ -347,7 +351,7 @@ def segment(
     try:
         summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
                                 max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
-                                progress=progress)
+                                progress=progress, score_threshold=score_threshold, min_area=min_area)
     except VideoError as exc:
         typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
         raise typer.Exit(2) from None

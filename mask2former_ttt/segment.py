@@ -33,7 +33,9 @@ from tqdm import tqdm
 from model.checkpoint import bundled_model_dir, load_checkpoint
 from model.config import TASKS
 from model.device import resolve_device
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 from mask2former_ttt.outputs.writer import VideoResultWriter
+from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
 from mask2former_ttt.ttt.config import TTT_PRESETS
@@ -110,16 +112,27 @@ def segment_video(
     input_format: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    score_threshold: float | None = None,
+    min_area: int | None = None,
 ) -> SegmentSummary:
     """Segment every frame of `source` while adapting to it; write the results to `out_dir`.
 
     Raises `VideoError` for unusable inputs and `SegmentError` for bad options or a missing model. Ctrl-C stops
     cleanly: the files written so far are finished (the MP4 stays playable) and `interrupted` is set.
+    Instances / panoptic segments scoring below `score_threshold` or smaller than `min_area` pixels are dropped
+    (None: `DEFAULT_SCORE_THRESHOLD` / `DEFAULT_MIN_AREA` of `model.postprocess`).
     """
     source = str(source)
     _check_choices(task, method, preset)
     if max_frames is not None and max_frames < 1:
         raise SegmentError("max_frames must be at least 1")
+    try:
+        keep = InstanceFilter(
+            DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
+            DEFAULT_MIN_AREA if min_area is None else min_area,
+        )
+    except ValueError as exc:
+        raise SegmentError(str(exc)) from None
     try:
         dev = resolve_device(device)
     except RuntimeError as exc:  # cuda asked for but absent
@@ -143,11 +156,12 @@ def segment_video(
     writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps)
     bar = tqdm(total=info.frames, unit="frame", desc="segment", dynamic_ncols=True, disable=not progress)
     done, interrupted, t_start = 0, False, time.perf_counter()
+    tracker = MaskTracker()  # instance / panoptic ids that persist across the video's frames
     try:
         t_decode = time.perf_counter()
         for frame in frames:
             decoded = time.perf_counter()
-            step = step_frame(adapter, _to_tensor(frame.rgb), task)
+            step = step_frame(adapter, _to_tensor(frame.rgb), task, instance_filter=keep, tracker=tracker)
             step.timings_s = {"decode": decoded - t_decode, **step.timings_s}
             record = writer.write(frame.index, frame.rgb, step.result, frame.pts_s, extra=step.record())
             done += 1

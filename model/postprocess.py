@@ -33,7 +33,16 @@ logger = logging.getLogger(__name__)
 
 PostprocessKind = Task
 
+# Defaults of the service and `m2f-ttt segment` (not of the functions below, which keep everything like the official
+# code). Chosen on the bundled tiny-synth model over clean and fog synthetic frames: real objects score 0.35-0.94,
+# the rest of the top-k pairs < 0.03 (most with empty masks); 16 px drops the empty masks and 1-7 px specks.
+DEFAULT_SCORE_THRESHOLD = 0.3
+DEFAULT_MIN_AREA = 16
+
 __all__ = [
+    "DEFAULT_MIN_AREA",
+    "DEFAULT_SCORE_THRESHOLD",
+    "InstanceFilter",
     "InstanceResult",
     "PanopticResult",
     "PostprocessKind",
@@ -63,6 +72,18 @@ class InstanceResult:
     classes: torch.Tensor
     scores: torch.Tensor
     masks: torch.Tensor
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """Which instances (and panoptic segments) a caller keeps: score ``>= score_threshold`` and at least
+    ``min_area`` mask pixels at the output size. The defaults keep everything (the official behaviour)."""
+
+    score_threshold: float = 0.0
+    min_area: int = 0
+
+    def __post_init__(self) -> None:
+        _check_filter(self.score_threshold, self.min_area)
 
 
 @dataclass
@@ -109,6 +130,14 @@ def _check_inputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, out_siz
     if height <= 0 or width <= 0:
         raise ValueError(f"out_size must be positive, got {out_size!r}")
     return height, width
+
+
+def _check_filter(score_threshold: float, min_area: int) -> None:
+    """ValueError naming the bad instance filter value (score in [0, 1], area >= 0)."""
+    if not 0.0 <= float(score_threshold) <= 1.0:
+        raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+    if int(min_area) < 0:
+        raise ValueError(f"min_area must be >= 0 pixels, got {min_area}")
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -165,6 +194,8 @@ def instance_inference(
     out_size: tuple[int, int],
     top_k: int = 100,
     thing_class_ids: Sequence[int] | None = None,
+    score_threshold: float = 0.0,
+    min_area: int = 0,
 ) -> InstanceResult:
     """Top-k (query, class) pairs as instances (official ``instance_inference``).
 
@@ -173,7 +204,10 @@ def instance_inference(
     Each instance's mask is ``upsampled mask logit > 0`` and its score is
     ``class score * mean(sigmoid(mask logit) inside the binary mask)``. If ``thing_class_ids`` is given,
     pairs of other classes are dropped after the top-k selection (as the official code does when
-    panoptic inference is on); ``None`` keeps all classes.
+    panoptic inference is on); ``None`` keeps all classes. Finally instances scoring below ``score_threshold``
+    or with fewer than ``min_area`` mask pixels (at ``out_size``; an empty mask always counts as too small when
+    ``min_area > 0``) are dropped: top-k alone keeps ``top_k`` pairs however unlikely (the official code leaves
+    thresholding to the caller, e.g. its demo's 0.5).
 
     Args:
         class_logits: (Q, K+1) logits, last column = "no object".
@@ -181,6 +215,8 @@ def instance_inference(
         out_size: (H, W) output size.
         top_k: number of (query, class) pairs to keep before the thing filter (clamped to Q*K).
         thing_class_ids: optional class ids to keep.
+        score_threshold: minimum final score of a kept instance (``>=``; 0 keeps all).
+        min_area: minimum number of mask pixels of a kept instance (0 keeps all, empty masks included).
 
     Returns:
         InstanceResult sorted by decreasing final score: classes (N,) int64, scores (N,) float,
@@ -189,6 +225,7 @@ def instance_inference(
     size = _check_inputs(class_logits, mask_logits, out_size)
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
+    _check_filter(score_threshold, min_area)
     device = class_logits.device
     dtype = _work_dtype(class_logits)
     num_queries, num_classes = class_logits.shape[0], class_logits.shape[1] - 1
@@ -211,13 +248,19 @@ def instance_inference(
     mask_scores = (logits_up.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
     scores = class_scores * mask_scores[inverse]
 
+    areas = binary.flatten(1).sum(1)[inverse]
     order = torch.argsort(scores, descending=True, stable=True)
+    order = order[(scores[order] >= score_threshold) & (areas[order] >= min_area)]
     result = InstanceResult(
         classes=classes[order].to(torch.int64),
         scores=scores[order],
         masks=binary[inverse[order]],
     )
-    logger.debug("instance_inference: Q=%d K=%d -> %d instances", num_queries, num_classes, result.classes.numel())
+    logger.debug(
+        "instance_inference: Q=%d K=%d -> %d instances (%d below score %s / area %s)",
+        num_queries, num_classes, result.classes.numel(), int(scores.numel()) - result.classes.numel(),
+        score_threshold, min_area,
+    )
     return result
 
 
@@ -233,6 +276,8 @@ def panoptic_inference(
     thing_class_ids: Sequence[int],
     object_mask_threshold: float = 0.8,
     overlap_threshold: float = 0.8,
+    score_threshold: float = 0.0,
+    min_area: int = 0,
 ) -> PanopticResult:
     """Non-overlapping segments (official ``panoptic_inference``).
 
@@ -242,7 +287,9 @@ def panoptic_inference(
     3. In query order, a query's segment is ``(argmax == q) & (sigmoid(mask_q) >= 0.5)``; it is dropped if
        empty, or if ``area(argmax == q) / area(sigmoid(mask_q) >= 0.5) < overlap_threshold`` (the
        official ratio; its pixels then stay void). Thing queries each get a new segment id; stuff
-       queries of the same class are merged into the first such segment.
+       queries of the same class are merged into the first such segment. Queries scoring below
+       ``score_threshold`` are not kept (step 1) and a query whose segment has fewer than ``min_area`` pixels
+       is dropped like an empty one (its pixels stay void).
 
     Args:
         class_logits: (Q, K+1) logits, last column = "no object".
@@ -251,18 +298,21 @@ def panoptic_inference(
         thing_class_ids: class ids that are "things" (all other classes are "stuff").
         object_mask_threshold: minimum class score of a kept query (strict ``>``).
         overlap_threshold: minimum visible fraction of a query's mask.
+        score_threshold: minimum class score of a kept query (``>=``, on top of ``object_mask_threshold``).
+        min_area: minimum pixels of a query's segment (0: only empty segments are dropped).
 
     Returns:
         PanopticResult: id_map (H, W) int32 (0 = void, ids 1..S) and segments_info (see the dataclass).
     """
     size = _check_inputs(class_logits, mask_logits, out_size)
+    _check_filter(score_threshold, min_area)
     device = class_logits.device
     dtype = _work_dtype(class_logits)
     num_classes = class_logits.shape[1] - 1
     things = {int(c) for c in thing_class_ids}
 
     scores, labels = class_logits.to(dtype).softmax(dim=-1).max(dim=-1)  # (Q,), (Q,)
-    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold) & (scores >= score_threshold)
     cur_scores, cur_classes = scores[keep], labels[keep]
     num_kept = int(cur_scores.numel())
     if num_kept == 0:
@@ -285,7 +335,7 @@ def panoptic_inference(
     stuff_segment: dict[int, int] = {}
     segments_info: list[dict] = []
     for q in range(num_kept):
-        if argmax_area[q] == 0 or original_area[q] == 0 or segment_area[q] == 0:
+        if argmax_area[q] == 0 or original_area[q] == 0 or segment_area[q] == 0 or segment_area[q] < min_area:
             continue
         if argmax_area[q] / original_area[q] < overlap_threshold:
             continue
@@ -330,17 +380,23 @@ def postprocess(
     object_mask_threshold: float = 0.8,
     overlap_threshold: float = 0.8,
     top_k: int = 100,
+    score_threshold: float = 0.0,
+    min_area: int = 0,
 ) -> SemanticResult | InstanceResult | PanopticResult:
     """Dispatch one image's logits ``(Q, K+1)``, ``(Q, h, w)`` to the inference of ``kind``.
 
     For ``kind="instance"`` an empty ``thing_class_ids`` means "keep all classes"; a non-empty one keeps
-    only those classes (as the official code does alongside panoptic inference).
+    only those classes (as the official code does alongside panoptic inference). ``score_threshold`` and
+    ``min_area`` filter instances and panoptic segments (semantic ignores them).
     """
     if kind == "semantic":
         return semantic_inference(class_logits, mask_logits, out_size)
     if kind == "instance":
         things = list(thing_class_ids)
-        return instance_inference(class_logits, mask_logits, out_size, top_k=top_k, thing_class_ids=things or None)
+        return instance_inference(
+            class_logits, mask_logits, out_size, top_k=top_k, thing_class_ids=things or None,
+            score_threshold=score_threshold, min_area=min_area,
+        )
     if kind == "panoptic":
         return panoptic_inference(
             class_logits,
@@ -349,5 +405,7 @@ def postprocess(
             thing_class_ids=list(thing_class_ids),
             object_mask_threshold=object_mask_threshold,
             overlap_threshold=overlap_threshold,
+            score_threshold=score_threshold,
+            min_area=min_area,
         )
     raise ValueError(f"unknown post-processing kind {kind!r}; choose 'semantic', 'instance' or 'panoptic'")

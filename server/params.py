@@ -4,7 +4,8 @@ over-long or malformed value gets a 422 naming the problem instead of a 500 (e.g
 Ids the service hands out are short hex strings (jobs: 16 digits, cameras: 12); `MAX_ID_CHARS` leaves room.
 Result names are relative paths inside a job's results directory (`overlay.mp4`, `panoptic/000000.png`): at most
 `MAX_NAME_CHARS` characters, `/`-separated components of ASCII letters, digits, `.`, `_`, `-`, each at most
-`MAX_COMPONENT_BYTES` long (the usual filesystem limit on a name), which is also what the OpenAPI schema states.
+`MAX_COMPONENT_BYTES` long (the usual filesystem limit on a name), which is also what the OpenAPI schema states; a
+result folder (`panoptic/`, as `results` lists it) may end in one `/`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ MAX_NAME_CHARS = 1024
 MAX_COMPONENT_BYTES = 255
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
-NAME_PATTERN = rf"^[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}}(/[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}})*$"
+NAME_PATTERN = rf"^[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}}(/[A-Za-z0-9._-]{{1,{MAX_COMPONENT_BYTES}}})*/?$"
 
 
 def _check_result_name(name: str) -> str:
-    """ValueError naming the problem if `name` cannot be a result file's relative path."""
-    for part in name.split("/"):
+    """ValueError naming the problem if `name` cannot be a result file's relative path (a folder may end in `/`)."""
+    for part in name.removesuffix("/").split("/"):
         if not COMPONENT.fullmatch(part):
             raise ValueError(
                 f"result name component {part[:40]!r} is not 1+ ASCII letters, digits, '.', '_' or '-' "

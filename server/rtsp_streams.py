@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from model.postprocess import InstanceFilter
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.settings import Settings
@@ -125,13 +126,17 @@ class RtspManager:
         max_fps: float | None,
         encodings: tuple[str, ...],
         owner: str = "",
+        instance_filter: InstanceFilter | None = None,
     ) -> RtspStream:
         """Start a camera stream owned by `owner` (an API key id). ValueError: URL not allowed / bad method;
         CapacityError: service full (QuotaError: the owner's streams are at their limit)."""
         s = self.settings
         self.url_check(url, s.rtsp_allowed_schemes, s.rtsp_allowed_hosts)
         fwd = LoopForwarder(asyncio.get_running_loop())
-        session = StreamSession("rtsp", task, method, preset, policy, s.queue_size, fwd, encodings, owner=owner)
+        session = StreamSession(
+            "rtsp", task, method, preset, policy, s.queue_size, fwd, encodings, owner=owner,
+            instance_filter=instance_filter or s.instance_filter(),
+        )
         await asyncio.wrap_future(self.worker.open_session(session))
         stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
         stream.owner = owner

@@ -47,6 +47,20 @@ UPLOAD_REQUEST_BODY = {
                         "task": {"type": "string", "enum": list(TASKS), "default": "semantic"},
                         "method": {"type": "string", "description": "TTT method (default: M2F_TTT_METHOD)"},
                         "preset": {"type": "string", "description": "TTT preset (default: M2F_TTT_PRESET)"},
+                        "score_threshold": {
+                            "type": "number", "minimum": 0, "maximum": 1,
+                            "description": "drop instances / panoptic segments scoring less (default: "
+                            "M2F_INSTANCE_SCORE_THRESHOLD)",
+                        },
+                        "min_area": {
+                            "type": "integer", "minimum": 0,
+                            "description": "drop instances / segments with fewer pixels (default: M2F_INSTANCE_MIN_AREA)",
+                        },
+                        "webhook_url": {
+                            "type": "string",
+                            "description": "http(s) URL called with a signed JSON POST when the job ends "
+                            "(docs/security.md)",
+                        },
                     },
                 }
             }

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.checkpoint import bundled_model_dir
 from model.config import Task
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 
 Policy = Literal["latest", "block"]
 CommaList = Annotated[list[str], NoDecode]
@@ -97,6 +98,18 @@ class Settings(BaseSettings):
     max_result_side: int = Field(
         640, ge=16, description="results are computed at the frame size capped to this long side"
     )
+    instance_score_threshold: float = Field(
+        DEFAULT_SCORE_THRESHOLD,
+        ge=0,
+        le=1,
+        description="default minimum score of an instance / panoptic segment (streams, jobs: `score_threshold`); "
+        "the bundled model's real objects score >= 0.35, its leftover top-k pairs < 0.03",
+    )
+    instance_min_area: int = Field(
+        DEFAULT_MIN_AREA,
+        ge=0,
+        description="default minimum pixels of an instance / panoptic segment at the result size (`min_area`)",
+    )
     job_max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
     start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
     ws_idle_timeout_s: float = Field(
@@ -163,11 +176,30 @@ class Settings(BaseSettings):
         "that comes back is resumed within about this long plus its open time",
     )
 
+    # job webhooks (docs/security.md)
+    job_webhook_url: str | None = Field(
+        None, description="URL called (POST, JSON) when any job ends; a job's own `webhook_url` form field wins"
+    )
+    webhook_secret: str | None = Field(
+        None, repr=False, description="HMAC-SHA256 key of the X-M2F-Signature header (unset: calls are unsigned)"
+    )
+    webhook_allowed_hosts: CommaList | None = Field(
+        None,
+        description="webhook hosts (names, *.suffix, IPs, CIDR); every address a host resolves to must be public "
+        "or listed by IP / CIDR. Unset: any host with public addresses only",
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="seconds per webhook attempt (connect + response)")
+    webhook_max_attempts: int = Field(5, ge=1, le=20, description="webhook attempts before giving up")
+    webhook_backoff_s: float = Field(
+        1.0, gt=0, description="wait before the 2nd webhook attempt; doubled before each next one (full jitter)"
+    )
+
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
     @field_validator(
-        "allowed_origins", "api_keys", "admin_api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts", mode="before"
+        "allowed_origins", "api_keys", "admin_api_keys", "rtsp_allowed_schemes", "rtsp_allowed_hosts",
+        "webhook_allowed_hosts", mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:
@@ -188,6 +220,11 @@ class Settings(BaseSettings):
         if self.rtsp_allowed_hosts is None and self.auth_enabled:
             self.rtsp_allowed_hosts = []
         return self
+
+    def instance_filter(self, score_threshold: float | None = None, min_area: int | None = None) -> InstanceFilter:
+        """A stream's / job's instance filter: the values it asked for, the service defaults for the others."""
+        score = self.instance_score_threshold if score_threshold is None else score_threshold
+        return InstanceFilter(score, self.instance_min_area if min_area is None else min_area)
 
     @property
     def auth_enabled(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from model.config import Task
-from model.postprocess import InstanceResult, PanopticResult, SemanticResult, postprocess
+from model.postprocess import InstanceFilter, InstanceResult, PanopticResult, SemanticResult, postprocess
 from mask2former_ttt.ttt.protocol import Adapter
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
@@ -66,17 +66,25 @@ def _to_cpu(result: SegmentationResult) -> SegmentationResult:
 
 
 def step_frame(
-    adapter: Adapter, frame: torch.Tensor, task: Task | None, out_size: tuple[int, int] | None = None
+    adapter: Adapter,
+    frame: torch.Tensor,
+    task: Task | None,
+    out_size: tuple[int, int] | None = None,
+    instance_filter: InstanceFilter | None = None,
+    tracker: Any = None,
 ) -> FrameStep:
     """Adapt to `frame` ((3, H, W) uint8 RGB), predict it and post-process the prediction for `task` at
-    `out_size` (default: the frame's (H, W)). With `task=None` only the logits are returned (callers that score
-    several tasks from one prediction)."""
+    `out_size` (default: the frame's (H, W)), keeping the instances / panoptic segments `instance_filter` passes
+    (default: all). `tracker` (a per-stream `mask2former_ttt.tracking.MaskTracker`) replaces per-frame instance
+    and panoptic ids by ids that persist over the stream. With `task=None` only the logits are returned (callers
+    that score several tasks from one prediction)."""
     logits = adapter.step(frame)
     st = logits.stats
     timings = {"ttt": st.sample_s + st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s, "predict": st.predict_s}
     result = None
     if task is not None:
         cfg = adapter.model.cfg
+        keep = instance_filter or InstanceFilter()
         t0 = time.perf_counter()
         result = postprocess(
             logits.class_logits,
@@ -86,8 +94,12 @@ def step_frame(
             thing_class_ids=cfg.thing_class_ids,
             object_mask_threshold=cfg.object_mask_threshold,
             overlap_threshold=cfg.overlap_threshold,
+            score_threshold=keep.score_threshold,
+            min_area=keep.min_area,
         )
         result = _to_cpu(result)
+        if tracker is not None:
+            result = tracker.apply(result)
         st.postprocess_s = time.perf_counter() - t0
         timings["postprocess"] = st.postprocess_s
     return FrameStep(logits, result, timings)

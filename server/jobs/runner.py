@@ -21,9 +21,11 @@ from typing import Any
 
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.video_io import VideoError, iter_frames
+from model.postprocess import InstanceFilter
 from server.jobs.fair_queue import FairJobQueue
 from server.jobs.resume import CHECKPOINT, FINAL_CHECKPOINT, open_writer, prune_states, restore_adapter, save_state
 from server.jobs.store import RESULTS, TERMINAL, Job, JobStore
+from server.jobs.webhook import WebhookSender
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.settings import Settings
@@ -51,6 +53,7 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.running: set[str] = set()
+        self.webhooks = WebhookSender(settings)  # called from `_end`, on its own thread
 
     def start(self) -> None:
         self._threads = [
@@ -64,6 +67,7 @@ class JobRunner:
         """Service shutdown: running jobs commit a checkpoint at the frame they reached and go back to `queued`
         on disk (they resume there when the service starts again); queued jobs stay queued."""
         self._stopping.set()
+        self.webhooks.stop()
         self.queue.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -136,7 +140,7 @@ class JobRunner:
         results: queue.Queue[Any] = queue.Queue()
         session = StreamSession(
             "job", job.task, job.method, job.preset, "block", self.settings.queue_size, results.put,
-            session_id=f"job-{job.id}",
+            session_id=f"job-{job.id}", instance_filter=InstanceFilter(job.score_threshold, job.min_area),
         )
         try:
             if not self._admit(job, session, cancel):
@@ -299,3 +303,4 @@ class JobRunner:
         self.store.save(job)
         self.metrics.jobs.labels(state).inc()
         log.info("job finished", extra=kv(job=job.id, state=state, frames=job.frames_done, error=error))
+        self.webhooks.notify(job)

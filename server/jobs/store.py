@@ -46,6 +46,9 @@ class Job(BaseModel):
     message: str | None = None
     error: str | None = None
     results: list[str] = Field(default_factory=list)
+    score_threshold: float = Field(0.0, description="instances / panoptic segments scoring less are dropped")
+    min_area: int = Field(0, description="instances / panoptic segments with fewer pixels are dropped")
+    webhook_url: str | None = Field(None, description="called (signed POST) when the job ends; docs/security.md")
     checkpoint: dict | None = Field(
         None,
         description="last commit: `frames` whose results are on disk for good and the adapter `state` file saved "

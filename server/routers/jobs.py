@@ -1,5 +1,6 @@
-"""Upload jobs: `POST /v1/jobs` (multipart `file` + optional `task`, `method`, `preset`), `GET /v1/jobs[/{id}]`,
-`GET /v1/jobs/{id}/results/{name}`, `DELETE /v1/jobs/{id}`."""
+"""Upload jobs: `POST /v1/jobs` (multipart `file` + optional `task`, `method`, `preset`, `score_threshold`,
+`min_area`, `webhook_url`), `GET /v1/jobs[/{id}]`, `GET /v1/jobs/{id}/results/{name}` (a file, or a folder's
+listing), `GET /v1/jobs/{id}/archive` (every result as one ZIP), `DELETE /v1/jobs/{id}`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import shutil
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from model.config import TASKS
 from mask2former_ttt.video_io import VideoError, probe
 from server.auth import Principal
 from server.deps import Authorized, JobRunnerDep, JobStoreDep, PrincipalDep, SettingsDep, check_method
+from server.jobs.archive import iter_zip, result_files
+from server.jobs.options import job_options
 from server.jobs.runner import JobRunner
 from server.jobs.store import Job, JobStore
 from server.jobs.upload import UploadError, receive_upload
@@ -47,6 +50,16 @@ def _job(store: JobStore, job_id: str, principal: Principal) -> Job:
     job = store.get(job_id)
     if job is None or not principal.owns(job.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
+    return job
+
+
+def _succeeded(store: JobStore, job_id: str, principal: Principal) -> Job:
+    """The caller's job (404 as `_job`) if it has succeeded; 409 naming its state otherwise."""
+    job = _job(store, job_id, principal)
+    if job.state != "succeeded":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded"
+        )
     return job
 
 
@@ -85,6 +98,7 @@ async def create_job(
         preset = fields.get("preset") or settings.ttt_preset
         if task not in TASKS:
             raise UploadError(422, f"unknown task {task!r}; choose one of {list(TASKS)}")
+        keep, webhook_url = job_options(fields, settings)
         try:
             check_method(method, preset)
         except ValueError as exc:
@@ -117,6 +131,9 @@ async def create_job(
         size_bytes=size,
         video=info.to_dict(),
         frames_total=info.frames,
+        score_threshold=keep.score_threshold,
+        min_area=keep.min_area,
+        webhook_url=webhook_url,
     )
     store.save(job)
     runner.enqueue(job_id)
@@ -140,20 +157,25 @@ async def get_job(job_id: JobId, store: JobStoreDep, principal: PrincipalDep) ->
 @router.get(
     "/v1/jobs/{job_id}/results/{name:path}",
     response_class=FileResponse,
+    response_model=None,
     responses={
-        200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file"},
+        200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file / a folder listing"},
         **error_responses(404, 409),
     },
 )
-async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep, principal: PrincipalDep) -> FileResponse:
-    """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ..."""
-    job = _job(store, job_id, principal)
-    if job.state != "succeeded":
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"job is {job.state}; results are served once it has succeeded"
-        )
+async def get_result(
+    job_id: JobId, name: ResultName, store: JobStoreDep, principal: PrincipalDep
+) -> Response:
+    """Download a result: `results.jsonl`, `overlay.mp4`, `panoptic.json`, `panoptic/000000.png`, ... A folder
+    (`panoptic/`, as `results` lists it) answers JSON `{"folder", "files", "archive"}`: its files' names for this
+    route, and the archive URL to get them all at once."""
+    job = _succeeded(store, job_id, principal)
     root = store.results_dir(job_id).resolve()
     path = (root / name).resolve()
+    if root in path.parents and path.is_dir():
+        folder = path.relative_to(root).as_posix()
+        files = await asyncio.to_thread(result_files, root, folder)
+        return JSONResponse({"folder": f"{folder}/", "files": files, "archive": f"/v1/jobs/{job_id}/archive"})
     if root not in path.parents or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no result {name!r}; available: {job.results}")
     return FileResponse(
@@ -161,6 +183,19 @@ async def get_result(job_id: JobId, name: ResultName, store: JobStoreDep, princi
         media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"),
         filename=f"{job_id}-{path.name}",
     )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/archive",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "a ZIP"}, **error_responses(404, 409)},
+)
+async def get_archive(job_id: JobId, store: JobStoreDep, principal: PrincipalDep) -> StreamingResponse:
+    """Every result file as one ZIP (`<job id>-results.zip`, entries `<job id>/<result path>`), streamed."""
+    _succeeded(store, job_id, principal)
+    root = store.results_dir(job_id)
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}-results.zip"'}
+    return StreamingResponse(iter_zip(root, job_id), media_type="application/zip", headers=headers)
 
 
 @router.delete(

@@ -44,6 +44,10 @@ class CreateStream(BaseModel):
     max_fps: float | None = Field(None, gt=0, description="process at most this many frames per second")
     policy: Policy = "latest"
     encodings: list[Encoding] | None = None
+    score_threshold: float | None = Field(
+        None, ge=0, le=1, description="instances / segments scoring less are dropped (default: the service's)"
+    )
+    min_area: int | None = Field(None, ge=0, le=1 << 24, description="instances / segments with fewer pixels are dropped")
 
 
 class RestoreBody(BaseModel):
@@ -81,6 +85,7 @@ async def create_stream(
             body.max_fps,
             encodings_for(body.task, body.encodings),
             owner=principal.key_id,
+            instance_filter=settings.instance_filter(body.score_threshold, body.min_area),
         )
     except QuotaError as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": "5"}) from None

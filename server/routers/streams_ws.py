@@ -7,6 +7,7 @@ writes everything (results are encoded there, off the event loop), so outgoing m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -124,6 +125,7 @@ async def stream_ws(
         encodings=encodings_for(start.task, start.encodings),
         on_space=fwd.notify_space,
         owner=principal.key_id,
+        instance_filter=settings.instance_filter(start.score_threshold, start.min_area),
     )
     try:
         await asyncio.wrap_future(worker.open_session(session))
@@ -296,4 +298,7 @@ class _StreamHandler:
 def _set_task(session: StreamSession, msg: SetTaskMessage) -> dict:
     session.task = msg.task
     session.encodings = encodings_for(msg.task, msg.encodings)
-    return {"task": session.task, "encodings": list(session.encodings)}
+    asked = {k: v for k in ("score_threshold", "min_area") if (v := getattr(msg, k)) is not None}
+    session.instance_filter = dataclasses.replace(session.instance_filter, **asked)
+    kept = dataclasses.asdict(session.instance_filter)
+    return {"task": session.task, "encodings": list(session.encodings), **kept}

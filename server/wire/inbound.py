@@ -75,6 +75,8 @@ class StartMessage(_Msg):
     encodings: list[Encoding] | None = None
     policy: Policy = "latest"
     queue_size: int | None = Field(None, ge=1, le=64)
+    score_threshold: float | None = Field(None, ge=0, le=1, description="instances / segments scoring less are dropped")
+    min_area: int | None = Field(None, ge=0, le=1 << 24, description="instances / segments with fewer pixels are dropped")
     api_key: str | None = Field(None, repr=False, description="API key (browsers: instead of a header)")
 
     @field_validator("encodings")
@@ -87,6 +89,8 @@ class SetTaskMessage(_Msg):
     type: Literal["set_task"]
     task: Task
     encodings: list[Encoding] | None = None
+    score_threshold: float | None = Field(None, ge=0, le=1)  # unset: the stream's current value
+    min_area: int | None = Field(None, ge=0, le=1 << 24)
 
 
 class RestoreMessage(_Msg):

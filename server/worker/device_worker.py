@@ -262,7 +262,8 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         try:
             rgb, decode_s = self.decoder.result(item)
             out_size = result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
-            step = step_frame(session.adapter, torch.from_numpy(rgb).permute(2, 0, 1), session.task, out_size)
+            frame = torch.from_numpy(rgb).permute(2, 0, 1)
+            step = step_frame(session.adapter, frame, session.task, out_size, session.instance_filter, session.tracker)
         except ImageDecodeError as exc:
             self._frame_failed(session, item, "bad_image", f"frame {item.frame_id!r}: {exc}")
             return

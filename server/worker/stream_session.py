@@ -17,8 +17,10 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
+from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt.frame_step import FrameStep
 from mask2former_ttt.ttt.protocol import Adapter
+from model.postprocess import InstanceFilter
 
 Source = Literal["ws", "rtsp", "job"]
 _ids = itertools.count()
@@ -121,6 +123,7 @@ class StreamSession:
         session_id: str | None = None,
         on_space: Callable[[], None] | None = None,
         owner: str = "",
+        instance_filter: InstanceFilter | None = None,
     ) -> None:
         self.id = session_id or f"{source}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
         self.source = source
@@ -128,6 +131,8 @@ class StreamSession:
         self.task = task
         self.method = method
         self.preset = preset
+        self.instance_filter = instance_filter or InstanceFilter()  # instance / panoptic score and area minimums
+        self.tracker = MaskTracker()  # instance / panoptic ids that persist over the stream (worker-owned)
         self.policy = policy
         self.queue_size = queue_size
         self.deliver = deliver
@@ -160,6 +165,8 @@ class StreamSession:
             "task": self.task,
             "method": self.method,
             "preset": self.preset,
+            "score_threshold": self.instance_filter.score_threshold,
+            "min_area": self.instance_filter.min_area,
             "policy": self.policy,
             "queue_size": self.queue_size,
             "queued": self.pending_frames,

@@ -1,0 +1,36 @@
+"""Per-job options from the upload form: the instance filter (`score_threshold`, `min_area`) and `webhook_url`."""
+
+from __future__ import annotations
+
+from model.postprocess import InstanceFilter
+from server.jobs.upload import UploadError
+from server.jobs.webhook import check_webhook_url
+from server.settings import Settings
+
+
+def _number(fields: dict[str, str], name: str, kind: type) -> float | int | None:
+    """`fields[name]` as `kind` (None when absent or empty); UploadError 422 naming the field otherwise."""
+    text = fields.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise UploadError(422, f"form field {name!r} must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+
+
+def job_options(fields: dict[str, str], settings: Settings) -> tuple[InstanceFilter, str | None]:
+    """The job's instance filter (service defaults for unset fields) and webhook URL (checked against the URL policy);
+    UploadError 422 naming the bad field."""
+    score, area = _number(fields, "score_threshold", float), _number(fields, "min_area", int)
+    try:
+        keep = settings.instance_filter(score, area)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UploadError(422, f"bad instance filter: {exc}") from None
+    url = fields.get("webhook_url", "").strip() or None
+    if url is not None:
+        try:
+            check_webhook_url(url, settings.webhook_allowed_hosts)
+        except ValueError as exc:
+            raise UploadError(422, f"webhook_url: {exc}") from None
+    return keep, url
