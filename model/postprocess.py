@@ -66,12 +66,14 @@ class InstanceResult:
     """N instances, sorted by decreasing score.
 
     classes: (N,) int64 class ids; scores: (N,) float (class score * mean mask probability inside the
-    binary mask); masks: (N, H, W) bool.
+    binary mask); masks: (N, H, W) bool; ids: (N,) int64 ids that persist over a stream when a tracker assigned
+    them (`mask2former_ttt.tracking`), else None (then an instance's id is its index).
     """
 
     classes: torch.Tensor
     scores: torch.Tensor
     masks: torch.Tensor
+    ids: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

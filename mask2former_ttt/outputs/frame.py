@@ -54,17 +54,18 @@ def segments_info(kind: str, result: Any, class_names: Sequence[str] = ()) -> li
     if kind == "instance":
         classes = as_numpy(result.classes).tolist()
         scores = as_numpy(result.scores).tolist()
+        track_ids = as_numpy(result.ids).tolist() if result.ids is not None else range(1, len(classes) + 1)
         areas = as_numpy(result.masks).reshape(len(classes), -1).sum(axis=1).tolist() if classes else []
         return [
             {
-                "id": i + 1,
+                "id": int(i),
                 "category_id": int(c),
                 "name": _name(class_names, int(c)),
                 "score": round(float(s), 5),
                 "area": int(a),
                 "isthing": True,
             }
-            for i, (c, s, a) in enumerate(zip(classes, scores, areas, strict=True))
+            for i, c, s, a in zip(track_ids, classes, scores, areas, strict=True)
         ]
     if kind == "panoptic":
         return [
@@ -102,7 +103,7 @@ def encode_masks(
         if kind == "semantic":
             out["png"] = label_map_png(result.label_map)
         elif kind == "instance":
-            out["png"] = label_map_png(instance_id_map(result.masks))
+            out["png"] = label_map_png(instance_id_map(result.masks, result.ids))
         else:
             out["png"] = panoptic_png(result.id_map)
     if "rle" in encodings:

@@ -46,17 +46,19 @@ def rle_decode(rles: list[dict]) -> np.ndarray:
     return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
-def instance_id_map(masks: Any) -> np.ndarray:
-    """(N, H, W) bool masks sorted by decreasing score -> (H, W) int64 ids: 0 = none, i + 1 = instance i.
+def instance_id_map(masks: Any, ids: Any = None) -> np.ndarray:
+    """(N, H, W) bool masks sorted by decreasing score -> (H, W) int64 ids: 0 = none, else `ids[i]` for instance
+    i ((N,) persistent track ids, see `mask2former_ttt.tracking`), or i + 1 without ids.
 
     Where masks overlap the first (best-scoring) one wins.
     """
     m = as_numpy(masks).astype(bool, copy=False)
     if m.shape[0] == 0:
         return np.zeros(m.shape[1:], dtype=np.int64)
-    ids = m.argmax(axis=0).astype(np.int64) + 1
-    ids[~m.any(axis=0)] = 0
-    return ids
+    index = m.argmax(axis=0)
+    out = index.astype(np.int64) + 1 if ids is None else as_numpy(ids).astype(np.int64)[index]
+    out[~m.any(axis=0)] = 0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- PNG

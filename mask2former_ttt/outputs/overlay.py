@@ -44,8 +44,8 @@ def _ids_and_lut(kind: str, result: Any, num_classes: int) -> tuple[np.ndarray, 
         ids = as_numpy(result.label_map).astype(np.int64)
         return ids, class_palette(max(num_classes, int(ids.max(initial=0)) + 1)), np.ones(ids.shape, dtype=bool)
     if kind == "instance":
-        ids = instance_id_map(result.masks)
-        lut = np.concatenate([np.zeros((1, 3), np.uint8), instance_palette(int(result.masks.shape[0]))])
+        ids = instance_id_map(result.masks, getattr(result, "ids", None))  # colour follows the (track) id
+        lut = np.concatenate([np.zeros((1, 3), np.uint8), instance_palette(int(ids.max(initial=0)))])
         return ids, lut, ids > 0
     if kind == "panoptic":
         ids = as_numpy(result.id_map).astype(np.int64)
@@ -56,8 +56,9 @@ def _ids_and_lut(kind: str, result: Any, num_classes: int) -> tuple[np.ndarray, 
             seg_ids = np.array([int(s["id"]) for s in infos])
             cats = np.array([int(s["category_id"]) for s in infos])
             things = np.array([bool(s.get("isthing", False)) for s in infos])
+            thing_colors = instance_palette(int(seg_ids.max()))[seg_ids - 1]  # by id: a tracked thing keeps its colour
             lut[seg_ids] = np.where(
-                things[:, None], instance_palette(len(infos)), class_palette(max(num_classes, cats.max() + 1))[cats]
+                things[:, None], thing_colors, class_palette(max(num_classes, cats.max() + 1))[cats]
             )
         return ids, lut, ids > 0
     raise ValueError(f"unknown result kind {kind!r}")
