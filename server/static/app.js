@@ -4,7 +4,9 @@
 // COCO-panoptic RGB ids) and are coloured with one typed-array palette lookup per pixel into an ImageData.
 //
 // URL parameters (all optional): task, method, preset, api_key, autostart=1, width (capture width, default 320),
-// fps (max frames sent per second, default 15), inflight (max frames awaiting a result, default 2).
+// fps (max frames sent per second, default 15), inflight (max frames awaiting a result, default 2),
+// score_threshold (0..1) and min_area (pixels): drop weaker / smaller instances and panoptic segments
+// (default: the server's M2F_INSTANCE_SCORE_THRESHOLD / M2F_INSTANCE_MIN_AREA).
 "use strict";
 
 (() => {
@@ -25,6 +27,8 @@
   const CAPTURE_WIDTH = intParam("width", 320, 32, 1920);
   const MAX_FPS = intParam("fps", 15, 1, 60);
   const MAX_IN_FLIGHT = intParam("inflight", 2, 1, 16);
+  const SCORE_THRESHOLD = Number.parseFloat(params.get("score_threshold") ?? "");
+  const MIN_AREA = intParam("min_area", null, 0, 1 << 24);
   const MAX_BUFFERED = 1 << 20; // do not queue more than 1 MiB in the socket
   const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([0x0a0b0c0d]).buffer)[0] === 0x0d;
 
@@ -431,6 +435,8 @@
       const start = { type: "start", task, encodings: encodingsFor(task), policy: "latest", queue_size: 2 };
       if (el.method.value) start.method = el.method.value;
       if (params.get("preset")) start.preset = params.get("preset");
+      if (SCORE_THRESHOLD >= 0 && SCORE_THRESHOLD <= 1) start.score_threshold = SCORE_THRESHOLD;
+      if (MIN_AREA !== null) start.min_area = MIN_AREA;
       if (key) start.api_key = key;
       ws.send(JSON.stringify(start));
       setStatus("connected, starting the stream…");
