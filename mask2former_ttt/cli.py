@@ -317,8 +317,10 @@ def info(model_dir: Path = typer.Option(None, help="checkpoint directory (defaul
 
 @app.command()
 def segment(
-    video: str = typer.Argument(..., help="video file, rtsp:// URL or camera device (/dev/video0)"),
-    out: Path = typer.Option(..., "-o", "--out", help="output directory (created)"),
+    video: str = typer.Argument(..., help="video file, folder of videos, quoted glob ('clips/*.mp4'), rtsp:// URL "
+                                "or camera device (/dev/video0)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output directory (created; must be empty unless --overwrite); "
+                             "a folder / glob writes OUT/<video stem>/ per video"),
     method: str = typer.Option("online", help="TTT method (online, main_only, no_memory, ...)"),
     preset: str = typer.Option("default", help="TTT preset: fast | default | full | release (docs/benchmark/cost_levers.md)"),
     task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
@@ -334,35 +336,47 @@ def segment(
     seed: int = typer.Option(0, help="seed of the TTT masks"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's, all cores)"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a previous segment output in -o (refused if -o holds other files)"
+    ),
     score_threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="drop instances / panoptic segments scoring less (default 0.3)"
     ),
     min_area: Optional[int] = typer.Option(None, min=0, help="drop instances / segments with fewer pixels (default 16)"),
 ) -> None:
-    """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON)."""
+    """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON).
+
+    A folder or glob segments each of its videos in turn (sorted), stopping at the first error."""
     _logging()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     from mask2former_ttt.segment import SegmentError, segment_video
+    from mask2former_ttt.segment_batch import plan_runs
     from mask2former_ttt.video_io import VideoError
 
     try:
-        summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
-                                max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
-                                progress=progress, score_threshold=score_threshold, min_area=min_area)
-    except VideoError as exc:
-        typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        runs = plan_runs(video, out, input_format, overwrite)
     except SegmentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    state = "interrupted after" if summary.interrupted else "segmented"
-    console.print(f"{state} {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} fps) "
-                  f"-> {summary.out_dir}: {', '.join(summary.files)}")
-    if summary.interrupted and summary.kind == "file":
-        raise typer.Exit(130)  # a live source is stopped with Ctrl-C normally; a file was left incomplete
+    for video, out in runs:
+        try:
+            summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
+                                    max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
+                                    progress=progress, score_threshold=score_threshold, min_area=min_area)
+        except VideoError as exc:
+            typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
+            raise typer.Exit(2) from None
+        except SegmentError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        state = "interrupted after" if summary.interrupted else "segmented"
+        console.print(f"{state} {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} fps) "
+                      f"-> {summary.out_dir}: {', '.join(summary.files)}")
+        if summary.interrupted and summary.kind == "file":
+            raise typer.Exit(130)  # a live source is stopped with Ctrl-C normally; a file was left incomplete
 
 
 def main() -> None:

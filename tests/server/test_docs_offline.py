@@ -17,7 +17,8 @@ def _refs(html: str) -> list[str]:
 
 def test_docs_pages_use_local_assets_only(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with make_client(tmp_path, tiny_checkpoint) as client:
-        for page, needed in (("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}), ("/redoc", {"redoc.standalone.js"})):
+        pages = (("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}), ("/redoc", {"redoc.standalone.js"}))
+        for page, needed in pages:
             response = client.get(page)
             assert response.status_code == 200 and "text/html" in response.headers["content-type"], page
             refs = _refs(response.text)

@@ -121,5 +121,5 @@ def test_cli_segment_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 0, result.output
     assert seen.calls == [("instance", 0.45, 7)] * 2
     seen.calls.clear()
-    assert CliRunner().invoke(app, [*args, "--max-frames", "1"]).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--max-frames", "1", "--overwrite"]).exit_code == 0  # same -o again
     assert seen.calls == [("instance", DEFAULT_SCORE_THRESHOLD, DEFAULT_MIN_AREA)]
