@@ -543,6 +543,8 @@ def test_a_new_session_reports_zero_counters_and_its_uptime(monkeypatch) -> None
         "reserved_bytes": 0,
         "last_loss": None,
         "uptime_s": 1.235,
+        "score_threshold": 0.0,
+        "min_area": 0,
     }
 
 
