@@ -96,3 +96,30 @@ def test_overwrite_never_deletes_other_files(tmp_path: Path, ckpt: Path, videos:
     assert "holds files segment does not write" in result.output
     assert "my-notes.txt" in result.output and "keep.jpg" in result.output
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing deleted
+
+
+def test_overwrite_rules_without_a_model(tmp_path: Path) -> None:
+    """`prepare_out_dir` directly: a previous folder run is cleared; a symlink, a file as -o or a deeper folder are
+    refused and nothing is deleted."""
+    from mask2former_ttt.segment import SegmentError
+    from mask2former_ttt.segment_batch import prepare_out_dir
+
+    out = tmp_path / "out"
+    for stem in ("a", "b"):
+        (out / stem / "panoptic").mkdir(parents=True)
+        (out / stem / "panoptic" / "000000.png").write_bytes(b"png")
+        (out / stem / "results.jsonl").write_text("{}\n")
+    prepare_out_dir(out, overwrite=True)
+    assert list(out.iterdir()) == []
+
+    (out / "results.jsonl").write_text("{}\n")
+    (out / "link").symlink_to(tmp_path)
+    (out / "a" / "deeper").mkdir(parents=True)
+    with pytest.raises(SegmentError, match="holds files segment does not write") as refused:
+        prepare_out_dir(out, overwrite=True)
+    assert "link" in str(refused.value) and "deeper" in str(refused.value)
+    assert (out / "results.jsonl").is_file() and (out / "a" / "deeper").is_dir()
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SegmentError, match="is not a directory"):
+        prepare_out_dir(tmp_path / "file", overwrite=True)
