@@ -107,6 +107,8 @@ class Defaults(BaseModel):
     method: str
     preset: str
     queue_size: int
+    score_threshold: float = Field(description="instances / panoptic segments scoring less are dropped")
+    min_area: int = Field(description="instances / panoptic segments with fewer pixels are dropped")
 
 
 class Limits(BaseModel):

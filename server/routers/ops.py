@@ -78,7 +78,10 @@ async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> Ser
         },
         methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
         presets=sorted(TTT_PRESETS),
-        defaults={"method": s.ttt_method, "preset": s.ttt_preset, "queue_size": s.queue_size},
+        defaults={
+            "method": s.ttt_method, "preset": s.ttt_preset, "queue_size": s.queue_size,
+            "score_threshold": s.instance_score_threshold, "min_area": s.instance_min_area,
+        },
         limits={
             "max_streams": s.max_streams,
             "max_state_memory": int(s.max_state_memory),

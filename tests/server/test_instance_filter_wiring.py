@@ -69,6 +69,8 @@ def test_websocket_start_and_set_task(tmp_path: Path, tiny_checkpoint: Path, mon
 def test_websocket_defaults_and_bad_values(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = Seen(monkeypatch)
     with make_client(tmp_path, tiny_checkpoint, instance_min_area=5) as client:
+        defaults = client.get("/v1/info").json()["defaults"]
+        assert (defaults["score_threshold"], defaults["min_area"]) == (DEFAULT_SCORE_THRESHOLD, 5)
         with client.websocket_connect("/v1/streams/ws") as ws:
             ws.send_text(json.dumps({"type": "start", "task": "instance", "policy": "block"}))
             assert ws.receive_json()["type"] == "started"
