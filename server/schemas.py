@@ -54,7 +54,7 @@ UPLOAD_REQUEST_BODY = {
                         },
                         "min_area": {
                             "type": "integer", "minimum": 0,
-                            "description": "drop instances / segments with fewer pixels (default: M2F_INSTANCE_MIN_AREA)",
+                            "description": "drop smaller instances / segments (pixels; default: M2F_INSTANCE_MIN_AREA)",
                         },
                         "webhook_url": {
                             "type": "string",

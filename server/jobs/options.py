@@ -16,7 +16,8 @@ def _number(fields: dict[str, str], name: str, kind: type) -> float | int | None
     try:
         return kind(text)
     except ValueError:
-        raise UploadError(422, f"form field {name!r} must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+        what = "an integer" if kind is int else "a number"
+        raise UploadError(422, f"form field {name!r} must be {what}, got {text!r}") from None
 
 
 def job_options(fields: dict[str, str], settings: Settings) -> tuple[InstanceFilter, str | None]:

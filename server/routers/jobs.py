@@ -159,7 +159,7 @@ async def get_job(job_id: JobId, store: JobStoreDep, principal: PrincipalDep) ->
     response_class=FileResponse,
     response_model=None,
     responses={
-        200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "the file / a folder listing"},
+        200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}, "description": "a file / folder listing"},
         **error_responses(404, 409),
     },
 )

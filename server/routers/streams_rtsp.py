@@ -47,7 +47,7 @@ class CreateStream(BaseModel):
     score_threshold: float | None = Field(
         None, ge=0, le=1, description="instances / segments scoring less are dropped (default: the service's)"
     )
-    min_area: int | None = Field(None, ge=0, le=1 << 24, description="instances / segments with fewer pixels are dropped")
+    min_area: int | None = Field(None, ge=0, le=1 << 24, description="smaller instances / segments (px) are dropped")
 
 
 class RestoreBody(BaseModel):

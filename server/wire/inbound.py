@@ -75,8 +75,8 @@ class StartMessage(_Msg):
     encodings: list[Encoding] | None = None
     policy: Policy = "latest"
     queue_size: int | None = Field(None, ge=1, le=64)
-    score_threshold: float | None = Field(None, ge=0, le=1, description="instances / segments scoring less are dropped")
-    min_area: int | None = Field(None, ge=0, le=1 << 24, description="instances / segments with fewer pixels are dropped")
+    score_threshold: float | None = Field(None, ge=0, le=1, description="weaker instances / segments are dropped")
+    min_area: int | None = Field(None, ge=0, le=1 << 24, description="smaller instances / segments (px) are dropped")
     api_key: str | None = Field(None, repr=False, description="API key (browsers: instead of a header)")
 
     @field_validator("encodings")

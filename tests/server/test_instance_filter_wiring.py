@@ -66,7 +66,9 @@ def test_websocket_start_and_set_task(tmp_path: Path, tiny_checkpoint: Path, mon
     assert seen.wait(2) == [("instance", 0.7, 9), ("panoptic", 0.7, 3)]
 
 
-def test_websocket_defaults_and_bad_values(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_websocket_defaults_and_bad_values(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen = Seen(monkeypatch)
     with make_client(tmp_path, tiny_checkpoint, instance_min_area=5) as client:
         defaults = client.get("/v1/info").json()["defaults"]
