@@ -101,6 +101,10 @@ class ModelInfo(BaseModel):
     class_names: list[str]
     thing_class_ids: list[int]
     image_size: int
+    bundled_demo: bool = Field(
+        False, description="the service runs the bundled synthetic-street demo model (its masks mean little on real "
+        "footage; docs/real-weights.md loads real checkpoints)"
+    )
 
 
 class Defaults(BaseModel):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from model.checkpoint import bundled_model_dir
 from mask2former_ttt.ttt import METHODS
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from server.deps import Authorized, MetricsDep, ModelDep, SettingsDep, WorkerDep
@@ -75,6 +76,7 @@ async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> Ser
             "class_names": cfg.class_names,
             "thing_class_ids": cfg.thing_class_ids,
             "image_size": cfg.image_size,
+            "bundled_demo": settings.model_path.resolve() == bundled_model_dir().resolve(),
         },
         methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
         presets=sorted(TTT_PRESETS),

@@ -99,6 +99,7 @@
       const resp = await fetch("/v1/info", { headers: authHeaders() });
       if (!resp.ok) return;
       const info = await resp.json();
+      $("demo-note").hidden = !info.model.bundled_demo;
       const wanted = params.get("method") || el.method.value;
       el.method.replaceChildren(new Option(`server default (${info.defaults.method})`, ""));
       for (const m of info.methods) el.method.add(new Option(m, m));

@@ -74,3 +74,14 @@ def test_missing_model_fails_startup_clearly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a mask2former-ttt checkpoint"):
         with make_client(tmp_path, tmp_path / "nowhere"):
             pass
+
+
+def test_info_says_when_the_bundled_demo_model_is_served(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The page shows its 'bundled demo model' note from this flag (it must be off for a user's own model)."""
+
+    with make_client(tmp_path, tiny_checkpoint) as client:
+        assert client.get("/v1/info").json()["model"]["bundled_demo"] is False
+    with make_client(tmp_path / "b", bundled_model_dir()) as client:
+        assert client.get("/v1/info").json()["model"]["bundled_demo"] is True
+    page = (Path(__file__).resolve().parents[2] / "server" / "static" / "app.js").read_text()
+    assert '$("demo-note").hidden = !info.model.bundled_demo' in page
