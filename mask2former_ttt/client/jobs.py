@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
+import shutil
+import tempfile
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from tqdm import tqdm
@@ -76,32 +76,32 @@ def download(http: httpx.Client, job: dict[str, Any], dest_dir: str | Path) -> l
 
 
 def _download_folders(http: httpx.Client, job_id: str, folders: list[str], dest: Path) -> list[Path]:
-    response = http.get(f"/v1/jobs/{job_id}/archive")
-    if response.status_code in (404, 405):
-        log.warning("the service has no result archive (GET /v1/jobs/{id}/archive): skipped %s", folders)
-        return []
-    data = check(response).content
-    return _extract(data, folders, dest)
+    """The files of `folders` from the job's ZIP archive (spooled to a temporary file, not held in memory)."""
+    with http.stream("GET", f"/v1/jobs/{job_id}/archive") as response:
+        if response.status_code in (404, 405):
+            log.warning("the service has no result archive (GET /v1/jobs/{id}/archive): skipped %s", folders)
+            return []
+        check(response)
+        with tempfile.TemporaryFile() as spool:
+            for chunk in response.iter_bytes():
+                spool.write(chunk)
+            spool.seek(0)
+            return _extract(spool, folders, dest)
 
 
-def _extract(data: bytes, folders: list[str], dest: Path) -> list[Path]:
-    """Members of a zip / tar archive that lie in one of `folders` (at its top or under one leading folder)."""
-    members: list[tuple[str, bytes]] = []
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            members = [(i.filename, zf.read(i)) for i in zf.infolist() if not i.is_dir()]
-    else:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            members = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers() if m.isfile()]  # type: ignore[union-attr]
+def _extract(archive: IO[bytes], folders: list[str], dest: Path) -> list[Path]:
+    """Members of a ZIP that lie in one of `folders` (at its top or under one leading folder, the job id)."""
     written = []
-    for name, content in members:
-        rel = _relative(name, folders)
-        if rel is None:
-            continue
-        target = _inside(dest, rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        written.append(target)
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            rel = None if info.is_dir() else _relative(info.filename, folders)
+            if rel is None:
+                continue
+            target = _inside(dest, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            written.append(target)
     return written
 
 

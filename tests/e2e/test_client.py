@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from websockets.sync.client import ClientConnection
 
-from mask2former_ttt.client import AuthError, CapacityError, Client, NotFoundError, decode_masks
+from mask2former_ttt.client import AuthError, CapacityError, Client, ClientError, JobFailedError, NotFoundError, decode_masks
+from mask2former_ttt.client import jobs as jobs_module
 from mask2former_ttt.client import stream as stream_module
 from tests.server.svc_helpers import build_tiny_checkpoint, make_clip, running_service, video_jpegs
 
@@ -92,10 +93,29 @@ def test_submit_job_waits_and_download_writes_every_result(service, clip: Path, 
         for name in files:
             assert (tmp_path / "out" / name).read_bytes() == http.get(f"/v1/jobs/{job['id']}/results/{name}").content
         has_archive = http.get(f"/v1/jobs/{job['id']}/archive").status_code == 200
+        pngs = [f"panoptic/{i:06d}.png" for i in range(FRAMES)]
+        for name in pngs if has_archive else []:
+            assert (tmp_path / "out" / name).read_bytes() == http.get(f"/v1/jobs/{job['id']}/results/{name}").content
     on_disk = sorted(p.relative_to(tmp_path / "out").as_posix() for p in paths)
-    pngs = [f"panoptic/{i:06d}.png" for i in range(FRAMES)]
     assert on_disk == sorted(files + (pngs if has_archive else [])), on_disk
     assert has_archive or "skipped ['panoptic/']" in caplog.text
+
+
+def test_a_refused_upload_is_a_client_error_naming_the_problem(service, tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 10)
+    with Client(service.url) as client, pytest.raises(ClientError, match="HTTP 415: not_video") as info:
+        client.submit_job(text, progress=False)
+    assert info.value.code == "http_415"
+
+
+def test_waiting_for_a_failed_job_raises_job_failed_with_its_error() -> None:
+    failed = {"id": "j1", "state": "failed", "error": "adapter exploded", "frames_done": 1, "frames_total": 4}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=failed))
+    with httpx.Client(transport=transport, base_url="http://service") as http:
+        with pytest.raises(JobFailedError, match="job j1 failed: adapter exploded") as info:
+            jobs_module.wait(http, "j1", progress=False)
+    assert info.value.job == failed
 
 
 def test_unknown_camera_is_a_not_found_error(service) -> None:
