@@ -80,6 +80,16 @@ def test_stream_never_has_more_than_max_in_flight_frames_unanswered(service, mon
     assert max(peaks) == 2, peaks  # pipelined up to the limit, never beyond
 
 
+def test_a_per_frame_error_is_recorded_and_frees_its_slot(service) -> None:
+    good = video_jpegs("bigbuckbunny.mp4", 2)
+    frames = [good[0], b"\xff\xd8\xff" + b"not really a jpeg", good[1]]
+    with Client(service.url) as client:
+        stream = client.stream(frames, preset="fast", max_in_flight=1, timeout_s=30)
+        results = list(stream)
+    assert [r["frame_id"] for r in results] == [0, 2]
+    assert [(e["code"], e["frame_id"]) for e in stream.errors] == [("bad_image", 1)]
+
+
 def test_submit_job_waits_and_download_writes_every_result(service, clip: Path, tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.WARNING)
     with Client(service.url) as client:
