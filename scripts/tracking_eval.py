@@ -14,25 +14,15 @@ import json
 import torch
 
 from model.checkpoint import bundled_model_dir, load_checkpoint
-from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 from mask2former_ttt.data.video import SyntheticVideo, make_video_spec
-from mask2former_ttt.tracking import MaskTracker
-from mask2former_ttt.tracking.metrics import id_switches, match_to_ground_truth
+from mask2former_ttt.tracking.evaluate import track_video
 from mask2former_ttt.ttt import build_adapter
-from mask2former_ttt.ttt.frame_step import step_frame
 
 
 def evaluate_world(model, world: int, frames: int, family: str) -> dict:
     adapter = build_adapter(model, method="main_only", preset="default", seed=0)
     video = SyntheticVideo(make_video_spec(f"w{world}", "val", family, world_seed=world, n_frames=frames))
-    keep = InstanceFilter(DEFAULT_SCORE_THRESHOLD, DEFAULT_MIN_AREA)
-    tracker, raw, tracked = MaskTracker(), [], []
-    for f in video:
-        result = step_frame(adapter, torch.from_numpy(f.image).permute(2, 0, 1), "instance", instance_filter=keep).result
-        raw.append(match_to_ground_truth(f.instance, list(range(1, len(result.classes) + 1)), result.masks))
-        out = tracker.apply(result)
-        tracked.append(match_to_ground_truth(f.instance, out.ids.tolist(), out.masks))
-    return {"per_frame_ids": id_switches(raw), "tracked": id_switches(tracked)}
+    return track_video(adapter, video)
 
 
 def main() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter, InstanceResult, PanopticResult
+from model.postprocess import InstanceResult, PanopticResult
 from mask2former_ttt.tracking import THING_ID_BASE, MaskTracker
-from mask2former_ttt.tracking.metrics import id_switches, match_to_ground_truth
 
 H, W = 40, 60
 
@@ -86,21 +85,14 @@ def test_id_switches_on_a_synthetic_video_with_the_bundled_model() -> None:
     less than per-frame ids (printed; see docs/tracking.md for both measured worlds)."""
     from model.checkpoint import bundled_model_dir, load_checkpoint
     from mask2former_ttt.data.video import SyntheticVideo, make_video_spec
+    from mask2former_ttt.tracking.evaluate import track_video
     from mask2former_ttt.ttt import build_adapter
-    from mask2former_ttt.ttt.frame_step import step_frame
 
     torch.set_num_threads(1)
-    model = load_checkpoint(bundled_model_dir())
-    adapter = build_adapter(model, method="main_only", preset="default", seed=0)
+    adapter = build_adapter(load_checkpoint(bundled_model_dir()), method="main_only", preset="default", seed=0)
     video = SyntheticVideo(make_video_spec("track", "val", "clean", world_seed=12, n_frames=100))
-    keep = InstanceFilter(DEFAULT_SCORE_THRESHOLD, DEFAULT_MIN_AREA)
-    tracker, raw, tracked = MaskTracker(), [], []
-    for f in video:
-        result = step_frame(adapter, torch.from_numpy(f.image).permute(2, 0, 1), "instance", instance_filter=keep).result
-        raw.append(match_to_ground_truth(f.instance, list(range(1, len(result.classes) + 1)), result.masks))
-        out = tracker.apply(result)
-        tracked.append(match_to_ground_truth(f.instance, out.ids.tolist(), out.masks))
-    before, after = id_switches(raw), id_switches(tracked)
+    counts = track_video(adapter, video)
+    before, after = counts["per_frame_ids"], counts["tracked"]
     print(f"\nID switches per 100 frames: per-frame ids {before['switches_per_100_frames']:.1f}, "
           f"tracked {after['switches_per_100_frames']:.1f} ({after['pairs']} consecutive matched pairs)")
     assert after["pairs"] >= 100  # things were found and matched, so the count means something
