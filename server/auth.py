@@ -77,11 +77,6 @@ def presented_key(headers: object, query: object | None = None) -> str | None:
     return None
 
 
-def key_is_valid(settings: Settings, key: str | None) -> bool:
-    """True if `key` is accepted (always, when auth is off)."""
-    return authenticate(settings, key) is not None
-
-
 def require_principal(request: Request) -> Principal:
     """FastAPI dependency for HTTP routes: the caller, or 401 without a valid key (when auth is on)."""
     principal = authenticate(request.app.state.settings, presented_key(request.headers))
@@ -99,11 +94,6 @@ def websocket_principal(websocket: WebSocket, first_message_key: str | None = No
     """The WebSocket caller from its handshake headers, `?api_key=`, or the key of its first message."""
     settings: Settings = websocket.app.state.settings
     return authenticate(settings, presented_key(websocket.headers, websocket.query_params) or first_message_key)
-
-
-def websocket_authorized(websocket: WebSocket) -> bool:
-    """True if the WebSocket handshake itself carries a valid key, or auth is off."""
-    return websocket_principal(websocket) is not None
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
