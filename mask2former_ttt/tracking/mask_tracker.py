@@ -73,6 +73,23 @@ class MaskTracker:
     _next_id: int = 1
     _frame: int = 0
 
+    def state_dict(self) -> dict:
+        """Plain tensors / ints (loadable with `torch.load(weights_only=True)`): live tracks and the id counter."""
+        return {
+            "next_id": self._next_id,
+            "frame": self._frame,
+            "tracks": [
+                {"id": t.id, "category": t.category, "mask": t.mask, "last_seen": t.last_seen} for t in self._tracks
+            ],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`: the same tracks, and new ids after every id handed out before."""
+        self._next_id, self._frame = int(state["next_id"]), int(state["frame"])
+        self._tracks = [
+            _Track(int(t["id"]), int(t["category"]), t["mask"].bool(), int(t["last_seen"])) for t in state["tracks"]
+        ]
+
     def reset(self) -> None:
         """Forget every track (a stream reset, a resolution change); ids keep counting up."""
         self._tracks = []

@@ -37,12 +37,13 @@ RESTORE_TIMEOUT_S = 120.0
 
 
 def save_state(job_dir: Path) -> Callable[[StreamSession], dict]:
-    """Control body: save the session's adapter state as `job_dir/state-<frames>.pt` (atomic replace)."""
+    """Control body: save the session's adapter state, and its tracker's (so instance ids continue, never reused
+    after a resume), as `job_dir/state-<frames>.pt` (atomic replace)."""
 
     def run(session: StreamSession) -> dict:
         name = f"state-{session.processed}.pt"
         tmp = job_dir / f".{name}.tmp"
-        torch.save(state_blob(session), tmp)
+        torch.save({**state_blob(session), "tracker": session.tracker.state_dict()}, tmp)
         os.replace(tmp, job_dir / name)
         return {"frames": session.processed, "state": name}
 
@@ -62,6 +63,8 @@ def restore_state(path: Path, frames: int) -> Callable[[StreamSession], dict]:
         if int(blob["frames"]) != frames:
             raise ValueError(f"{path.name} holds the state after {blob['frames']} frames, not {frames}")
         session.adapter.load_state_dict(blob["state"])
+        if isinstance(blob.get("tracker"), dict):
+            session.tracker.load_state_dict(blob["tracker"])
         session.processed = frames
         return {"frames": frames}
 
@@ -98,7 +101,9 @@ def open_writer(
     try:
         return VideoResultWriter(*args, fps=fps, resume_from=start), start
     except ValueError as exc:
-        log.warning("job results do not match its checkpoint: restarting at frame 0", extra=kv(job=job.id, error=str(exc)))
+        log.warning(
+            "job results do not match its checkpoint: restarting at frame 0", extra=kv(job=job.id, error=str(exc))
+        )
         job.checkpoint = None
         prune_states(results_dir.parent, None)
         return VideoResultWriter(*args, fps=fps, resume_from=0), 0

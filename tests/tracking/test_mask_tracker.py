@@ -97,3 +97,15 @@ def test_id_switches_on_a_synthetic_video_with_the_bundled_model() -> None:
           f"tracked {after['switches_per_100_frames']:.1f} ({after['pairs']} consecutive matched pairs)")
     assert after["pairs"] >= 100  # things were found and matched, so the count means something
     assert after["switches_per_100_frames"] <= 1.0 < before["switches_per_100_frames"]
+
+
+def test_state_round_trip_continues_ids(tmp_path) -> None:
+    """A resumed job loads its tracker: the same object keeps its id and a new one never reuses an old id."""
+    tracker = MaskTracker()
+    first = ids_by_x(tracker.apply(instances((10, 0.9, box(5, 5)), (9, 0.8, box(40, 20)))))
+    torch.save(tracker.state_dict(), tmp_path / "t.pt")
+    resumed = MaskTracker()
+    resumed.load_state_dict(torch.load(tmp_path / "t.pt", weights_only=True))
+    after = ids_by_x(resumed.apply(instances((10, 0.9, box(6, 5)), (9, 0.7, box(20, 28)))))
+    assert after[6] == first[5]
+    assert after[20] not in first.values()
