@@ -6,23 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 
 from server.auth import Principal, websocket_principal
 from server.settings import Settings
-from server.wire.inbound import CLOSE_POLICY, close_reason
-from server.wire.outbound import error_message
+from server.wire.inbound import CLOSE_POLICY
+from server.wire.outbound import close_with_error
 
 UNAUTHORIZED_WS = 'missing or invalid API key: send X-API-Key / Bearer, or {"type": "auth", "api_key": ...} first'
 
 
 async def close_unauthorized(websocket: WebSocket, message: str = UNAUTHORIZED_WS) -> None:
     """Tell the client why, then close with 1008 (policy violation)."""
-    try:
-        await websocket.send_text(json.dumps(error_message("unauthorized", message)))
-        await websocket.close(CLOSE_POLICY, reason=close_reason(message))
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+    await close_with_error(websocket, CLOSE_POLICY, "unauthorized", message)
 
 
 async def _first_message_key(websocket: WebSocket, timeout_s: float) -> str | None:

@@ -16,7 +16,7 @@ from server.auth import Principal
 from server.deps import Authorized, PrincipalDep, RtspDep, SettingsDep, WorkerDep, check_method
 from server.ws_auth import authenticate_websocket
 from server.wire.inbound import CLOSE_NORMAL, Encoding, close_reason, encodings_for
-from server.wire.outbound import error_message
+from server.wire.outbound import close_with_error
 from server.rtsp_streams import CLOSED, RtspManager, RtspStream
 from model.config import Task
 from server.schemas import ControlDone, StreamList, StreamStatus, error_responses
@@ -193,11 +193,11 @@ async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep,
         return
     stream = manager.find(stream_id, principal)
     if stream is None:
-        await _close(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
+        await close_with_error(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
         return
     if stream.state == "failed":
         reason = manager.status(stream).get("last_error") or "camera failed"
-        await _close(websocket, CLOSE_BAD_GATEWAY, "camera_failed", reason)
+        await close_with_error(websocket, CLOSE_BAD_GATEWAY, "camera_failed", reason)
         return
     queue: asyncio.Queue = asyncio.Queue(maxsize=32)
     stream.subscribers.add(queue)
@@ -232,10 +232,3 @@ async def _wait_disconnect(websocket: WebSocket) -> None:
         if msg["type"] == "websocket.disconnect":
             return
 
-
-async def _close(websocket: WebSocket, code: int, err: str, message: str) -> None:
-    try:
-        await websocket.send_text(json.dumps(error_message(err, message)))
-        await websocket.close(code, reason=close_reason(message))
-    except (WebSocketDisconnect, RuntimeError):
-        pass

@@ -39,7 +39,7 @@ from server.wire.inbound import (
     parse_frame,
     parse_text,
 )
-from server.wire.outbound import error_message, outgoing_message
+from server.wire.outbound import close_with_error, error_message, outgoing_message
 from server.deps import MetricsDep, ModelDep, SettingsDep, WorkerDep
 from server.metrics import Metrics
 from server.origin import SameOrigin
@@ -55,15 +55,6 @@ SENDER_DRAIN_S = 30.0
 
 def _validation_text(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())
-
-
-async def _fail(websocket: WebSocket, close_code: int, code: str, message: str) -> None:
-    """Send an error message and close with `close_code` (reason = the message, truncated)."""
-    try:
-        await websocket.send_text(json.dumps(error_message(code, message)))
-        await websocket.close(close_code, reason=close_reason(message))
-    except (WebSocketDisconnect, RuntimeError):
-        pass
 
 
 async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessage:
@@ -104,7 +95,7 @@ async def stream_ws(
     try:
         start = await _receive_start(websocket, settings)
     except ProtocolError as exc:
-        await _fail(websocket, exc.close_code, exc.code, exc.message)
+        await close_with_error(websocket, exc.close_code, exc.code, exc.message)
         return
     except WebSocketDisconnect:
         return
@@ -130,13 +121,13 @@ async def stream_ws(
     try:
         await asyncio.wrap_future(worker.open_session(session))
     except CapacityError as exc:
-        await _fail(websocket, CLOSE_TRY_AGAIN, "quota" if isinstance(exc, QuotaError) else "capacity", str(exc))
+        await close_with_error(websocket, CLOSE_TRY_AGAIN, "quota" if isinstance(exc, QuotaError) else "capacity", str(exc))
         return
     except ValueError as exc:
-        await _fail(websocket, CLOSE_INVALID_PAYLOAD, "bad_start", str(exc))
+        await close_with_error(websocket, CLOSE_INVALID_PAYLOAD, "bad_start", str(exc))
         return
     except RuntimeError as exc:
-        await _fail(websocket, CLOSE_INTERNAL, "unavailable", str(exc))
+        await close_with_error(websocket, CLOSE_INTERNAL, "unavailable", str(exc))
         return
 
     model_cfg = model.cfg

@@ -132,11 +132,6 @@ class Relay:
             except OSError:
                 pass
 
-    def wait_closed(self, timeout: float) -> bool:
-        """Wait for the relay thread to exit; True if it did."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
     def _fail(self, message: str) -> None:
         with self._lock:
             self._failure = self._failure or message

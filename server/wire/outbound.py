@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from typing import Any, Sequence
 
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from mask2former_ttt.outputs import encode_masks, segments_info
 from server.metrics import Metrics
+from server.wire.inbound import close_reason
 from server.worker.stream_session import ControlReply, FrameError, FrameResult, SessionClosed
 
 
@@ -61,6 +65,16 @@ def error_message(code: str, message: str, frame_id: Any = None, **extra: Any) -
         msg["frame_id"] = frame_id
     msg.update(extra)
     return msg
+
+
+async def close_with_error(websocket: WebSocket, close_code: int, code: str, message: str) -> None:
+    """Send an `error` message, then close with `close_code` (reason: the message cut to what a close frame
+    holds); a client that is already gone is ignored."""
+    try:
+        await websocket.send_text(json.dumps(error_message(code, message)))
+        await websocket.close(close_code, reason=close_reason(message))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
 
 
 def frame_error_message(err: FrameError) -> dict:

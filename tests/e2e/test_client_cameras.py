@@ -4,7 +4,6 @@ service with API keys: streaming an RTSP URL over the WebSocket API, and followi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -61,7 +61,7 @@ class PacedStream:
 
     def _send(self) -> None:
         t0 = time.monotonic()
-        while (now := time.monotonic()) - t0 < self.seconds:
+        while time.monotonic() - t0 < self.seconds:
             self.ws.send(pack_frame(self.jpegs[self.sent % len(self.jpegs)], frame_id=self.sent, capture_ts=time.time()))
             self.sent += 1
             time.sleep(max(0.0, t0 + self.sent / self.fps - time.monotonic()))  # pacing, not synchronisation
