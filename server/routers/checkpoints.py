@@ -12,33 +12,22 @@ from server.deps import Authorized, PrincipalDep, WorkerDep
 from server.origin import SameOrigin
 from server.params import CheckpointId
 from server.schemas import error_responses
-from server.worker.checkpoint_index import CheckpointNotFound
+from server.worker.checkpoint_index import CheckpointInfo, CheckpointNotFound
 
 router = APIRouter(
     tags=["checkpoints"], dependencies=[Authorized, SameOrigin], responses=error_responses(401, 503)
 )
 
 
-class CheckpointOut(BaseModel):
-    checkpoint_id: str
-    stream_id: str
-    bytes: int
-    frames: int
-    method: str
-    preset: str
-    created: float
-    ended: float | None = None
-
-
 class CheckpointList(BaseModel):
-    checkpoints: list[CheckpointOut]
+    checkpoints: list[CheckpointInfo]
 
 
 @router.get("/v1/checkpoints", response_model=CheckpointList)
 async def list_checkpoints(worker: WorkerDep, principal: PrincipalDep) -> CheckpointList:
     """The caller's checkpoints (an admin key: all), oldest first."""
     records = worker.states.index.visible(principal.owns)
-    return CheckpointList(checkpoints=[CheckpointOut(**r.public()) for r in records])
+    return CheckpointList(checkpoints=[r.public() for r in records])
 
 
 @router.delete(

@@ -14,14 +14,14 @@ A service restart ends every stream: sidecars without an end time are stamped wi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+
+from pydantic import BaseModel
 
 from server.logging_setup import kv
 
@@ -37,12 +37,10 @@ class CheckpointQuotaError(RuntimeError):
     """Saving would pass the owner's checkpoint byte quota even after evicting ended streams' checkpoints."""
 
 
-@dataclass
-class CheckpointRecord:
-    """Sidecar of one checkpoint file."""
+class CheckpointInfo(BaseModel):
+    """What `GET /v1/checkpoints` shows of a checkpoint (no owner: callers only ever see their own)."""
 
     checkpoint_id: str
-    owner: str
     stream_id: str
     bytes: int
     frames: int
@@ -51,11 +49,14 @@ class CheckpointRecord:
     created: float
     ended: float | None = None
 
-    def public(self) -> dict:
-        """What `GET /v1/checkpoints` shows (no owner: callers only ever see their own)."""
-        out = asdict(self)
-        out.pop("owner")
-        return out
+
+class CheckpointRecord(CheckpointInfo):
+    """Sidecar of one checkpoint file: its public info and its owner (an API key id)."""
+
+    owner: str
+
+    def public(self) -> CheckpointInfo:
+        return CheckpointInfo(**self.model_dump(exclude={"owner"}))
 
 
 class CheckpointIndex:
@@ -76,7 +77,7 @@ class CheckpointIndex:
         now = time.time()
         for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             try:
-                rec = CheckpointRecord(**json.loads(path.read_text()))
+                rec = CheckpointRecord.model_validate_json(path.read_text())
             except (OSError, ValueError, TypeError) as exc:
                 log.warning("unreadable checkpoint record skipped", extra=kv(path=str(path), error=str(exc)))
                 continue
@@ -94,7 +95,7 @@ class CheckpointIndex:
 
     def _write(self, rec: CheckpointRecord) -> None:
         tmp = self.dir / f".{rec.checkpoint_id}.json.tmp"
-        tmp.write_text(json.dumps(asdict(rec)))
+        tmp.write_text(rec.model_dump_json())
         os.replace(tmp, self.dir / f"{rec.checkpoint_id}.json")
 
     def _drop(self, checkpoint_id: str, why: str) -> None:

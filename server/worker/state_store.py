@@ -57,8 +57,8 @@ class StreamStateStore:
         torch.save(state_blob(session), path)
         size = path.stat().st_size
         record = CheckpointRecord(
-            checkpoint_id, session.owner, session.id, size, session.processed, session.method, session.preset,
-            created=time.time(),
+            checkpoint_id=checkpoint_id, owner=session.owner, stream_id=session.id, bytes=size,
+            frames=session.processed, method=session.method, preset=session.preset, created=time.time(),
         )
         self.index.admit(record)
         log.info("stream checkpoint", extra=kv(stream=session.id, checkpoint=checkpoint_id, bytes=size))

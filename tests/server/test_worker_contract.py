@@ -8,8 +8,6 @@ No sleeps: tests wait on Events, Futures and queues with timeouts; timings are o
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import pickle
 import queue
@@ -488,8 +486,11 @@ def test_checkpoints_go_into_a_states_dir_whose_parents_do_not_exist_yet(tmp_pat
 def _planted(tmp_path: Path, checkpoint_id: str, blob: Any) -> StreamStateStore:
     """A file planted in the states dir as if it were a checkpoint of the anonymous owner (sidecar included)."""
     torch.save(blob, tmp_path / f"{checkpoint_id}.pt")
-    record = CheckpointRecord(checkpoint_id, "", "planted", 1, 1, "online", "default", 0.0)
-    (tmp_path / f"{checkpoint_id}.json").write_text(json.dumps(dataclasses.asdict(record)))
+    record = CheckpointRecord(
+        checkpoint_id=checkpoint_id, owner="", stream_id="planted", bytes=1, frames=1, method="online",
+        preset="default", created=0.0,
+    )
+    (tmp_path / f"{checkpoint_id}.json").write_text(record.model_dump_json())
     return StreamStateStore(tmp_path)
 
 
