@@ -20,7 +20,7 @@ from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
-from server.routers import checkpoints, docs_offline, jobs, ops, streams_rtsp, streams_ws, ui
+from server.routers import checkpoints, docs_offline, jobs, ops, recordings, streams_rtsp, streams_ws, ui
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker import DeviceWorker
@@ -79,6 +79,7 @@ def create_app(
             metrics,
             list(model.cfg.class_names),
             source_factory=rtsp_source_factory or default_source_factory,
+            thing_class_ids=list(model.cfg.thing_class_ids),
         )
         app.state.model, app.state.worker = model, worker
         app.state.job_store, app.state.job_runner, app.state.rtsp = store, runner, rtsp
@@ -112,7 +113,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_rtsp, checkpoints, jobs, ui, docs_offline):
+    for module in (ops, streams_ws, streams_rtsp, recordings, checkpoints, jobs, ui, docs_offline):
         app.include_router(module.router)
     install_allow_header(app)
     return app

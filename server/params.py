@@ -60,3 +60,7 @@ ResultName = Annotated[
     ),
     AfterValidator(_check_result_name),
 ]
+SegmentId = Annotated[
+    str,
+    Path(min_length=1, max_length=20, pattern=r"^[0-9]+$", description="recording segment id (digits, as listed)"),
+]

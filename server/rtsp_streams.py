@@ -3,7 +3,10 @@
 Life of a camera stream: `create` checks the URL against the allowlist, admits a session (capacity), starts an
 `RtspSource`; the source's frames go into the session's queue under its policy; a pump task encodes each result
 once and hands it to every subscriber's bounded queue (a slow subscriber loses its oldest messages, never blocks
-the others). When the source fails for good, the session is released (capacity freed) but the stream stays
+the others). While nobody subscribes, the stream's `unwatched` mode decides: `pause` drops the camera's frames
+before the worker (the connection stays open, the adapted weights wait), `record` processes every frame and
+writes each result to the stream's `StreamRecorder` (watched or not), `run` processes them and drops the
+results. When the source fails for good, the session is released (capacity freed) but the stream stays
 visible with state `failed` until deleted.
 """
 
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,10 +25,11 @@ import numpy as np
 from model.postprocess import InstanceFilter
 from server.logging_setup import kv
 from server.metrics import Metrics
+from server.recording import StreamRecorder
 from server.settings import Settings
 from server.streaming import LoopForwarder
 from server.wire.outbound import outgoing_message
-from server.worker import DeviceWorker, FrameItem, SessionClosed, StreamSession
+from server.worker import DeviceWorker, FrameItem, FrameResult, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,14 @@ class RtspStream:
     released: bool = False
     reconnects_seen: int = 0
     owner: str = ""  # id of the API key that created the stream; "" with auth off
+    unwatched: str = "pause"  # pause | record | run: what happens while `subscribers` is empty
+    recorder: StreamRecorder | None = None  # with unwatched == "record"
+    paused_frames: int = 0  # camera frames dropped because nobody subscribed (unwatched == "pause")
+
+    @property
+    def paused(self) -> bool:
+        """True while frames are being dropped for want of a subscriber (read from the source thread too)."""
+        return self.unwatched == "pause" and not self.subscribers
 
     @property
     def state(self) -> str:
@@ -106,12 +119,14 @@ class RtspManager:
         metrics: Metrics,
         class_names: list[str],
         source_factory: SourceFactory = default_source_factory,
+        thing_class_ids: list[int] | None = None,
         url_check: Callable[[str, list[str], list[str] | None], None] = default_url_check,
     ) -> None:
         self.worker = worker
         self.settings = settings
         self.metrics = metrics
         self.class_names = class_names
+        self.thing_class_ids = list(thing_class_ids or [])
         self.source_factory = source_factory
         self.url_check = url_check
         self.streams: dict[str, RtspStream] = {}
@@ -127,6 +142,7 @@ class RtspManager:
         encodings: tuple[str, ...],
         owner: str = "",
         instance_filter: InstanceFilter | None = None,
+        unwatched: str | None = None,
     ) -> RtspStream:
         """Start a camera stream owned by `owner` (an API key id). ValueError: URL not allowed / bad method;
         CapacityError: service full (QuotaError: the owner's streams are at their limit)."""
@@ -140,6 +156,13 @@ class RtspManager:
         await asyncio.wrap_future(self.worker.open_session(session))
         stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
         stream.owner = owner
+        stream.unwatched = unwatched or s.rtsp_unwatched
+        if stream.unwatched == "record":
+            stream.recorder = StreamRecorder(
+                Path(s.recordings_dir) / stream.id, task, self.class_names, self.thing_class_ids,
+                segment_frames=s.recording_segment_frames, max_bytes=int(s.recording_bytes_per_stream),
+                fps=max_fps or 25.0,
+            )
         stream.pump = asyncio.create_task(self._pump(stream))
         try:
             stream.source = self.source_factory(
@@ -163,7 +186,11 @@ class RtspManager:
         return stream
 
     def _on_frame(self, stream: RtspStream, frame: np.ndarray, pts: float, index: int) -> None:
-        """Source thread: queue the frame (policy `block` waits here, slowing the camera reader)."""
+        """Source thread: queue the frame (policy `block` waits here, slowing the camera reader); while paused
+        (nobody subscribed, `unwatched="pause"`) the frame is dropped and counted."""
+        if stream.paused:
+            stream.paused_frames += 1
+            return
         item = FrameItem(frame_id=index, data=frame, pts_s=pts)
         if stream.policy == "block":
             self.worker.put(stream.session, item)
@@ -191,11 +218,13 @@ class RtspManager:
             stream.reconnects_seen = n
 
     async def _pump(self, stream: RtspStream) -> None:
-        """Encode each delivery once (only while someone listens) and publish it."""
+        """Record each delivery (`unwatched="record"`), encode it once (only while someone listens), publish it."""
         while True:
             obj = await stream.fwd.queue.get()
             if obj is CLOSED:
                 return
+            if stream.recorder is not None and isinstance(obj, (FrameResult, SessionClosed)):
+                await stream.recorder.take(obj)
             if isinstance(obj, SessionClosed):
                 stream.publish({"type": "session_closed", "stream_id": stream.id, "reason": obj.reason})
                 continue
@@ -250,6 +279,10 @@ class RtspManager:
             "session_open": not sess.closed,
             "subscribers": len(stream.subscribers),
             "created": stream.created,
+            "unwatched": stream.unwatched,
+            "paused": stream.paused,
+            "paused_frames": stream.paused_frames,
+            "recording": None if stream.recorder is None else stream.recorder.status(),
         }
 
     async def delete(self, stream_id: str) -> bool:
@@ -267,6 +300,8 @@ class RtspManager:
                 await asyncio.wait_for(stream.pump, 5.0)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 stream.pump.cancel()
+        if stream.recorder is not None:
+            await asyncio.to_thread(stream.recorder.delete_all)
         log.info("rtsp stream deleted", extra=kv(stream=stream_id))
         return True
 

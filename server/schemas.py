@@ -151,6 +151,26 @@ class JobList(BaseModel):
     jobs: list[JobOut]
 
 
+class RecordingStatus(BaseModel):
+    frames: int = Field(description="results recorded since the stream started")
+    segments_deleted: int = Field(description="oldest segments deleted to stay within recording_bytes_per_stream")
+
+
+class RecordingSegment(BaseModel):
+    name: str = Field(description="the segment's id: the index of its first frame, zero-padded")
+    first_frame: int
+    frames: int
+    bytes: int
+    complete: bool = Field(description="finished (downloadable); the segment being written is not")
+    archive: str | None = Field(description="URL of the segment's ZIP (results.jsonl, overlay.mp4, PNGs)")
+
+
+class Recording(BaseModel):
+    stream_id: str
+    segments: list[RecordingSegment]
+    segments_deleted: int
+
+
 class StreamStatus(BaseModel):
     """A camera stream: state, counters, last error (credentials never echoed), memory."""
 
@@ -179,6 +199,10 @@ class StreamStatus(BaseModel):
     session_open: bool
     subscribers: int
     created: float
+    unwatched: str = Field(description="pause | record | run: what the stream does while nobody subscribes")
+    paused: bool = Field(description="frames are being dropped now: `unwatched` is pause and nobody subscribes")
+    paused_frames: int = Field(description="camera frames dropped while paused")
+    recording: RecordingStatus | None = Field(description="with unwatched=record: frames recorded so far")
 
 
 class StreamList(BaseModel):

@@ -16,6 +16,7 @@ from model.config import Task
 from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 
 Policy = Literal["latest", "block"]
+Unwatched = Literal["pause", "record", "run"]
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -174,6 +175,20 @@ class Settings(BaseSettings):
         gt=0,
         description="cap of the random wait between reconnect attempts (full jitter from 0.5 s doubling): a camera "
         "that comes back is resumed within about this long plus its open time",
+    )
+    rtsp_unwatched: Unwatched = Field(
+        "pause",
+        description="what a camera stream does while no client subscribes to its results: `pause` (frames are read "
+        "but not processed, the adapted weights wait), `record` (every result is processed and written to "
+        "recordings_dir, watched or not) or `run` (processed, results dropped). A stream's own `unwatched` wins",
+    )
+    recordings_dir: Path = Field(Path("runs/recordings"), description="recorded camera results, a folder per stream")
+    recording_segment_frames: int = Field(
+        300, ge=1, le=1_000_000, description="frames per recording segment (a folder with results.jsonl + overlay.mp4)"
+    )
+    recording_bytes_per_stream: ByteSize = Field(
+        ByteSize(512 * 1024**2),
+        description="disk a stream's recording may use; past it the oldest complete segments are deleted",
     )
 
     # job webhooks (docs/security.md)

@@ -22,7 +22,7 @@ from model.config import Task
 from server.schemas import ControlDone, StreamList, StreamStatus, error_responses
 from server.origin import SameOrigin
 from server.params import StreamId
-from server.settings import Policy
+from server.settings import Policy, Unwatched
 from server.worker import CapacityError, StreamSession
 from server.worker.admission import QuotaError
 
@@ -48,6 +48,9 @@ class CreateStream(BaseModel):
         None, ge=0, le=1, description="instances / segments scoring less are dropped (default: the service's)"
     )
     min_area: int | None = Field(None, ge=0, le=1 << 24, description="smaller instances / segments (px) are dropped")
+    unwatched: Unwatched | None = Field(
+        None, description="while nobody subscribes: pause | record | run (default: the service's rtsp_unwatched)"
+    )
 
 
 class RestoreBody(BaseModel):
@@ -86,6 +89,7 @@ async def create_stream(
             encodings_for(body.task, body.encodings),
             owner=principal.key_id,
             instance_filter=settings.instance_filter(body.score_threshold, body.min_area),
+            unwatched=body.unwatched,
         )
     except QuotaError as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": "5"}) from None

@@ -28,6 +28,7 @@ def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Setting
         model_path=checkpoint,
         jobs_dir=tmp_path / "jobs",
         states_dir=tmp_path / "states",
+        recordings_dir=tmp_path / "recordings",
         torch_threads=1,
         start_timeout_s=5.0,
         rtsp_allowed_hosts=["127.0.0.1"],

@@ -90,7 +90,7 @@ def test_camera_create(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytes
     ScriptedSource.instances.clear()
     with make_client(tmp_path, tiny_checkpoint, source_factory=factory(frames=1)) as client:
         body = {"url": "rtsp://127.0.0.1:8554/cam", "task": "instance", "policy": "block", "score_threshold": 0.6,
-                "min_area": 12}
+                "min_area": 12, "unwatched": "run"}
         r = client.post("/v1/streams", json=body)
         assert r.status_code == 201, r.text
         ScriptedSource.instances[-1].go.set()
