@@ -117,6 +117,7 @@ async def stream_ws(
         on_space=fwd.notify_space,
         owner=principal.key_id,
         instance_filter=settings.instance_filter(start.score_threshold, start.min_area),
+        ttt_view_every=start.ttt_view,
     )
     try:
         await asyncio.wrap_future(worker.open_session(session))

@@ -77,6 +77,9 @@ class StartMessage(_Msg):
     queue_size: int | None = Field(None, ge=1, le=64)
     score_threshold: float | None = Field(None, ge=0, le=1, description="weaker instances / segments are dropped")
     min_area: int | None = Field(None, ge=0, le=1 << 24, description="smaller instances / segments (px) are dropped")
+    ttt_view: int = Field(
+        0, ge=0, le=10_000, description="every N-th result carries the TTT view (masked input, reconstruction); 0 = off"
+    )
     api_key: str | None = Field(None, repr=False, description="API key (browsers: instead of a header)")
 
     @field_validator("encodings")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import time
 from typing import Any, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mask2former_ttt.outputs import encode_masks, segments_info
+from mask2former_ttt.outputs.frame import jpeg_encode
+from mask2former_ttt.ttt.view import TTTView
 from server.metrics import Metrics
 from server.wire.inbound import close_reason
 from server.worker.stream_session import ControlReply, FrameError, FrameResult, SessionClosed
@@ -48,6 +51,19 @@ def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Seque
         "timings_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
         "dropped": fr.dropped,
         "memory_bytes": fr.memory_bytes,
+        **({"ttt_view": ttt_view_message(fr.ttt_view)} if fr.ttt_view is not None else {}),
+    }
+
+
+def ttt_view_message(view: TTTView) -> dict:
+    """The `ttt_view` field of a result: base64 JPEGs of the masked input and the reconstruction, (h, w) and ℓ_s."""
+    height, width = view.masked.shape[:2]
+    return {
+        "width": int(width),
+        "height": int(height),
+        "masked_jpeg": _b64(jpeg_encode(view.masked)),
+        "reconstruction_jpeg": _b64(jpeg_encode(view.reconstruction)),
+        "loss": view.loss if math.isfinite(view.loss) else None,
     }
 
 

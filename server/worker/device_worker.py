@@ -29,6 +29,7 @@ import torch
 
 from model.ymodel import YModel
 from mask2former_ttt.ttt.frame_step import step_frame
+from mask2former_ttt.ttt.view import TTTView, reconstruction_view
 from mask2former_ttt.ttt.methods import build_adapter, check_method
 from mask2former_ttt.ttt.protocol import Adapter
 from server.logging_setup import kv
@@ -289,9 +290,21 @@ class DeviceWorker(StreamControls, LaneRebalancing):
                 pts_s=item.pts_s,
                 dropped=session.dropped,
                 memory_bytes=session.memory_bytes,
+                ttt_view=self._ttt_view(session, frame) if session.ttt_view_every else None,
             ),
         )
         self._finish_pending(session, item)
+
+    def _ttt_view(self, session: StreamSession, frame: torch.Tensor) -> TTTView | None:
+        """The TTT view of this frame (frame: (3, H, W) uint8) on every `session.ttt_view_every`-th result, else None;
+        a failure costs the view, never the frame's result."""
+        if (session.processed - 1) % session.ttt_view_every:
+            return None
+        try:
+            return reconstruction_view(session.adapter, frame)  # one patch mask for the stream: comparable losses
+        except Exception:  # noqa: BLE001 - the view is a debugging aid
+            log.exception("TTT view failed", extra=kv(stream=session.id))
+            return None
 
     def _finish_pending(self, session: StreamSession, item: FrameItem) -> None:
         """A pipelined stream's TTT step for the frame just sent: off the latency path, before its next frame."""

@@ -20,6 +20,7 @@ import numpy as np
 from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt.frame_step import FrameStep
 from mask2former_ttt.ttt.protocol import Adapter
+from mask2former_ttt.ttt.view import TTTView
 from model.postprocess import InstanceFilter
 
 Source = Literal["ws", "rtsp", "job"]
@@ -76,6 +77,7 @@ class FrameResult:
     pts_s: float | None
     dropped: int
     memory_bytes: int
+    ttt_view: TTTView | None = None  # only on the frames a client asked for (`ttt_view` every N results)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class StreamSession:
         on_space: Callable[[], None] | None = None,
         owner: str = "",
         instance_filter: InstanceFilter | None = None,
+        ttt_view_every: int = 0,
     ) -> None:
         self.id = session_id or f"{source}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
         self.source = source
@@ -132,6 +135,7 @@ class StreamSession:
         self.method = method
         self.preset = preset
         self.instance_filter = instance_filter or InstanceFilter()  # instance / panoptic score and area minimums
+        self.ttt_view_every = ttt_view_every  # every N-th result carries the TTT view; 0 = never (the default)
         self.tracker = MaskTracker()  # instance / panoptic ids that persist over the stream (worker-owned)
         self.policy = policy
         self.queue_size = queue_size
