@@ -10,6 +10,7 @@ option `ttt_view`), never inside the TTT step: the step's tensors, RNG and timin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from model.masking import normalize, random_patch_mask, reconstruction_loss, wit
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.protocol import Adapter
 
+log = logging.getLogger(__name__)
 MASKED_GREY = 64  # masked patches are drawn dark grey in the masked input
 
 
@@ -67,3 +69,16 @@ def reconstruction_view(adapter: Adapter, frame: torch.Tensor, seed: int = 0) ->
     masked = x.permute(1, 2, 0).cpu().numpy().copy()
     masked[visible[0, 0].cpu().numpy() < 0.5] = MASKED_GREY
     return TTTView(masked=masked, reconstruction=_to_rgb(pred, mean, std), loss=loss)
+
+
+def scheduled_view(adapter: Adapter, frame: torch.Tensor, index: int, every: int) -> TTTView | None:
+    """The TTT view of frame number `index` ((3, H, W) uint8) when a client asked for one every `every` frames
+    (index 0, every, 2·every, ...), else None (`every` = 0: never, and nothing is computed). One patch mask per
+    stream (seed 0), so the views' losses are comparable; a failure is logged and costs the view, not the frame."""
+    if every <= 0 or index % every:
+        return None
+    try:
+        return reconstruction_view(adapter, frame)
+    except Exception:  # noqa: BLE001 - the view is a debugging aid
+        log.exception("TTT view failed on frame %d", index)
+        return None

@@ -29,7 +29,6 @@ import torch
 
 from model.ymodel import YModel
 from mask2former_ttt.ttt.frame_step import step_frame
-from mask2former_ttt.ttt.view import TTTView, reconstruction_view
 from mask2former_ttt.ttt.methods import build_adapter, check_method
 from mask2former_ttt.ttt.protocol import Adapter
 from server.logging_setup import kv
@@ -290,21 +289,10 @@ class DeviceWorker(StreamControls, LaneRebalancing):
                 pts_s=item.pts_s,
                 dropped=session.dropped,
                 memory_bytes=session.memory_bytes,
-                ttt_view=self._ttt_view(session, frame) if session.ttt_view_every else None,
+                ttt_view=session.ttt_view(frame),
             ),
         )
         self._finish_pending(session, item)
-
-    def _ttt_view(self, session: StreamSession, frame: torch.Tensor) -> TTTView | None:
-        """The TTT view of this frame (frame: (3, H, W) uint8) on every `session.ttt_view_every`-th result, else None;
-        a failure costs the view, never the frame's result."""
-        if (session.processed - 1) % session.ttt_view_every:
-            return None
-        try:
-            return reconstruction_view(session.adapter, frame)  # one patch mask for the stream: comparable losses
-        except Exception:  # noqa: BLE001 - the view is a debugging aid
-            log.exception("TTT view failed", extra=kv(stream=session.id))
-            return None
 
     def _finish_pending(self, session: StreamSession, item: FrameItem) -> None:
         """A pipelined stream's TTT step for the frame just sent: off the latency path, before its next frame."""
@@ -312,9 +300,8 @@ class DeviceWorker(StreamControls, LaneRebalancing):
             session.adapter.finish_pending()
         except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
             log.exception("deferred TTT step failed", extra=kv(stream=session.id, frame=item.frame_id))
-            self._frame_failed(
-                session, item, "adapter_error", f"TTT step after frame {item.frame_id!r}: {type(exc).__name__}: {exc}"
-            )
+            why = f"TTT step after frame {item.frame_id!r}: {type(exc).__name__}: {exc}"
+            self._frame_failed(session, item, "adapter_error", why)
 
     def _account(self, session: StreamSession, ttt: dict) -> None:
         """Counters, memory and metrics after a processed frame."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import numpy as np
+import torch
 
 from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt.frame_step import FrameStep
 from mask2former_ttt.ttt.protocol import Adapter
-from mask2former_ttt.ttt.view import TTTView
+from mask2former_ttt.ttt.view import TTTView, scheduled_view
 from model.postprocess import InstanceFilter
 
 Source = Literal["ws", "rtsp", "job"]
@@ -160,6 +161,11 @@ class StreamSession:
         self.rollbacks = 0
         self.memory_bytes = 0
         self.last_loss: float | None = None
+
+    def ttt_view(self, frame: torch.Tensor) -> TTTView | None:
+        """The TTT view of the frame just processed ((3, H, W) uint8) when the client asked for one on this frame
+        (`ttt_view_every`), else None without any work; worker thread only (it runs the stream's adapter)."""
+        return scheduled_view(self.adapter, frame, self.processed - 1, self.ttt_view_every)
 
     def stats(self) -> dict:
         """JSON-ready snapshot of the session's counters and settings."""
