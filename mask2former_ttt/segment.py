@@ -153,7 +153,7 @@ def segment_video(
     logger.info("segmenting source=%s kind=%s frames=%s fps=%.3f task=%s method=%s preset=%s model=%s device=%s",
                 info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev)
     out = Path(out_dir)
-    writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps)
+    writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors)
     bar = tqdm(total=info.frames, unit="frame", desc="segment", dynamic_ncols=True, disable=not progress)
     done, interrupted, t_start = 0, False, time.perf_counter()
     tracker = MaskTracker()  # instance / panoptic ids that persist across the video's frames

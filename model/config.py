@@ -68,6 +68,9 @@ class ModelConfig(BaseModel):
     task: Task = "semantic"
     class_names: list[str] = Field(default_factory=lambda: [f"class_{i}" for i in range(19)])
     thing_class_ids: list[int] = Field(default_factory=list)
+    class_colors: list[list[int]] | None = Field(
+        None, description="RGB display colour per class (a dataset's meta.json colours); None: chosen by class name"
+    )
     image_size: int = Field(512, description="working resolution: frames are scaled so their short side is this")
     max_size: int | None = Field(
         None,
@@ -101,6 +104,8 @@ class ModelConfig(BaseModel):
         bad = [i for i in self.thing_class_ids if not 0 <= i < self.num_classes]
         if bad:
             raise ValueError(f"thing_class_ids out of range: {bad}")
+        if self.class_colors is not None and len(self.class_colors) != self.num_classes:
+            raise ValueError(f"{len(self.class_colors)} class_colors for {self.num_classes} classes")
         return self
 
 

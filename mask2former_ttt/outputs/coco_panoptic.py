@@ -7,13 +7,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from mask2former_ttt.outputs.masks import as_numpy, segment_bboxes
-from mask2former_ttt.outputs.palette import class_palette
+from mask2former_ttt.outputs.palette import class_colors
 
 
 def categories(class_names: Sequence[str], thing_class_ids: Sequence[int]) -> list[dict]:
     """COCO-panoptic `categories`: `{id, name, isthing (0/1), color}` for every class."""
     things = set(int(i) for i in thing_class_ids)
-    colors = class_palette(len(class_names))
+    colors = class_colors(class_names)
     return [
         {
             "id": i,

@@ -89,11 +89,13 @@ def encode_masks(
     segments: list[dict],
     image: np.ndarray | None = None,
     num_classes: int = 0,
+    class_names: Sequence[str] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """The requested encodings of `result` -> {"png": bytes, "rle": [RLE, ...], "overlay": JPEG bytes}.
 
     `segments` is `segments_info(kind, result, ...)` (RLEs follow its order); `image` (H, W, 3) uint8 is needed for
-    `overlay`.
+    `overlay`, drawn with `class_names` / `colors` (see `overlay.overlay`).
     """
     out: dict[str, Any] = {}
     unknown = set(encodings) - set(ENCODINGS)
@@ -116,5 +118,5 @@ def encode_masks(
     if "overlay" in encodings:
         if image is None:
             raise ValueError("the overlay encoding needs the frame image")
-        out["overlay"] = jpeg_encode(overlay(image, kind, result, num_classes))
+        out["overlay"] = jpeg_encode(overlay(image, kind, result, num_classes, class_names=class_names, colors=colors))
     return out

@@ -103,13 +103,16 @@ class VideoResultWriter:
         fps: Fraction | float = 25,
         write_overlay: bool = True,
         resume_from: int | None = None,
+        class_colors: Sequence[Sequence[int]] | None = None,
     ) -> None:
         """`resume_from=None`: write afresh. `resume_from=N`: resumable mode (see the module docstring), keeping
-        the first N frames already in `out_dir` (ValueError if they are not all there)."""
+        the first N frames already in `out_dir` (ValueError if they are not all there). `class_colors`: (K, 3) RGB
+        overlay colours (the checkpoint's `class_colors`; default: by class name, `palette.class_colors`)."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.kind = kind
         self.class_names = list(class_names)
+        self.class_colors = class_colors
         self.thing_class_ids = list(thing_class_ids)
         self.fps = fps
         self.frames = 0
@@ -186,7 +189,7 @@ class VideoResultWriter:
         if self.resumable and self.write_overlay and self._mp4 is None:
             self._mp4 = PartWriter(self.out_dir / OVERLAY_PARTS / f"{self.frames:06d}.mp4", fps=self.fps)
         if self._mp4 is not None:
-            self._mp4.write(overlay(image, self.kind, result, len(self.class_names)))
+            self._mp4.write(overlay(image, self.kind, result, class_names=self.class_names, colors=self.class_colors))
         self.frames += 1
         return record
 

@@ -8,7 +8,7 @@ import logging
 import math
 import random
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +20,7 @@ from model.device import autocast, needs_grad_scaler, resolve_device
 from model.losses import JointLoss
 from model.masking import normalize
 from model.ymodel import YModel, build_model
+from mask2former_ttt.data.classes import LabelSet
 from mask2former_ttt.data.readers import StillDataset, collate
 from mask2former_ttt.training.calibration import input_reference
 from mask2former_ttt.training.config import TrainConfig
@@ -59,6 +60,15 @@ def match_inference_size(model: YModel, dataset: StillDataset) -> None:
         log.info("training at %dx%d (inference short side %d)", h, w, trained)
 
 
+def dataset_colors(labels: LabelSet, class_names: Sequence[str]) -> list[list[int]] | None:
+    """The label set's display colours for a checkpoint with `class_names` (`meta.json` `colors`), or None when the
+    classes are not the label set's or its colours cannot tell them apart (the same default colour everywhere):
+    classes are then coloured by name (`mask2former_ttt.outputs.palette.class_colors`)."""
+    rows = [[int(v) for v in c] for c in labels.colors]
+    same = list(labels.class_names) == list(class_names) and len(rows) == len(class_names)
+    return rows if same and len({tuple(r) for r in rows}) == len(rows) else None
+
+
 def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
     while True:
         yield from loader
@@ -89,6 +99,7 @@ def train(cfg: TrainConfig) -> Path:
     model = load_checkpoint(last) if resuming else init_model(cfg, list(dataset.labels.class_names), list(dataset.labels.thing_ids))
     if not resuming:
         match_inference_size(model, dataset)
+        model.cfg.class_colors = dataset_colors(dataset.labels, model.cfg.class_names)
     model.to(device).train().requires_grad_(True)
     loss_fn = JointLoss(model, cfg.recon_weight).to(device)
     optimizer = build_optimizer(model, cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
-from mask2former_ttt.outputs.palette import class_palette, instance_palette
+from mask2former_ttt.outputs.palette import class_colors, instance_palette
 from server.deps import Authorized, ModelDep
 from server.schemas import Classes
 
@@ -59,15 +59,17 @@ async def static(name: str) -> FileResponse:
 async def classes(model: ModelDep) -> Classes:
     """The model's classes with the colours the service draws them in.
 
-    `class_colors[c]` is class `c`'s RGB colour (semantic results and panoptic stuff segments);
-    `instance_colors[i]` is the colour of instance `i + 1` of an instance result and of the panoptic segment at
-    position `i` of `segments_info` when it is a thing (cycle through the list for larger indices).
+    `class_colors[c]` is class `c`'s RGB colour: the checkpoint's own (a dataset's `meta.json`), else Cityscapes
+    colours for street classes. Semantic segments and panoptic stuff are drawn in it; things (instances, panoptic
+    things) in their id's shade of it (`mask2former_ttt.outputs.palette.thing_shades`), so a legend of class
+    colours holds for every pixel. `instance_colors` is the older per-instance palette, kept for clients that
+    used it; the service's own drawings no longer do.
     """
     names = list(model.cfg.class_names)
     return Classes(
         model=model.cfg.name,
         class_names=names,
         thing_class_ids=list(model.cfg.thing_class_ids),
-        class_colors=class_palette(len(names)).tolist(),
+        class_colors=class_colors(names, model.cfg.class_colors).tolist(),
         instance_colors=instance_palette(INSTANCE_COLORS).tolist(),
     )

@@ -28,7 +28,7 @@ def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Seque
     """The JSON result of one frame; computes the `encode` and `end_to_end` timings (ms)."""
     t0 = time.perf_counter()
     segs = segments_info(fr.task, fr.step.result, class_names)
-    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, len(class_names))
+    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, class_names=class_names)
     masks = {k: _b64(v) for k, v in encoded.items()}
     t1 = time.perf_counter()
     timings = {**fr.step.timings_s, "encode": t1 - t0, "end_to_end": t1 - fr.received}
