@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ui"])
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+REAL_WEIGHTS_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "real-weights.md"
 INSTANCE_COLORS = 256  # instance colours do not depend on how many are drawn: colour i is the same for any n
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -53,6 +54,15 @@ async def index() -> FileResponse:
 async def static(name: str) -> FileResponse:
     """The page's script and style sheet."""
     return _static_file(name)
+
+
+@router.api_route("/guides/real-weights.md", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)
+async def real_weights_guide() -> FileResponse:
+    """docs/real-weights.md (how to serve a real checkpoint), linked from the page's demo-model notice; 404 where
+    the docs are not installed (the Docker image ships the packages only)."""
+    if not REAL_WEIGHTS_GUIDE.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="docs/real-weights.md is not installed here")
+    return FileResponse(REAL_WEIGHTS_GUIDE, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/v1/classes", dependencies=[Authorized], response_model=Classes)

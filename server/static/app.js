@@ -6,7 +6,13 @@
 // URL parameters (all optional): task, method, preset, api_key, autostart=1, width (capture width, default 320),
 // fps (max frames sent per second, default 15), inflight (max frames awaiting a result, default 2),
 // score_threshold (0..1) and min_area (pixels): drop weaker / smaller instances and panoptic segments
-// (default: the server's M2F_INSTANCE_SCORE_THRESHOLD / M2F_INSTANCE_MIN_AREA).
+// (default: the server's M2F_INSTANCE_SCORE_THRESHOLD / M2F_INSTANCE_MIN_AREA), ttt_view (every N-th result
+// carries the TTT view: masked input + reconstruction; default 3, 0 = off).
+//
+// Colours: class c is drawn in /v1/classes class_colors[c] (the legend); things (instances, panoptic things) in
+// their id's shade of their class colour (`shade`, the same rule as mask2former_ttt.outputs.palette.thing_shades)
+// and labelled "class #id score". The TTT view panel shows the masked input, g∘f's reconstruction and the
+// ℓ_s curve (each result's ttt.loss).
 "use strict";
 
 (() => {
@@ -18,7 +24,8 @@
     status: $("status"), legend: $("legend"),
     results: $("stat-results"), fps: $("stat-fps"), latency: $("stat-latency"), server: $("stat-server"),
     loss: $("stat-loss"), dropped: $("stat-dropped"), sent: $("stat-sent"), rollbacks: $("stat-rollbacks"),
-    errors: $("stat-errors"),
+    errors: $("stat-errors"), labels: $("labels"), tttMasked: $("ttt-masked"), tttRecon: $("ttt-recon"),
+    tttCurve: $("ttt-curve"), tttCaption: $("ttt-caption"),
   };
   const intParam = (name, dflt, lo, hi) => {
     const v = Number.parseInt(params.get(name) ?? "", 10);
@@ -29,6 +36,8 @@
   const MAX_IN_FLIGHT = intParam("inflight", 2, 1, 16);
   const SCORE_THRESHOLD = Number.parseFloat(params.get("score_threshold") ?? "");
   const MIN_AREA = intParam("min_area", null, 0, 1 << 24);
+  const TTT_VIEW_EVERY = intParam("ttt_view", 3, 0, 1000);
+  const CURVE_POINTS = 300; // the ℓ_s curve keeps the last 300 losses
   const MAX_BUFFERED = 1 << 20; // do not queue more than 1 MiB in the socket
   const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([0x0a0b0c0d]).buffer)[0] === 0x0d;
 
@@ -38,6 +47,7 @@
     results: 0, sent: 0, errors: 0, dropped: 0, rollbacks: 0, lastLoss: null, latencyMs: null, serverMs: null,
     resultTimes: [], fps: 0, rendered: 0, lastRenderedIndex: -1, renderedTask: null, renderedClasses: [],
     rendering: false, nextRender: null, lastError: null, legendItems: null,
+    losses: [], tttViews: 0, viewLoss: null, labelTexts: [],
   };
   // read-only view for tests and debugging: window.m2f.stats
   window.m2f = {
@@ -45,7 +55,8 @@
       return { results: ui.results, sent: ui.sent, errors: ui.errors, dropped: ui.dropped, rendered: ui.rendered,
                fps: ui.fps, latencyMs: ui.latencyMs, loss: ui.lastLoss, running: ui.running, lastError: ui.lastError,
                streamId: ui.started && ui.started.stream_id, renderedTask: ui.renderedTask,
-               renderedClasses: ui.renderedClasses };
+               renderedClasses: ui.renderedClasses, tttViews: ui.tttViews, curvePoints: ui.losses.length,
+               viewLoss: ui.viewLoss, labels: ui.labelTexts };
     },
   };
 
@@ -117,14 +128,24 @@
   function buildLuts() {
     const c = ui.classes;
     const alpha = Number(el.opacity.value);
-    const inst = c.instance_colors.length ? c.instance_colors : vocPalette(64);
     ui.luts = {
       alpha,
       classFill: Uint32Array.from(c.class_colors, ([r, g, b]) => rgba(r, g, b, alpha)),
       classEdge: Uint32Array.from(c.class_colors, ([r, g, b]) => rgba(r, g, b, 255)),
-      instFill: Uint32Array.from(inst, ([r, g, b]) => rgba(r, g, b, alpha)),
-      instEdge: Uint32Array.from(inst, ([r, g, b]) => rgba(r, g, b, 255)),
     };
+  }
+
+  // a thing's colour: its class colour, lighter or darker by a golden-ratio step of its id (±25 %), as the server's
+  // overlays draw it (mask2former_ttt.outputs.palette.thing_shades)
+  function shade([r, g, b], id) {
+    const f = (((id * 0.618033988749895) % 1) - 0.5) * 0.5;
+    const one = (c) => Math.min(255, Math.max(0, Math.round(f >= 0 ? c + (255 - c) * f : c * (1 + f))));
+    return [one(r), one(g), one(b)];
+  }
+
+  function classColor(cls) {
+    const colors = ui.classes.class_colors;
+    return colors[((cls % colors.length) + colors.length) % colors.length];
   }
 
   function buildLegend() {
@@ -228,25 +249,45 @@
     return ids;
   }
 
-  // per-id fill / edge colours (Uint32 RGBA) for one result; id 0 is transparent for instance and panoptic
+  // per-id fill / edge colours (Uint32 RGBA) for one result; id 0 is transparent for instance and panoptic.
+  // Every segment is drawn in its class colour (the legend's), things in their id's shade of it.
   function resultLuts(result, maxId) {
     const L = ui.luts;
     const size = maxId + 1;
     const fill = new Uint32Array(size), edge = new Uint32Array(size);
-    const nc = L.classFill.length, ni = L.instFill.length;
+    const nc = L.classFill.length;
     if (result.task === "semantic") {
       for (let c = 0; c < size; c++) { fill[c] = L.classFill[c % nc]; edge[c] = L.classEdge[c % nc]; }
-    } else if (result.task === "instance") {
-      for (let i = 1; i < size; i++) { fill[i] = L.instFill[(i - 1) % ni]; edge[i] = L.instEdge[(i - 1) % ni]; }
     } else {
-      (result.segments_info || []).forEach((s, j) => {
-        if (s.id >= size) return;
-        const thing = s.isthing;
-        fill[s.id] = thing ? L.instFill[j % ni] : L.classFill[s.category_id % nc];
-        edge[s.id] = thing ? L.instEdge[j % ni] : L.classEdge[s.category_id % nc];
-      });
+      for (const s of result.segments_info || []) {
+        if (s.id >= size) continue;
+        const [r, g, b] = s.isthing ? shade(classColor(s.category_id), s.id) : classColor(s.category_id);
+        fill[s.id] = rgba(r, g, b, L.alpha);
+        edge[s.id] = rgba(r, g, b, 255);
+      }
     }
     return { fill, edge };
+  }
+
+  // "class #id score" on each thing, at the top-left of its box (percentages of the stage: they follow its size)
+  function updateLabels(result, minX, minY) {
+    const { width: w, height: h } = result;
+    const frag = document.createDocumentFragment();
+    ui.labelTexts = [];
+    for (const s of result.task === "semantic" ? [] : result.segments_info || []) {
+      if (!s.isthing || s.id >= minX.length || minX[s.id] >= w) continue;
+      const text = `${s.name ?? ui.classes.class_names[s.category_id]} #${s.id} ${(s.score ?? 0).toFixed(2)}`;
+      const [r, g, b] = shade(classColor(s.category_id), s.id);
+      const span = document.createElement("span");
+      span.textContent = text;
+      span.style.left = `${(100 * minX[s.id]) / w}%`;
+      span.style.top = `${(100 * minY[s.id]) / h}%`;
+      span.style.background = `rgb(${r} ${g} ${b})`;
+      span.style.color = 0.299 * r + 0.587 * g + 0.114 * b < 140 ? "#fff" : "#000";
+      frag.append(span);
+      ui.labelTexts.push(text);
+    }
+    el.labels.replaceChildren(frag);
   }
 
   async function render(result) {
@@ -266,11 +307,14 @@
     const { fill, edge } = resultLuts(result, maxId);
     const image = new ImageData(w, h);
     const out = new Uint32Array(image.data.buffer);
+    const minX = new Int32Array(maxId + 1).fill(w), minY = new Int32Array(maxId + 1).fill(h); // boxes, for labels
     for (let y = 0, p = 0; y < h; y++) {
       for (let x = 0; x < w; x++, p++) {
         const id = ids[p];
         const border = (x + 1 < w && ids[p + 1] !== id) || (y + 1 < h && ids[p + w] !== id);
         out[p] = border ? edge[id] : fill[id];
+        if (x < minX[id]) minX[id] = x;
+        if (y < minY[id]) minY[id] = y;
       }
     }
     if (el.overlay.width !== w || el.overlay.height !== h) { el.overlay.width = w; el.overlay.height = h; }
@@ -280,6 +324,54 @@
     ui.renderedTask = result.task;
     ui.renderedClasses = (result.segments_info || []).map((s) => s.category_id);
     updateLegend(result);
+    updateLabels(result, minX, minY);
+  }
+
+  // ------------------------------------------------------------------------------------------- TTT view
+  async function drawJpeg(canvas, b64) {
+    const bmp = await createImageBitmap(new Blob([base64Bytes(b64)], { type: "image/jpeg" }));
+    if (canvas.width !== bmp.width || canvas.height !== bmp.height) { canvas.width = bmp.width; canvas.height = bmp.height; }
+    canvas.getContext("2d").drawImage(bmp, 0, 0);
+    bmp.close();
+  }
+
+  async function showTttView(view) {
+    await Promise.all([drawJpeg(el.tttMasked, view.masked_jpeg), drawJpeg(el.tttRecon, view.reconstruction_jpeg)]);
+    ui.tttViews++;
+    ui.viewLoss = view.loss;
+  }
+
+  // ℓ_s of each result's TTT step against the frame index (thin: each step, on random crops and masks; bold: its
+  // running mean, the trend), scaled to the range of the steps shown
+  function drawCurve() {
+    const c = el.tttCurve, ctx = c.getContext("2d");
+    const w = c.width, h = c.height, pad = 4, pts = ui.losses;
+    ctx.clearRect(0, 0, w, h);
+    if (pts.length < 1) return;
+    let lo = Infinity, hi = -Infinity;
+    for (const p of pts) { lo = Math.min(lo, p.loss); hi = Math.max(hi, p.loss); }
+    const span = hi - lo || 1, i0 = pts[0].i, di = pts[pts.length - 1].i - i0 || 1;
+    const xy = (i, loss) => [pad + ((i - i0) / di) * (w - 2 * pad), pad + (1 - (loss - lo) / span) * (h - 2 * pad)];
+    const line = (values, color, width) => {
+      ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath();
+      values.forEach((v, k) => { const [x, y] = xy(pts[k].i, v); if (k === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y); });
+      ctx.stroke();
+    };
+    let mean = pts[0].loss;
+    const trend = pts.map((p) => (mean = 0.85 * mean + 0.15 * p.loss));
+    line(pts.map((p) => p.loss), "#4fb3ff66", 1);
+    line(trend, "#ffb454", 2);
+    el.tttCaption.textContent = `ℓ_s (running mean) ${pts[0].loss.toFixed(3)} → ${mean.toFixed(3)} over ` +
+      `${pts.length} steps` + (ui.viewLoss == null ? "" : ` · shown frame ${ui.viewLoss.toFixed(3)}`);
+  }
+
+  function onTtt(msg) {
+    if (msg.ttt && typeof msg.ttt.loss === "number") {
+      ui.losses.push({ i: msg.frame_index, loss: msg.ttt.loss });
+      if (ui.losses.length > CURVE_POINTS) ui.losses.shift();
+    }
+    const shown = msg.ttt_view ? showTttView(msg.ttt_view) : Promise.resolve();
+    shown.then(drawCurve, (err) => setStatus(`cannot draw the TTT view: ${err.message}`, true));
   }
 
   // draw the newest result; results arriving while one is decoding replace each other (no backlog)
@@ -353,6 +445,7 @@
     ui.fps = span > 0 ? (ui.resultTimes.length - 1) / span : 0;
     showStats();
     scheduleRender(msg);
+    onTtt(msg);
     pump();
   }
 
@@ -431,6 +524,7 @@
     ui.ws = ws;
     ui.running = true;
     ui.pending.clear();
+    ui.losses = [];
     ws.onopen = () => {
       const task = el.task.value;
       const start = { type: "start", task, encodings: encodingsFor(task), policy: "latest", queue_size: 2 };
@@ -438,6 +532,7 @@
       if (params.get("preset")) start.preset = params.get("preset");
       if (SCORE_THRESHOLD >= 0 && SCORE_THRESHOLD <= 1) start.score_threshold = SCORE_THRESHOLD;
       if (MIN_AREA !== null) start.min_area = MIN_AREA;
+      if (TTT_VIEW_EVERY > 0) start.ttt_view = TTT_VIEW_EVERY;
       if (key) start.api_key = key;
       ws.send(JSON.stringify(start));
       setStatus("connected, starting the stream…");
