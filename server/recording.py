@@ -58,6 +58,7 @@ class StreamRecorder:
         segment_frames: int = 300,
         max_bytes: int = 512 * 1024**2,
         fps: float = 25.0,
+        class_colors: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if segment_frames < 1:
             raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
@@ -65,6 +66,7 @@ class StreamRecorder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.task = task
         self.class_names = list(class_names)
+        self.class_colors = class_colors  # the checkpoint's overlay colours (None: by class name)
         self.thing_class_ids = list(thing_class_ids)
         self.segment_frames = segment_frames
         self.max_bytes = max_bytes
@@ -135,7 +137,7 @@ class StreamRecorder:
         self._dir.mkdir(parents=True, exist_ok=True)
         (self._dir / INCOMPLETE).touch()
         self._writer = VideoResultWriter(
-            self._dir, self.task, self.class_names, self.thing_class_ids, fps=self.fps
+            self._dir, self.task, self.class_names, self.thing_class_ids, fps=self.fps, class_colors=self.class_colors
         )
 
     def _finish_segment(self) -> None:

@@ -161,7 +161,7 @@ class RtspManager:
             stream.recorder = StreamRecorder(
                 Path(s.recordings_dir) / stream.id, task, self.class_names, self.thing_class_ids,
                 segment_frames=s.recording_segment_frames, max_bytes=int(s.recording_bytes_per_stream),
-                fps=max_fps or 25.0,
+                fps=max_fps or 25.0, class_colors=self.worker.model.cfg.class_colors,
             )
         stream.pump = asyncio.create_task(self._pump(stream))
         try:
@@ -231,7 +231,7 @@ class RtspManager:
             if not stream.subscribers:
                 continue
             try:
-                msg = await outgoing_message(obj, self.class_names, self.metrics)
+                msg = await outgoing_message(obj, self.class_names, self.metrics, self.worker.model.cfg.class_colors)
             except Exception:  # noqa: BLE001
                 log.exception("rtsp result encoding failed", extra=kv(stream=stream.id))
                 continue

@@ -91,7 +91,8 @@ def state_path(job_dir: Path, checkpoint: dict | None) -> Path | None:
 
 
 def open_writer(
-    job: "Job", results_dir: Path, class_names: Sequence[str], thing_class_ids: Sequence[int]
+    job: "Job", results_dir: Path, class_names: Sequence[str], thing_class_ids: Sequence[int],
+    class_colors: Sequence[Sequence[int]] | None = None,
 ) -> tuple[VideoResultWriter, int]:
     """The job's resumable result writer and the frame it starts at: the committed frames are kept; if they are
     not all on disk (damaged results), everything is written afresh from frame 0 with a fresh adapter."""
@@ -99,14 +100,14 @@ def open_writer(
     args = (results_dir, job.task, class_names, thing_class_ids)
     fps = fps_fraction(job.video.get("fps"))
     try:
-        return VideoResultWriter(*args, fps=fps, resume_from=start), start
+        return VideoResultWriter(*args, fps=fps, resume_from=start, class_colors=class_colors), start
     except ValueError as exc:
         log.warning(
             "job results do not match its checkpoint: restarting at frame 0", extra=kv(job=job.id, error=str(exc))
         )
         job.checkpoint = None
         prune_states(results_dir.parent, None)
-        return VideoResultWriter(*args, fps=fps, resume_from=0), 0
+        return VideoResultWriter(*args, fps=fps, resume_from=0, class_colors=class_colors), 0
 
 
 def restore_adapter(worker: "DeviceWorker", job: "Job", session: StreamSession, job_dir: Path, start: int) -> None:

@@ -151,7 +151,9 @@ class JobRunner:
             self._end(job, "failed", error=str(exc))
             return
         job_dir = self.store.job_dir(job.id)
-        writer, start = open_writer(job, job_dir / RESULTS, self.class_names, self.thing_class_ids)
+        writer, start = open_writer(
+            job, job_dir / RESULTS, self.class_names, self.thing_class_ids, self.worker.model.cfg.class_colors
+        )
         restore_adapter(self.worker, job, session, job_dir, start)
         job.state, job.started, job.message, job.frames_done = "running", time.time(), None, start
         self.store.save(job)

@@ -272,7 +272,7 @@ class _StreamHandler:
         while True:
             obj: Any = await self.fwd.queue.get()
             try:
-                msg = await outgoing_message(obj, self.class_names, self.metrics)
+                msg = await outgoing_message(obj, self.class_names, self.metrics, self.worker.model.cfg.class_colors)
             except Exception as exc:  # noqa: BLE001 - an encoder bug must not silence the stream
                 log.exception("result encoding failed", extra=kv(stream=self.session.id))
                 msg = error_message("encode_failed", f"{type(exc).__name__}: {exc}", getattr(obj, "frame_id", None))

@@ -24,11 +24,14 @@ def _b64(value: Any) -> Any:
     return base64.b64encode(value).decode("ascii") if isinstance(value, (bytes, bytearray)) else value
 
 
-def result_message(fr: FrameResult, encodings: Sequence[str], class_names: Sequence[str]) -> dict:
-    """The JSON result of one frame; computes the `encode` and `end_to_end` timings (ms)."""
+def result_message(
+    fr: FrameResult, encodings: Sequence[str], class_names: Sequence[str], colors: Sequence[Sequence[int]] | None = None
+) -> dict:
+    """The JSON result of one frame; computes the `encode` and `end_to_end` timings (ms). `colors`: the checkpoint's
+    `class_colors` for the overlay encoding (default: by class name)."""
     t0 = time.perf_counter()
     segs = segments_info(fr.task, fr.step.result, class_names)
-    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, class_names=class_names)
+    encoded = encode_masks(fr.task, fr.step.result, encodings, segs, fr.image, class_names=class_names, colors=colors)
     masks = {k: _b64(v) for k, v in encoded.items()}
     t1 = time.perf_counter()
     timings = {**fr.step.timings_s, "encode": t1 - t0, "end_to_end": t1 - fr.received}
@@ -97,13 +100,16 @@ def frame_error_message(err: FrameError) -> dict:
     return error_message(err.code, err.message, err.frame_id, stream_id=err.stream_id)
 
 
-async def outgoing_message(obj: Any, class_names: Sequence[str], metrics: Metrics) -> dict | None:
+async def outgoing_message(
+    obj: Any, class_names: Sequence[str], metrics: Metrics, colors: Sequence[Sequence[int]] | None = None
+) -> dict | None:
     """The JSON message for an object delivered by the worker (None for SessionClosed).
 
     Results are encoded in a worker thread and their encode / end-to-end latencies recorded.
     """
     if isinstance(obj, FrameResult):
-        msg = await asyncio.get_running_loop().run_in_executor(None, result_message, obj, obj.encodings, class_names)
+        loop = asyncio.get_running_loop()
+        msg = await loop.run_in_executor(None, result_message, obj, obj.encodings, class_names, colors)
         metrics.observe_timings({k: msg["timings_ms"][k] / 1000 for k in ("encode", "end_to_end")})
         return msg
     if isinstance(obj, FrameError):

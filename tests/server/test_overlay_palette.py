@@ -72,3 +72,29 @@ def test_things_are_labelled_with_class_id_and_score() -> None:
     assert (above == shade).all(axis=2).mean() > 0.1
     assert len(np.unique(above.reshape(-1, 3), axis=0)) > 1  # ... with text on it
     assert not out[:20].any()  # nothing drawn elsewhere above
+
+
+def test_a_checkpoints_own_colours_reach_the_page_palette_and_the_ws_overlay(tmp_path) -> None:
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    from model.checkpoint import save_checkpoint
+    from model.config import preset
+    from model.ymodel import build_model
+    from server.wire.inbound import pack_frame
+    from tests.server.svc_helpers import jpeg, make_client
+
+    red = [[255, 0, 0]] * 19  # every class red: whatever the model predicts, the overlay is red over the frame
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_model(preset("tiny", class_colors=red)), tmp_path / "ckpt")
+    with make_client(tmp_path, ckpt) as client, client.websocket_connect("/v1/streams/ws") as ws:
+        assert client.get("/v1/classes").json()["class_colors"] == red
+        ws.send_text(json.dumps({"type": "start", "task": "semantic", "policy": "block", "encodings": ["overlay"]}))
+        assert ws.receive_json()["type"] == "started"
+        ws.send_bytes(pack_frame(jpeg(np.full((48, 64, 3), 128, np.uint8)), frame_id=0))
+        result = ws.receive_json()
+    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["masks"]["overlay"]))).convert("RGB"))
+    assert np.abs(np.median(drawn.reshape(-1, 3), axis=0) - [191, 64, 64]).max() <= 12  # 50 % red over grey
