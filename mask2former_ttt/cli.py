@@ -343,6 +343,9 @@ def segment(
         None, min=0.0, max=1.0, help="drop instances / panoptic segments scoring less (default 0.3)"
     ),
     min_area: Optional[int] = typer.Option(None, min=0, help="drop instances / segments with fewer pixels (default 16)"),
+    ttt_view: bool = typer.Option(
+        False, "--ttt-view", help="also write ttt_view.mp4: masked input, reconstruction and the l_s curve per frame"
+    ),
 ) -> None:
     """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON).
 
@@ -365,7 +368,8 @@ def segment(
         try:
             summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
                                     max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
-                                    progress=progress, score_threshold=score_threshold, min_area=min_area)
+                                    progress=progress, score_threshold=score_threshold, min_area=min_area,
+                                    ttt_view=ttt_view)
         except VideoError as exc:
             typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
             raise typer.Exit(2) from None

@@ -34,10 +34,12 @@ from model.checkpoint import bundled_model_dir, load_checkpoint
 from model.config import TASKS
 from model.device import resolve_device
 from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
+from mask2former_ttt.outputs.ttt_view import TTT_VIEW_MP4, TTTViewWriter
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
+from mask2former_ttt.ttt.view import reconstruction_view
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from mask2former_ttt.live.sources import SourceInfo, open_source, source_kind  # noqa: F401  (SourceInfo re-exported)
 from mask2former_ttt.video_io import VideoError, fps_fraction, iter_frames
@@ -114,13 +116,15 @@ def segment_video(
     progress: bool = True,
     score_threshold: float | None = None,
     min_area: int | None = None,
+    ttt_view: bool = False,
 ) -> SegmentSummary:
     """Segment every frame of `source` while adapting to it; write the results to `out_dir`.
 
     Raises `VideoError` for unusable inputs and `SegmentError` for bad options or a missing model. Ctrl-C stops
     cleanly: the files written so far are finished (the MP4 stays playable) and `interrupted` is set.
     Instances / panoptic segments scoring below `score_threshold` or smaller than `min_area` pixels are dropped
-    (None: `DEFAULT_SCORE_THRESHOLD` / `DEFAULT_MIN_AREA` of `model.postprocess`).
+    (None: `DEFAULT_SCORE_THRESHOLD` / `DEFAULT_MIN_AREA` of `model.postprocess`). `ttt_view` also writes
+    `ttt_view.mp4`: masked input, reconstruction and ℓ_s curve per frame (one extra no-grad forward per frame).
     """
     source = str(source)
     _check_choices(task, method, preset)
@@ -154,6 +158,7 @@ def segment_video(
                 info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev)
     out = Path(out_dir)
     writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors)
+    views = TTTViewWriter(out / TTT_VIEW_MP4, fps=fps) if ttt_view else None
     bar = tqdm(total=info.frames, unit="frame", desc="segment", dynamic_ncols=True, disable=not progress)
     done, interrupted, t_start = 0, False, time.perf_counter()
     tracker = MaskTracker()  # instance / panoptic ids that persist across the video's frames
@@ -161,7 +166,10 @@ def segment_video(
         t_decode = time.perf_counter()
         for frame in frames:
             decoded = time.perf_counter()
-            step = step_frame(adapter, _to_tensor(frame.rgb), task, instance_filter=keep, tracker=tracker)
+            tensor = _to_tensor(frame.rgb)
+            step = step_frame(adapter, tensor, task, instance_filter=keep, tracker=tracker)
+            if views is not None:
+                views.write(reconstruction_view(adapter, tensor), step.stats.loss)
             step.timings_s = {"decode": decoded - t_decode, **step.timings_s}
             record = writer.write(frame.index, frame.rgb, step.result, frame.pts_s, extra=step.record())
             done += 1
@@ -178,6 +186,9 @@ def segment_video(
         if callable(close):
             close()
         files = writer.close()
+        if views is not None:
+            views.close()
+            files.append(TTT_VIEW_MP4)
     seconds = time.perf_counter() - t_start
     summary = SegmentSummary(
         source=info.source, kind=info.kind, out_dir=str(out), task=task, method=method, preset=preset,

@@ -17,12 +17,13 @@ import shutil
 from pathlib import Path
 
 from mask2former_ttt.live.sources import source_kind
+from mask2former_ttt.outputs.ttt_view import TTT_VIEW_MP4
 from mask2former_ttt.outputs.writer import JSONL, OVERLAY, PANOPTIC_JSON
 from mask2former_ttt.segment import RUN_JSON, SegmentError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv",
                             ".wmv", ".y4m"})
-SEGMENT_FILES = frozenset({OVERLAY, JSONL, PANOPTIC_JSON, RUN_JSON})
+SEGMENT_FILES = frozenset({OVERLAY, JSONL, PANOPTIC_JSON, RUN_JSON, TTT_VIEW_MP4})
 SEGMENT_PNG_DIRS = frozenset({"panoptic", "semantic"})
 GLOB_CHARS = "*?["
 
