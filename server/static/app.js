@@ -47,7 +47,7 @@
     results: 0, sent: 0, errors: 0, dropped: 0, rollbacks: 0, lastLoss: null, latencyMs: null, serverMs: null,
     resultTimes: [], fps: 0, rendered: 0, lastRenderedIndex: -1, renderedTask: null, renderedClasses: [],
     rendering: false, nextRender: null, lastError: null, legendItems: null,
-    losses: [], tttViews: 0, viewLoss: null, labelTexts: [],
+    losses: [], tttViews: 0, viewLoss: null, labelTexts: [], renderedSegments: [],
   };
   // read-only view for tests and debugging: window.m2f.stats
   window.m2f = {
@@ -56,7 +56,7 @@
                fps: ui.fps, latencyMs: ui.latencyMs, loss: ui.lastLoss, running: ui.running, lastError: ui.lastError,
                streamId: ui.started && ui.started.stream_id, renderedTask: ui.renderedTask,
                renderedClasses: ui.renderedClasses, tttViews: ui.tttViews, curvePoints: ui.losses.length,
-               viewLoss: ui.viewLoss, labels: ui.labelTexts };
+               viewLoss: ui.viewLoss, labels: ui.labelTexts, renderedSegments: ui.renderedSegments };
     },
   };
 
@@ -323,6 +323,7 @@
     ui.rendered++;
     ui.renderedTask = result.task;
     ui.renderedClasses = (result.segments_info || []).map((s) => s.category_id);
+    ui.renderedSegments = (result.segments_info || []).map(({ id, category_id, isthing }) => ({ id, category_id, isthing }));
     updateLegend(result);
     updateLabels(result, minX, minY);
   }

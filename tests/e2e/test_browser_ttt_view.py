@@ -17,11 +17,13 @@ from pathlib import Path
 
 import av
 import httpx
+import numpy as np
 import pytest
 
 from model.checkpoint import bundled_model_dir
 from tests.e2e.server_proc import REPO, run_service, service_env
-from tests.e2e.test_browser import BROWSERS, find_chromium
+from mask2former_ttt.outputs.palette import thing_shades
+from tests.e2e.test_browser import BROWSERS, OVERLAY_PIXELS_JS, find_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -42,6 +44,12 @@ READY_JS = """() => {
   return !!s && s.tttViews >= 3 && s.curvePoints >= 12 && s.rendered >= 3
     && document.querySelectorAll('#legend li.present').length >= 1;
 }"""
+
+
+def shade_of(class_colors: list[list[int]], segment: dict) -> tuple[int, ...]:
+    """The colour the page must draw a panoptic segment in: its class colour, a thing in its id's shade of it."""
+    base = np.array([class_colors[segment["category_id"]]], np.uint8)
+    return tuple(int(v) for v in (thing_shades(base, np.array([segment["id"]]))[0] if segment["isthing"] else base[0]))
 
 
 def street_y4m(path: Path, frames: int = 45, size: tuple[int, int] = (180, 320), fps: int = 15) -> Path:
@@ -108,6 +116,14 @@ def test_page_shows_the_ttt_view_the_loss_curve_and_a_legend(tmp_path: Path) -> 
                 curve = page.evaluate(CANVAS_JS, "ttt-curve")
                 assert stats["curvePoints"] >= 2 and curve["opaque"] > 0, (stats, curve)
                 assert "→" in page.text_content("#ttt-caption")
+
+                # every painted pixel is its segment's legend colour (stuff) or its id's shade of it (things), the
+                # rule the server's overlays follow (palette.thing_shades); translucent pixels read back within 3
+                pixels = page.evaluate(OVERLAY_PIXELS_JS)
+                assert pixels["painted"] > 0
+                expected = [shade_of(classes["class_colors"], s) for s in page.evaluate("window.m2f.stats.renderedSegments")]
+                for color in (tuple(int(v) for v in c.split(",")) for c in pixels["colors"]):
+                    assert any(max(abs(a - b) for a, b in zip(color, e)) <= 3 for e in expected), (color, expected)
 
                 for text in stats["labels"]:  # things: "class #id score", a thing class of the model
                     match = LABEL.match(text)
