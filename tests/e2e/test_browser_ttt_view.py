@@ -6,7 +6,9 @@ converter, so no ffmpeg command is needed). The page asks for the TTT view every
 test waits on DOM conditions only (no sleeps): 3 views drawn, 12 points on the ℓ_s curve, a legend row present.
 It then checks the legend's class names against `GET /v1/classes`, that the reconstruction canvas holds an image,
 that the curve is drawn, that every instance label reads "class #id score", and that the demo-model notice links
-docs/real-weights.md; the screenshot goes to `test-artifacts/page-ttt-view.png` (docs/screenshots/ has a copy).
+docs/real-weights.md; the screenshot goes to `test-artifacts/page-ttt-view.png`. docs/screenshots/page-ttt-view.png
+is that file reduced to 128 colours (`Image.open(p).convert("RGB").quantize(128, dither=Image.Dither.NONE)`, PIL)
+to stay small; the test does not write into docs/.
 """
 
 from __future__ import annotations
