@@ -16,7 +16,7 @@ from mask2former_ttt.outputs.masks import (
 )
 from mask2former_ttt.outputs.mp4 import Mp4Writer, h264_encoder
 from mask2former_ttt.outputs.overlay import blend, overlay, resize_rgb
-from mask2former_ttt.outputs.palette import class_palette, instance_palette
+from mask2former_ttt.outputs.palette import class_colors, class_palette, instance_palette, thing_shades
 from mask2former_ttt.outputs.writer import VideoResultWriter
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Mp4Writer",
     "VideoResultWriter",
     "blend",
+    "class_colors",
     "class_palette",
     "encode_masks",
     "h264_encoder",
@@ -41,4 +42,5 @@ __all__ = [
     "rle_decode",
     "rle_encode",
     "segments_info",
+    "thing_shades",
 ]
