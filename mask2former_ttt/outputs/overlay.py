@@ -4,7 +4,8 @@ Colours come from one table lookup (`lut[ids]`), the blend is one integer expres
 contours are found by comparing each pixel with its right and lower neighbours; no Python loop runs over pixels.
 Classes have one colour each (`palette.class_colors`: the dataset's, Cityscapes for street classes); things are
 drawn in a per-id shade of their class colour (`palette.thing_shades`), so a legend of class colours holds for
-every pixel. Each thing gets a label "class #id score" at the top-left of its box (a loop over the few things).
+every pixel. Each thing gets a label "class #id score" at the top-left of its box (a loop over the few things), and
+frames of 240 rows or more a legend of their largest classes in the top-right corner.
 
 Why not `supervision` (MaskAnnotator / PolygonAnnotator / LabelAnnotator): evaluated with supervision 0.31. Its
 annotators take one boolean (H, W) mask per detection, so semantic label maps and panoptic stuff would first be
@@ -27,6 +28,8 @@ from mask2former_ttt.outputs.masks import as_numpy, instance_id_map
 from mask2former_ttt.outputs.palette import class_colors, thing_shades
 
 MIN_LABEL_HEIGHT = 64  # frames lower than this get no instance labels (the text would cover the masks)
+MIN_LEGEND_HEIGHT = 240  # frames lower than this get no legend
+LEGEND_ROWS = 8  # the legend lists the largest classes of the frame, at most this many
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -114,6 +117,41 @@ def _draw_labels(out: np.ndarray, ids: np.ndarray, lut: np.ndarray, things: list
     return np.asarray(img)
 
 
+def class_areas(kind: str, result: Any, ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes,) int64: pixels of each class in the drawn id map `ids` (H, W) of a result of `kind`."""
+    if kind == "semantic":
+        cls_of = np.arange(int(ids.max(initial=0)) + 1)
+    else:
+        segs = _things(kind, result) if kind == "instance" else [
+            (int(s["id"]), int(s["category_id"]), 0.0) for s in result.segments_info
+        ]
+        cls_of = np.full(max([int(ids.max(initial=0))] + [i for i, _, _ in segs]) + 1, -1, dtype=np.int64)
+        for seg_id, cls, _ in segs:
+            cls_of[seg_id] = cls
+    classes = cls_of[ids.ravel()]
+    classes = classes[(classes >= 0) & (classes < num_classes)]
+    return np.bincount(classes, minlength=num_classes)[:num_classes]
+
+
+def _draw_legend(out: np.ndarray, areas: np.ndarray, colors: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """A legend of the frame's largest classes (swatch + name, by decreasing area) in its top-right corner."""
+    present = [int(c) for c in np.argsort(-areas, kind="stable") if areas[c] > 0][:LEGEND_ROWS]
+    if not present or out.shape[0] < MIN_LEGEND_HEIGHT:
+        return out
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, out.shape[0] // 40))
+    row = font.size + 4
+    width = max(draw.textlength(class_names[c], font=font) for c in present) + row + 10
+    x0, y0 = out.shape[1] - int(width) - 4, 4
+    draw.rectangle((x0, y0, x0 + width, y0 + row * len(present) + 4), fill=(16, 20, 24))
+    for k, c in enumerate(present):
+        y = y0 + 3 + k * row
+        draw.rectangle((x0 + 4, y + 2, x0 + row, y + row - 2), fill=tuple(int(v) for v in colors[c]))
+        draw.text((x0 + row + 5, y), class_names[c], fill=(230, 233, 236), font=font)
+    return np.asarray(img)
+
+
 def overlay(
     image: np.ndarray,
     kind: str,
@@ -126,14 +164,18 @@ def overlay(
     """Draw a `semantic | instance | panoptic` result on `image` (H, W, 3) uint8 (resized to the result's size).
 
     Segments are filled with their colour at `alpha` and outlined at full opacity; things are labelled with class
-    name, id and score. `class_names` (default `class_0`, ... for `num_classes`) and `colors` ((K, 3) RGB, e.g. the
+    name, id and score; frames at least `MIN_LEGEND_HEIGHT` high get a legend of their largest classes. `class_names` (default `class_0`, ... for `num_classes`) and `colors` ((K, 3) RGB, e.g. the
     checkpoint's `class_colors`) choose the colours (`palette.class_colors`).
     """
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-    ids, lut, painted = _ids_and_lut(kind, result, class_colors(names, colors))
+    palette = class_colors(names, colors)
+    ids, lut, painted = _ids_and_lut(kind, result, palette)
     image = resize_rgb(np.ascontiguousarray(image), ids.shape)
     fill = lut[ids]
     out = blend(image, fill, painted, alpha)
     edge = borders(ids) & painted
     out[edge] = fill[edge]
-    return _draw_labels(out, ids, lut, _things(kind, result), names)
+    out = _draw_labels(out, ids, lut, _things(kind, result), names)
+    if out.shape[0] >= MIN_LEGEND_HEIGHT:
+        out = _draw_legend(out, class_areas(kind, result, ids, len(names)), palette, names)
+    return out

@@ -98,3 +98,21 @@ def test_a_checkpoints_own_colours_reach_the_page_palette_and_the_ws_overlay(tmp
         result = ws.receive_json()
     drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["masks"]["overlay"]))).convert("RGB"))
     assert np.abs(np.median(drawn.reshape(-1, 3), axis=0) - [191, 64, 64]).max() <= 12  # 50 % red over grey
+
+
+def test_tall_frames_get_a_legend_of_their_largest_classes() -> None:
+    from mask2former_ttt.outputs.overlay import class_areas
+    from model.postprocess import SemanticResult
+
+    labels = torch.zeros(240, 320, dtype=torch.int64)
+    labels[120:] = 8  # road above, sky below (a test image, not a street)
+    labels[:, :40] = 10  # car
+    areas = class_areas("semantic", SemanticResult(labels), labels.numpy(), 11)
+    assert areas[[0, 8, 10]].tolist() == [120 * 280, 120 * 280, 240 * 40] and areas.sum() == 240 * 320
+    image = np.zeros((240, 320, 3), np.uint8)
+    with_legend = overlay(image, "semantic", SemanticResult(labels), alpha=1.0, class_names=SYNTHETIC.class_names)
+    small = overlay(image[:200], "semantic", SemanticResult(labels[:200]), alpha=1.0, class_names=SYNTHETIC.class_names)
+    corner = with_legend[4:50, 272:316]
+    assert (corner == (16, 20, 24)).all(axis=2).mean() > 0.3  # the legend box ...
+    assert (corner == CITY["road"]).all(axis=2).any() and (corner == CITY["sky"]).all(axis=2).any()  # ... swatches
+    assert not (small[4:50, 272:316] == (16, 20, 24)).all(axis=2).any()  # a 200-row frame: no legend
