@@ -118,13 +118,23 @@ def test_dockerfile_static_contract() -> None:
 
     # every COPY source exists and is part of the build context
     lines = DOCKERIGNORE.read_text().splitlines()
-    ignored = [p.strip().rstrip("/") for p in lines if p.strip() and not p.startswith("#")]
+    patterns = [p.strip().rstrip("/") for p in lines if p.strip() and not p.startswith("#")]
+    ignored = [p for p in patterns if not p.startswith("!")]
+
+    def excluded(src: str) -> bool:
+        """Docker's rule: the last pattern that matches decides; `!pattern` re-includes."""
+        verdict = False
+        for pat in patterns:
+            negate, pat = pat.startswith("!"), pat.lstrip("!")
+            if fnmatch.fnmatch(src, pat) or src.startswith(f"{pat}/"):
+                verdict = not negate
+        return verdict
+
     for copy in by_kind["COPY"]:
         parts = [p for p in shlex.split(copy) if not p.startswith("--")]
         for src in parts[:-1]:
             assert (REPO / src).exists(), f"COPY source {src} does not exist"
-            assert not any(fnmatch.fnmatch(src, pat) or src.startswith(f"{pat}/") for pat in ignored), \
-                f"COPY source {src} is excluded by .dockerignore"
+            assert not excluded(src), f"COPY source {src} is excluded by .dockerignore"
     assert {".git", ".venv"} <= set(ignored)
     # the bundled model seeds the /models volume: it must be in the sources the image copies
     for run in by_kind["RUN"]:
