@@ -105,6 +105,7 @@ class StreamAdapter:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.frame_index = 0
         self.rollbacks = 0
+        self.closed_frames = 0  # consecutive adapt calls with the shift gate closed (return detection)
         self.loss_mean: float | None = None
         self.pending_step = False  # pipelined: the last frame's step is still to be taken
         self.deferred_stats: StepStats | None = None
@@ -147,6 +148,7 @@ class StreamAdapter:
             "rollbacks": self.rollbacks,
             "loss_mean": self.loss_mean,
             "pending_step": self.pending_step,
+            "closed_frames": self.closed_frames,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,6 +173,7 @@ class StreamAdapter:
         self.rollbacks = state["rollbacks"]
         self.loss_mean = state["loss_mean"]
         self.pending_step = bool(state.get("pending_step", False))
+        self.closed_frames = int(state.get("closed_frames", 0))
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor this stream owns (the shared model excluded)."""
@@ -319,8 +322,12 @@ class StreamAdapter:
         if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
             self.optimizer = self._new_optimizer()
         stats.step_scale = self._shift_gate(stats)
+        self.closed_frames = self.closed_frames + 1 if stats.step_scale == 0.0 else 0
         if stats.step_scale == 0.0:  # looks like the training data: no step, drift back toward θ0
-            self._pull_toward_theta0()
+            returned = self.cfg.return_frames is not None and self.closed_frames >= self.cfg.return_frames
+            if returned and self.closed_frames == self.cfg.return_frames:
+                self.optimizer = None  # back on the training domain: no momentum from the shift carried on
+            self._pull_toward_theta0(self.cfg.return_anchor if returned else self.cfg.anchor)
             if self.cfg.reset_optimizer_each_frame:
                 self.optimizer = None
             return
@@ -418,9 +425,10 @@ class StreamAdapter:
         return gate_scale(stats.shift_score, *self.cfg.shift_gate)
 
     @torch.no_grad()
-    def _pull_toward_theta0(self) -> None:
-        if self.cfg.anchor > 0 and self.flat is not None:
-            self.flat.data.lerp_(self._theta0_flat(), self.cfg.anchor)
+    def _pull_toward_theta0(self, rate: float | None = None) -> None:
+        rate = self.cfg.anchor if rate is None else rate
+        if rate > 0 and self.flat is not None:
+            self.flat.data.lerp_(self._theta0_flat(), rate)
 
     @torch.no_grad()
     def _after_update(self) -> None:

@@ -83,6 +83,17 @@ class TTTConfig(BaseModel):
         "shift score against the training images (ttt/shift_score.py); at 0 the step is skipped and the weights "
         "relax toward θ0 by `anchor`. Needs `input_stats_reference` in the checkpoint, else it is off",
     )
+    return_frames: int | None = Field(
+        None, ge=1,
+        description="return detection: after this many consecutive frames with the shift gate closed (step scale 0) "
+        "the stream counts as back on the training domain: the optimizer state is dropped once and each further "
+        "closed frame relaxes the weights toward θ0 by `return_anchor` instead of `anchor`. One frame with the gate "
+        "open restarts the count (hysteresis: a flickering score does not reset the weights). None = off",
+    )
+    return_anchor: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="per-frame relaxation toward θ0 once a return is detected (1.0 = reset to θ0)",
+    )
     shift_score: Literal["z", "quantile"] = Field(
         "z", description="the shift score `shift_gate` thresholds: `z` (largest |z-score| against the training "
         "images' mean and std) or `quantile` (largest distance from the training median in units of the training "
@@ -106,8 +117,11 @@ def full_preset() -> TTTConfig:
     validation videos only (scripts/tune_default_preset.py, docs/benchmark/tuning.md): SGD lr 3e-3 with momentum,
     persistent optimizer, masked-pixel loss, k = 16, and the safe-adaptation guard: steps are scaled by the
     frame's shift score (0 below 2.5, full above 4; skipped frames relax toward θ0) and every update is pulled
-    1 % back toward θ0. The paper's rows (evaluation/protocol.py) run on its optimizer settings without the guard.
-    Costs ≈ 5× a plain forward on the 2-core CPU (docs/benchmark/cost_levers.md)."""
+    1 % back toward θ0. Return detection (issue 12, session 7): after 5 frames in a row with the gate closed the
+    stream counts as back on the training domain, drops its optimizer state once and relaxes 20 % per frame toward
+    θ0 (was 1 %), so the clean stretch after a shift no longer pays for the adaptation left in the weights
+    (docs/benchmark/domains.md). The paper's rows (evaluation/protocol.py) run on its optimizer settings without
+    the guard. Costs ≈ 5× a plain forward on the 2-core CPU (docs/benchmark/cost_levers.md)."""
     return TTTConfig(
         window=16,
         batch_size=4,
@@ -123,6 +137,8 @@ def full_preset() -> TTTConfig:
         loss_on="masked",
         anchor=0.01,
         shift_gate=(2.5, 4.0),
+        return_frames=5,
+        return_anchor=0.2,
     )
 
 
