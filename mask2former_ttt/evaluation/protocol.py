@@ -101,7 +101,9 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
     return rows + twins
 
 
-GUARD_FIELDS = ("shift_gate", "shift_score", "anchor", "loss_gate", "return_frames", "return_anchor")
+GUARD_FIELDS = (
+    "shift_gate", "shift_score", "anchor", "loss_gate", "loss_ceiling", "return_frames", "return_anchor",
+)
 
 
 def parse_guard_overrides(items: list[str]) -> dict:

@@ -408,7 +408,11 @@ class StreamAdapter:
 
     def _gated(self, loss: float) -> bool:
         ref = self.model.cfg.recon_loss_reference
-        return self.cfg.loss_gate is not None and ref is not None and math.isfinite(loss) and loss < self.cfg.loss_gate * ref
+        if ref is None or not math.isfinite(loss):
+            return False
+        too_easy = self.cfg.loss_gate is not None and loss < self.cfg.loss_gate * ref
+        too_hard = self.cfg.loss_ceiling is not None and loss > self.cfg.loss_ceiling * ref
+        return too_easy or too_hard
 
     def _diverged(self, loss: float) -> bool:
         if not math.isfinite(loss):

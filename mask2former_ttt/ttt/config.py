@@ -77,6 +77,10 @@ class TTTConfig(BaseModel):
     loss_gate: float | None = Field(
         None, description="skip the step when ℓ_s < loss_gate × the model's clean reference loss"
     )
+    loss_ceiling: float | None = Field(
+        None, description="skip the step when ℓ_s > loss_ceiling × the model's clean reference loss: a shift the "
+        "reconstruction cannot follow (issue 12: on domain B's haze ℓ_s reaches 7-8× the reference)",
+    )
     shift_gate: tuple[float, float] | None = Field(
         None,
         description="(low, high): scale each frame's steps by clamp((s - low) / (high - low), 0, 1), s = the frame's "
