@@ -8,8 +8,11 @@ track's last mask (instances of a fast-moving object still overlap between conse
 weighted by `class_change_weight` when the class differs. A pair needs IoU ≥ `iou_threshold`; unmatched
 instances open new tracks; a track unseen for more than `max_age` frames is forgotten. Ids are positive integers
 below 65536 (they fit a 16-bit PNG), not reused while their track lives. Mask2Former often answers one object with
-two queries; two instances whose masks overlap by IoU > `duplicate_iou` are one object, so the lower-scored one is
-dropped before matching (instance results only; panoptic segments never overlap).
+two queries, often a whole mask and a part of it; two instances where one covers more than `duplicate_iou` of the
+smaller one's pixels are one object, so the lower-scored one is dropped before matching (instance results only;
+panoptic segments never overlap). Measuring the overlap against the smaller mask, not by IoU, is what catches the
+parts: with IoU > 0.5 a part stayed, competed with the whole for the track, and caused every remaining ID switch on
+the synthetic validation videos (docs/tracking.md).
 
 `apply(result)` rewrites a post-processed result in place of its per-frame ids:
 
@@ -33,12 +36,20 @@ THING_ID_BASE = 1000  # panoptic ids of tracked things; stuff ids are 1 + catego
 MAX_ID = 65535
 
 
-def _not_duplicates(masks: torch.Tensor, max_iou: float) -> torch.Tensor:
-    """Indices of masks (N, H, W) bool, best first, that overlap no earlier kept mask by IoU > max_iou."""
-    iou = mask_iou(masks, masks)
+def overlap_of_smaller(masks: torch.Tensor) -> torch.Tensor:
+    """masks (N, H, W) bool -> (N, N): |a ∩ b| / min(|a|, |b|), how much of the smaller mask the other covers."""
+    f = masks.flatten(1).float()
+    area = f.sum(1)
+    return (f @ f.T) / torch.minimum(area.view(-1, 1), area.view(1, -1)).clamp(min=1.0)
+
+
+def _not_duplicates(masks: torch.Tensor, max_overlap: float) -> torch.Tensor:
+    """Indices of masks (N, H, W) bool, best first, whose overlap with every earlier kept mask (the share of the
+    smaller of the two that the other covers) is at most max_overlap."""
+    overlap = overlap_of_smaller(masks)
     kept: list[int] = []
     for i in range(masks.shape[0]):
-        if all(float(iou[i, j]) <= max_iou for j in kept):
+        if all(float(overlap[i, j]) <= max_overlap for j in kept):
             kept.append(i)
     return torch.tensor(kept, dtype=torch.int64)
 
@@ -67,7 +78,7 @@ class MaskTracker:
 
     iou_threshold: float = 0.1
     max_age: int = 5
-    duplicate_iou: float = 0.5
+    duplicate_iou: float = 0.5  # share of the smaller mask covered by a better one -> a duplicate
     class_change_weight: float = 1.0  # affinity factor when the class differs (0: a class flip starts a new track)
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 1
