@@ -209,6 +209,16 @@ class Settings(BaseSettings):
         1.0, gt=0, description="wait before the 2nd webhook attempt; doubled before each next one (full jitter)"
     )
 
+    # Ray backend (optional extra `ray`; docs/deployment-ray.md)
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local: one process owns the device; ray: sticky per-stream device-worker actors"
+    )
+    ray_address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://host:10001`); unset: start one")
+    ray_actors: int = Field(2, ge=1, description="device-worker actors (one per GPU in production)")
+    ray_checkpoint_every: int = Field(
+        30, ge=1, description="frames between a stream's failover checkpoints (adaptation lost at most on a crash)"
+    )
+
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
 
