@@ -1,0 +1,163 @@
+"""The device-worker actor: one per device, running the same `DeviceWorker` as the single-process service.
+
+A plain class (so it is importable and testable without Ray); `remote_actor_class()` wraps it with `ray.remote`.
+Frames go the service's path: `DeviceWorker.put` -> the lane's `step_frame` -> `FrameResult`, turned into the
+outbound JSON message of `server.wire.outbound` here, in the actor, so only small JSON-ready dicts cross processes.
+Checkpoints are the stream state file format as bytes (`server.ray_backend.state_bytes`), taken and restored as
+in-order controls on the stream's lane, like the service's checkpoint / restore.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from model.checkpoint import load_checkpoint
+from model.device import resolve_device
+from server.metrics import Metrics
+from server.ray_backend.state_bytes import load_state_bytes, state_bytes
+from server.settings import Settings
+from server.wire.inbound import encodings_for
+from server.wire.outbound import frame_error_message, result_message
+from server.worker.device_worker import AdapterFactory, DeviceWorker, default_adapter_factory
+from server.worker.stream_session import FrameError, FrameItem, FrameResult, SessionClosed, StreamSession
+
+
+class StreamNotFound(KeyError):
+    """The actor does not own this stream (never opened, closed, or the actor was restarted)."""
+
+
+class DeviceWorkerActor:
+    """Owner of one device: a `DeviceWorker` (one lane) and the streams the front-end placed here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        torch_threads: int | None = None,
+        adapter_factory: AdapterFactory | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        device = resolve_device(settings.device)
+        self.model = load_checkpoint(settings.model_path, device)
+        states_dir = Path(tempfile.mkdtemp(prefix=f"m2f-ray-actor-{os.getpid()}-"))  # service-style files: unused
+        self.worker = DeviceWorker(
+            self.model,
+            Metrics(),
+            max_streams=settings.max_streams,
+            max_state_memory=int(settings.max_state_memory),
+            states_dir=states_dir,
+            max_frame_pixels=settings.max_frame_pixels,
+            max_result_side=settings.max_result_side,
+            seed=settings.seed,
+            torch_threads=torch_threads or settings.torch_threads,
+            lanes=1,
+            decode_threads=0,
+            adapter_factory=adapter_factory or default_adapter_factory,
+        )
+        self.worker.start()
+        self.streams: dict[str, tuple[StreamSession, queue.Queue]] = {}
+        self.frames = 0
+
+    # ---- streams --------------------------------------------------------------------------------------------
+    def open_stream(self, spec: dict[str, Any]) -> str:
+        """Admit a stream. `spec`: `stream_id` (required: the front-end names streams), `task`, and optionally
+        `method`, `preset`, `encodings`, `owner`. CapacityError / ValueError as the service's admission."""
+        out: queue.Queue = queue.Queue()
+        task = spec.get("task", "semantic")
+        session = StreamSession(
+            source="ws",
+            task=task,
+            method=spec.get("method") or self.settings.ttt_method,
+            preset=spec.get("preset") or self.settings.ttt_preset,
+            policy="block",
+            queue_size=self.settings.queue_size,
+            deliver=out.put,
+            encodings=encodings_for(task, spec.get("encodings")),
+            session_id=spec["stream_id"],
+            owner=spec.get("owner", ""),
+            instance_filter=self.settings.instance_filter(spec.get("score_threshold"), spec.get("min_area")),
+        )
+        self.worker.open_session(session).result(self.timeout_s)
+        self.streams[session.id] = (session, out)
+        return session.id
+
+    def _stream(self, stream_id: str) -> tuple[StreamSession, queue.Queue]:
+        try:
+            return self.streams[stream_id]
+        except KeyError:
+            raise StreamNotFound(f"stream {stream_id!r} is not on this actor") from None
+
+    def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
+        """Run one encoded image (JPEG / PNG) through the stream's adapter; returns its `result` message (or its
+        `error` message: a bad image or a failed step does not end the stream)."""
+        session, out = self._stream(stream_id)
+        if not self.worker.put(session, FrameItem(frame_id=frame_id, data=frame, capture_ts=capture_ts), self.timeout_s):
+            raise RuntimeError(f"stream {stream_id!r} is closed or its queue stayed full")
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            obj = out.get(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(obj, FrameResult) and obj.frame_id == frame_id:
+                self.frames += 1
+                return result_message(obj, obj.encodings, self.model.cfg.class_names, self.model.cfg.class_colors)
+            if isinstance(obj, FrameError) and obj.frame_id == frame_id:
+                return frame_error_message(obj)
+            if isinstance(obj, SessionClosed):
+                raise RuntimeError(f"stream {stream_id!r} closed: {obj.reason}")
+            # ControlReply of an earlier checkpoint / restore (answered on its Future already): skip
+
+    def close_stream(self, stream_id: str) -> None:
+        """Release the stream's adapter (no-op for an unknown stream)."""
+        entry = self.streams.pop(stream_id, None)
+        if entry is not None:
+            self.worker.close_session(entry[0], "closed").result(self.timeout_s)
+
+    def checkpoint(self, stream_id: str) -> bytes:
+        """The stream's adapted state as bytes, taken in order after the frames submitted before."""
+        session, _ = self._stream(stream_id)
+        fut = self.worker.control(session, "checkpoint", lambda s: {"data": state_bytes(s), "frames": s.processed})
+        return fut.result(self.timeout_s)["data"]
+
+    def restore(self, stream_id: str, data: bytes, processed: int | None = None) -> dict:
+        """Load bytes from `checkpoint` into the stream; `processed` sets its frame counter (so frame indices go
+        on from where the stream was, not from where its state was saved). Returns `{frames}` of the state."""
+        session, _ = self._stream(stream_id)
+
+        def run(s: StreamSession) -> dict:
+            loaded = load_state_bytes(s, data)
+            s.processed = loaded["frames"] if processed is None else processed
+            return loaded
+
+        return self.worker.control(session, "restore", run).result(self.timeout_s)
+
+    def stats(self) -> dict:
+        """`{pid, streams, frames, stream_ids, capacity, max_rss_bytes}` of this actor."""
+        return {
+            "pid": os.getpid(),
+            "streams": len(self.streams),
+            "frames": self.frames,
+            "stream_ids": sorted(self.streams),
+            "capacity": self.worker.capacity(),
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
+
+    def ping(self) -> bool:
+        """True when the device worker's lane is running (readiness)."""
+        return self.worker.alive
+
+
+def remote_actor_class() -> Any:
+    """`ray.remote(DeviceWorkerActor)`; resources (`num_gpus=1`, `num_cpus`) are given with `.options(...)`."""
+    import ray
+
+    return ray.remote(DeviceWorkerActor)
+
+
+__all__ = ["DeviceWorkerActor", "StreamNotFound", "remote_actor_class"]

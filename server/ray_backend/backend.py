@@ -1,0 +1,185 @@
+"""Front-end side of the Ray backend: start or join Ray, create the device-worker actors and the stream registry,
+route each stream's calls to its owning actor, checkpoint every `ray_checkpoint_every` frames, and fail a dead
+actor's streams over to live actors from their last checkpoint.
+
+Checkpoints are kept in this (front-end) process, and written to `checkpoint_dir` when one is given. A failover
+is reported on the stream's next result as `"migrated": {from_actor, to_actor, frames_lost, resumed_from_frame}`:
+`frames_lost` frames of adaptation (processed since the last checkpoint) are gone, their results were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.logging_setup import kv
+from server.ray_backend.actor import remote_actor_class
+from server.ray_backend.registry import registry_actor
+from server.settings import Settings
+from server.worker.device_worker import AdapterFactory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Stream:
+    """What the front-end remembers of a stream to re-admit it elsewhere."""
+
+    spec: dict[str, Any]
+    actor: int
+    frames: int = 0  # results returned
+    checkpoint: bytes | None = None
+    checkpoint_frames: int = 0
+    migrated: dict[str, Any] | None = None  # reported on the next result
+
+
+class RayBackend:
+    """N `DeviceWorkerActor`s behind one routing object; thread-safe per stream (one caller per stream)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        num_cpus: int | None = None,
+        actor_options: dict[str, Any] | None = None,
+        torch_threads: int | None = None,
+        adapter_factory: AdapterFactory | None = None,
+        checkpoint_dir: Path | None = None,
+        call_timeout_s: float = 120.0,
+    ) -> None:
+        import ray
+
+        self.settings = settings
+        self.checkpoint_every = settings.ray_checkpoint_every
+        self.checkpoint_dir = checkpoint_dir
+        self.call_timeout_s = call_timeout_s
+        if not ray.is_initialized():
+            ray.init(address=settings.ray_address or None, num_cpus=num_cpus, include_dashboard=False)
+        options = {"num_cpus": 1, "max_restarts": 0} if actor_options is None else actor_options
+        cls = remote_actor_class()
+        self.actors = [
+            cls.options(**options).remote(settings, torch_threads=torch_threads, adapter_factory=adapter_factory)
+            for _ in range(settings.ray_actors)
+        ]
+        self.registry = registry_actor(settings.ray_actors)
+        self.streams: dict[str, _Stream] = {}
+        self._lock = threading.Lock()  # failover: one re-admission of a dead actor's streams at a time
+        ray.get([a.ping.remote() for a in self.actors], timeout=call_timeout_s)  # actors built, lanes running
+
+    def _get(self, ref: Any) -> Any:
+        import ray
+
+        return ray.get(ref, timeout=self.call_timeout_s)
+
+    # ---- streams --------------------------------------------------------------------------------------------
+    def open_stream(self, spec: dict[str, Any]) -> str:
+        """Place a new stream on the least-loaded live actor and admit it there; returns its id."""
+        spec = {**spec, "stream_id": spec.get("stream_id") or f"ray-{uuid.uuid4().hex[:12]}"}
+        stream_id = spec["stream_id"]
+        index = self._get(self.registry.place.remote(stream_id))
+        try:
+            self._get(self.actors[index].open_stream.remote(spec))
+        except Exception:
+            self.registry.release.remote(stream_id)
+            raise
+        self.streams[stream_id] = _Stream(spec, index)
+        return stream_id
+
+    def owner(self, stream_id: str) -> int:
+        return self.streams[stream_id].actor
+
+    def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
+        """The stream's result (or error) message for one encoded image, from its owning actor; a dead owner's
+        streams are re-admitted elsewhere first and this frame is run there."""
+        from ray.exceptions import RayActorError
+
+        stream = self.streams[stream_id]
+        while True:
+            index = stream.actor
+            try:
+                msg = self._get(self.actors[index].submit.remote(stream_id, frame, frame_id, capture_ts))
+                break
+            except RayActorError:
+                self.fail_over(index)
+        stream.frames += 1
+        if stream.migrated is not None:
+            msg["migrated"], stream.migrated = stream.migrated, None
+        if stream.frames % self.checkpoint_every == 0:
+            self._checkpoint(stream_id, stream)
+        return msg
+
+    def _checkpoint(self, stream_id: str, stream: _Stream) -> None:
+        from ray.exceptions import RayActorError
+
+        try:
+            data = self._get(self.actors[stream.actor].checkpoint.remote(stream_id))
+        except RayActorError:
+            return  # the owner died after the frame: the next call fails over from the previous checkpoint
+        stream.checkpoint, stream.checkpoint_frames = data, stream.frames
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.checkpoint_dir / f"{stream_id}.pt.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(self.checkpoint_dir / f"{stream_id}.pt")
+
+    def close_stream(self, stream_id: str) -> None:
+        from ray.exceptions import RayActorError
+
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        try:
+            self._get(self.actors[stream.actor].close_stream.remote(stream_id))
+        except RayActorError:
+            pass  # its actor is gone, and the stream with it
+        self._get(self.registry.release.remote(stream_id))
+
+    # ---- failover -------------------------------------------------------------------------------------------
+    def fail_over(self, index: int) -> list[str]:
+        """Actor `index` died: re-admit each of its streams on a live actor from its last checkpoint (or afresh
+        when it had none); returns the moved streams. Idempotent: a second call for the same actor does nothing."""
+        with self._lock:
+            moved = self._get(self.registry.mark_dead.remote(index))
+            for stream_id in moved:
+                stream = self.streams.get(stream_id)
+                if stream is None or stream.actor != index:
+                    continue
+                target = self._get(self.registry.place.remote(stream_id))
+                actor = self.actors[target]
+                self._get(actor.open_stream.remote(stream.spec))
+                if stream.checkpoint is not None:
+                    self._get(actor.restore.remote(stream_id, stream.checkpoint, stream.frames))
+                stream.migrated = {
+                    "from_actor": index,
+                    "to_actor": target,
+                    "frames_lost": stream.frames - stream.checkpoint_frames,
+                    "resumed_from_frame": stream.checkpoint_frames,
+                }
+                stream.actor = target
+                log.warning("stream failed over", extra=kv(stream=stream_id, **stream.migrated))
+            return moved
+
+    # ---- cluster --------------------------------------------------------------------------------------------
+    def stats(self) -> list[dict[str, Any] | None]:
+        """Each actor's `stats()` (None for a dead one)."""
+        from ray.exceptions import RayActorError
+
+        out: list[dict[str, Any] | None] = []
+        for actor in self.actors:
+            try:
+                out.append(self._get(actor.stats.remote()))
+            except RayActorError:
+                out.append(None)
+        return out
+
+    def shutdown(self) -> None:
+        """Kill the actors and the registry (Ray itself is left running: the caller may share it)."""
+        import ray
+
+        for actor in [*self.actors, self.registry]:
+            ray.kill(actor)
+        self.streams.clear()
