@@ -44,6 +44,9 @@ def _serve(
     from server.settings import Settings
 
     settings = Settings()
+    if settings.backend != "local":  # server.ray_backend is library-level so far (docs/deployment-ray.md)
+        typer.echo(f"backend={settings.backend!r}: `serve` runs the local backend only for now", err=True)
+        raise typer.Exit(2)
     level = log_level or settings.log_level
     setup_logging(level)
     signal.signal(signal.SIGTERM, _exit_cleanly)
