@@ -24,12 +24,25 @@ from server.ray_backend.state_bytes import load_state_bytes, state_bytes
 from server.settings import Settings
 from server.wire.inbound import encodings_for
 from server.wire.outbound import frame_error_message, result_message
+from server.worker.admission import CapacityError
 from server.worker.device_worker import AdapterFactory, DeviceWorker, default_adapter_factory
 from server.worker.stream_session import FrameError, FrameItem, FrameResult, SessionClosed, StreamSession
 
 
 class StreamNotFound(KeyError):
     """The actor does not own this stream (never opened, closed, or the actor was restarted)."""
+
+
+class ActorFull(RuntimeError):
+    """The actor refused a stream for capacity (`reason`: streams | memory): `CapacityError` made picklable, so it
+    crosses the process boundary as itself (Ray cannot rebuild `CapacityError(reason, message)`)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.reason, str(self)))
 
 
 class DeviceWorkerActor:
@@ -69,7 +82,7 @@ class DeviceWorkerActor:
     # ---- streams --------------------------------------------------------------------------------------------
     def open_stream(self, spec: dict[str, Any]) -> str:
         """Admit a stream. `spec`: `stream_id` (required: the front-end names streams), `task`, and optionally
-        `method`, `preset`, `encodings`, `owner`. CapacityError / ValueError as the service's admission."""
+        `method`, `preset`, `encodings`, `owner`. ActorFull when it does not fit, ValueError for a bad method."""
         out: queue.Queue = queue.Queue()
         task = spec.get("task", "semantic")
         session = StreamSession(
@@ -85,7 +98,10 @@ class DeviceWorkerActor:
             owner=spec.get("owner", ""),
             instance_filter=self.settings.instance_filter(spec.get("score_threshold"), spec.get("min_area")),
         )
-        self.worker.open_session(session).result(self.timeout_s)
+        try:
+            self.worker.open_session(session).result(self.timeout_s)
+        except CapacityError as exc:
+            raise ActorFull(exc.reason, str(exc)) from None
         self.streams[session.id] = (session, out)
         return session.id
 
@@ -160,4 +176,4 @@ def remote_actor_class() -> Any:
     return ray.remote(DeviceWorkerActor)
 
 
-__all__ = ["DeviceWorkerActor", "StreamNotFound", "remote_actor_class"]
+__all__ = ["ActorFull", "DeviceWorkerActor", "StreamNotFound", "remote_actor_class"]

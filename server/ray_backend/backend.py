@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from server.logging_setup import kv
-from server.ray_backend.actor import remote_actor_class
-from server.ray_backend.registry import registry_actor
+from server.ray_backend.actor import ActorFull, remote_actor_class
+from server.ray_backend.registry import NoLiveActor, registry_actor
 from server.settings import Settings
+from server.worker.admission import CapacityError
 from server.worker.device_worker import AdapterFactory
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,34 @@ class RayBackend:
         """Place a new stream on the least-loaded live actor and admit it there; returns its id."""
         spec = {**spec, "stream_id": spec.get("stream_id") or f"ray-{uuid.uuid4().hex[:12]}"}
         stream_id = spec["stream_id"]
-        index = self._get(self.registry.place.remote(stream_id))
         try:
-            self._get(self.actors[index].open_stream.remote(spec))
+            index = self._admit(stream_id, spec)
         except Exception:
             self.registry.release.remote(stream_id)
             raise
         self.streams[stream_id] = _Stream(spec, index)
         return stream_id
+
+    def _admit(self, stream_id: str, spec: dict[str, Any]) -> int:
+        """Open the stream on the least-loaded live actor that has room: an actor refusing it for capacity (its
+        streams or memory, which the registry's counts do not see) is skipped. CapacityError when none has room."""
+        from ray.exceptions import RayTaskError
+
+        full: list[int] = []
+        while True:
+            try:
+                index = self._get(self.registry.place.remote(stream_id, full))
+            except RayTaskError as exc:
+                if isinstance(exc.cause, NoLiveActor) and full:
+                    raise CapacityError("streams", f"no actor has room for a stream (full: {full})") from None
+                raise
+            try:
+                self._get(self.actors[index].open_stream.remote(spec))
+                return index
+            except RayTaskError as exc:
+                if not isinstance(exc.cause, ActorFull):
+                    raise
+                full.append(index)
 
     def owner(self, stream_id: str) -> int:
         return self.streams[stream_id].actor
@@ -148,9 +169,8 @@ class RayBackend:
                 stream = self.streams.get(stream_id)
                 if stream is None or stream.actor != index:
                     continue
-                target = self._get(self.registry.place.remote(stream_id))
+                target = self._admit(stream_id, stream.spec)
                 actor = self.actors[target]
-                self._get(actor.open_stream.remote(stream.spec))
                 if stream.checkpoint is not None:
                     self._get(actor.restore.remote(stream_id, stream.checkpoint, stream.frames))
                 stream.migrated = {

@@ -142,3 +142,21 @@ def test_killed_actor_streams_resume_on_the_other_from_their_last_checkpoint(
     assert after[moved[0]]["segments_info"] == want[-2]["segments_info"]
     assert_same_result(nxt, want[-1])
     assert (tmp_path / "ray-checkpoints" / f"{moved[0]}.pt").is_file()
+
+
+def test_an_actor_without_room_is_skipped_and_a_full_cluster_refuses(
+    local_ray: None, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from server.worker.admission import CapacityError
+
+    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, max_streams=1)
+    b = RayBackend(settings, torch_threads=1)
+    try:
+        # a stream the registry does not count (another front-end's) fills actor 0
+        ray.get(b.actors[0].open_stream.remote({"stream_id": "elsewhere", "task": "semantic"}), timeout=60)
+        s = b.open_stream({"task": "semantic"})
+        assert b.owner(s) == 1  # actor 0 (least loaded by the registry's count) refused it for capacity
+        with pytest.raises(CapacityError, match="no actor has room"):
+            b.open_stream({"task": "semantic"})
+    finally:
+        b.shutdown()
