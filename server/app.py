@@ -23,10 +23,8 @@ from server.metrics import Metrics
 from server.routers import checkpoints, docs_offline, jobs, ops, recordings, streams_rtsp, streams_ws, ui
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
-from server.worker import DeviceWorker
-from server.worker.device_worker import AdapterFactory, default_adapter_factory
-from server.worker.layout import worker_layout
-from server.worker.state_store import StreamStateStore
+from server.worker.device_worker import AdapterFactory
+from server.worker_factory import build_worker
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +41,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        device = resolve_device(settings.device)
+        device = resolve_device("cpu" if settings.backend == "ray" else settings.device)  # ray: actors hold devices
         model = await asyncio.to_thread(load_checkpoint, settings.model_path, device)
         metrics: Metrics = app.state.metrics
-        lanes, threads = worker_layout(device, settings.worker_lanes, settings.torch_threads)
-        worker = DeviceWorker(
-            model,
-            metrics,
-            max_streams=settings.max_streams,
-            max_state_memory=int(settings.max_state_memory),
-            states_dir=StreamStateStore(
-                settings.states_dir,
-                settings.checkpoints_per_stream,
-                int(settings.checkpoint_bytes_per_key),
-                settings.checkpoint_retention_s,
-            ),
-            max_streams_per_owner=settings.max_streams_per_key if settings.auth_enabled else None,
-            max_frame_pixels=settings.max_frame_pixels,
-            max_result_side=settings.max_result_side,
-            seed=settings.seed,
-            torch_threads=threads,
-            lanes=lanes,
-            decode_threads=settings.decode_threads,
-            adapter_factory=adapter_factory or default_adapter_factory,
-        )
+        worker = await asyncio.to_thread(build_worker, settings, model, device, metrics, adapter_factory)
         worker.start()
         store = JobStore(settings.jobs_dir)
         runner = JobRunner(store, worker, settings, metrics)
@@ -91,6 +69,7 @@ def create_app(
                 name=model.cfg.name,
                 max_streams=settings.max_streams,
                 auth=settings.auth_enabled,
+                backend=settings.backend,
             ),
         )
         try:

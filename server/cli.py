@@ -5,6 +5,7 @@ The CLI lives in `mask2former_ttt`; `serve` is added here so that `mask2former_t
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 from types import FrameType
 
@@ -35,6 +36,9 @@ def _serve(
     host: str | None = typer.Option(None, help="interface to bind (default: M2F_HOST or 127.0.0.1)"),
     port: int | None = typer.Option(None, min=1, max=65535, help="TCP port (default: M2F_PORT or 8000)"),
     log_level: str = typer.Option(None, help="log level (default: M2F_LOG_LEVEL or INFO)"),
+    backend: str | None = typer.Option(
+        None, help="local | ray: device-worker actors on a Ray cluster (default: M2F_BACKEND or local)"
+    ),
 ) -> None:
     """Run the HTTP/WebSocket service (settings from M2F_* environment variables; flags win over them)."""
     import uvicorn
@@ -43,9 +47,12 @@ def _serve(
     from server.logging_setup import setup_logging
     from server.settings import Settings
 
-    settings = Settings()
-    if settings.backend != "local":  # server.ray_backend is library-level so far (docs/deployment-ray.md)
-        typer.echo(f"backend={settings.backend!r}: `serve` runs the local backend only for now", err=True)
+    if backend not in (None, "local", "ray"):
+        typer.echo(f"--backend must be local or ray, not {backend!r}", err=True)
+        raise typer.Exit(2)
+    settings = Settings(backend=backend) if backend else Settings()
+    if settings.backend == "ray" and importlib.util.find_spec("ray") is None:
+        typer.echo("backend=ray needs Ray: pip install '.[ray]' (docs/deployment-ray.md)", err=True)
         raise typer.Exit(2)
     level = log_level or settings.log_level
     setup_logging(level)

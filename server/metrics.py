@@ -40,6 +40,13 @@ class Metrics:
             "m2f_stream_state_bytes", "Adapted-state memory of each stream", ["stream"], registry=r
         )
         self.active_streams = Gauge("m2f_active_streams", "Streams holding adapted state", ["source"], registry=r)
+        # Ray backend (server.ray_backend): one series per device-worker actor; fps = rate(m2f_ray_actor_frames_total)
+        self.ray_actor_alive = Gauge("m2f_ray_actor_alive", "1 while the device-worker actor answers", ["actor"], registry=r)
+        self.ray_actor_streams = Gauge("m2f_ray_actor_streams", "Streams the actor owns", ["actor"], registry=r)
+        self.ray_actor_frames = Counter("m2f_ray_actor_frames", "Frames the actor processed", ["actor"], registry=r)
+        self.ray_actor_rss = Gauge(
+            "m2f_ray_actor_max_rss_bytes", "Peak resident memory of the actor's process", ["actor"], registry=r
+        )
         self.jobs = Counter("m2f_jobs_finished", "Upload jobs finished", ["state"], registry=r)
         for source in ("ws", "rtsp", "job"):  # export zeros from the start
             for series in (self.frames, self.drops, self.frame_errors, self.rollbacks, self.active_streams):

@@ -89,11 +89,21 @@ class ModelRef(BaseModel):
     name: str
 
 
+class RayCluster(BaseModel):
+    """The Ray backend's actors: `alive` of `actors` answer; a failed-over actor is listed in `dead`."""
+
+    backend: str = "ray"
+    actors: int
+    alive: int
+    dead: list[int]
+
+
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, bool] = Field(description="model_loaded, worker_alive, capacity_left")
     capacity: Capacity
     model: ModelRef | None
+    cluster: RayCluster | None = Field(None, description="the Ray backend's device-worker actors (null: local)")
 
 
 class ModelInfo(BaseModel):

@@ -218,6 +218,17 @@ class Settings(BaseSettings):
     ray_checkpoint_every: int = Field(
         30, ge=1, description="frames between a stream's failover checkpoints (adaptation lost at most on a crash)"
     )
+    ray_checkpoint_dir: str | None = Field(
+        None,
+        description="where failover checkpoints are also written: a directory or an fsspec URL (`s3://bucket/m2f`); "
+        "unset: kept in the front-end's memory only",
+    )
+    ray_actor_gpus: float | None = Field(
+        None, ge=0, description="GPUs per device-worker actor; unset: 1 when the Ray cluster has GPUs, else 0"
+    )
+    ray_health_interval_s: float = Field(
+        2.0, gt=0, description="seconds between the front-end's liveness checks of its actors (failover of idle streams)"
+    )
 
     # logging
     log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")

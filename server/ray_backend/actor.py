@@ -15,7 +15,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from model.checkpoint import load_checkpoint
 from model.device import resolve_device
@@ -27,6 +27,20 @@ from server.wire.outbound import frame_error_message, result_message
 from server.worker.admission import CapacityError
 from server.worker.device_worker import AdapterFactory, DeviceWorker, default_adapter_factory
 from server.worker.stream_session import FrameError, FrameItem, FrameResult, SessionClosed, StreamSession
+
+
+def session_view(session: StreamSession) -> dict[str, Any]:
+    """The session fields a front-end mirrors after each frame or control (counters, task, encodings)."""
+    return {
+        "task": session.task,
+        "encodings": session.encodings,
+        "processed": session.processed,
+        "errors": session.errors,
+        "rollbacks": session.rollbacks,
+        "last_loss": session.last_loss,
+        "memory_bytes": session.memory_bytes,
+        "reserved_bytes": session.reserved_bytes,
+    }
 
 
 class StreamNotFound(KeyError):
@@ -82,11 +96,12 @@ class DeviceWorkerActor:
     # ---- streams --------------------------------------------------------------------------------------------
     def open_stream(self, spec: dict[str, Any]) -> str:
         """Admit a stream. `spec`: `stream_id` (required: the front-end names streams), `task`, and optionally
-        `method`, `preset`, `encodings`, `owner`. ActorFull when it does not fit, ValueError for a bad method."""
+        `method`, `preset`, `encodings`, `owner`, `source`, `score_threshold`, `min_area`, `ttt_view_every`.
+        ActorFull when it does not fit, ValueError for a bad method."""
         out: queue.Queue = queue.Queue()
         task = spec.get("task", "semantic")
         session = StreamSession(
-            source="ws",
+            source=spec.get("source", "ws"),
             task=task,
             method=spec.get("method") or self.settings.ttt_method,
             preset=spec.get("preset") or self.settings.ttt_preset,
@@ -97,6 +112,7 @@ class DeviceWorkerActor:
             session_id=spec["stream_id"],
             owner=spec.get("owner", ""),
             instance_filter=self.settings.instance_filter(spec.get("score_threshold"), spec.get("min_area")),
+            ttt_view_every=int(spec.get("ttt_view_every", 0)),
         )
         try:
             self.worker.open_session(session).result(self.timeout_s)
@@ -114,20 +130,36 @@ class DeviceWorkerActor:
     def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
         """Run one encoded image (JPEG / PNG) through the stream's adapter; returns its `result` message (or its
         `error` message: a bad image or a failed step does not end the stream)."""
+        obj, _ = self.process(stream_id, FrameItem(frame_id=frame_id, data=frame, capture_ts=capture_ts))
+        if isinstance(obj, FrameError):
+            return frame_error_message(obj)
+        return result_message(obj, obj.encodings, self.model.cfg.class_names, self.model.cfg.class_colors)
+
+    def process(self, stream_id: str, item: FrameItem) -> tuple[FrameResult | FrameError, dict]:
+        """Run one frame (encoded bytes or an (H, W, 3) uint8 array) through the stream's lane, as the
+        single-process worker does; returns what that worker would deliver (`FrameResult` / `FrameError`) and the
+        session's counters (`session_view`), for the service front-end to deliver and mirror."""
         session, out = self._stream(stream_id)
-        if not self.worker.put(session, FrameItem(frame_id=frame_id, data=frame, capture_ts=capture_ts), self.timeout_s):
+        item.decoding, item.enqueued = None, 0.0
+        if not self.worker.put(session, item, self.timeout_s):
             raise RuntimeError(f"stream {stream_id!r} is closed or its queue stayed full")
         deadline = time.monotonic() + self.timeout_s
         while True:
             obj = out.get(timeout=max(0.0, deadline - time.monotonic()))
-            if isinstance(obj, FrameResult) and obj.frame_id == frame_id:
-                self.frames += 1
-                return result_message(obj, obj.encodings, self.model.cfg.class_names, self.model.cfg.class_colors)
-            if isinstance(obj, FrameError) and obj.frame_id == frame_id:
-                return frame_error_message(obj)
+            if isinstance(obj, (FrameResult, FrameError)) and obj.frame_id == item.frame_id:
+                self.frames += isinstance(obj, FrameResult)
+                return obj, session_view(session)
             if isinstance(obj, SessionClosed):
                 raise RuntimeError(f"stream {stream_id!r} closed: {obj.reason}")
-            # ControlReply of an earlier checkpoint / restore (answered on its Future already): skip
+            # ControlReply of an earlier control (answered on its Future already): skip
+
+    def run_control(self, stream_id: str, name: str, fn: Callable[[StreamSession], dict]) -> tuple[dict, dict]:
+        """Run `fn(session)` as an in-order control on the stream's lane (the service's reset, set_task, job state
+        saves...; `fn` travels pickled, so what it touches on disk must be storage the actor shares). Returns its
+        payload and `session_view`; its exception is raised."""
+        session, _ = self._stream(stream_id)
+        payload = self.worker.control(session, name, fn).result(self.timeout_s)
+        return payload, session_view(session)
 
     def close_stream(self, stream_id: str) -> None:
         """Release the stream's adapter (no-op for an unknown stream)."""
@@ -176,4 +208,4 @@ def remote_actor_class() -> Any:
     return ray.remote(DeviceWorkerActor)
 
 
-__all__ = ["ActorFull", "DeviceWorkerActor", "StreamNotFound", "remote_actor_class"]
+__all__ = ["ActorFull", "DeviceWorkerActor", "StreamNotFound", "remote_actor_class", "session_view"]

@@ -2,7 +2,8 @@
 route each stream's calls to its owning actor, checkpoint every `ray_checkpoint_every` frames, and fail a dead
 actor's streams over to live actors from their last checkpoint.
 
-Checkpoints are kept in this (front-end) process, and written to `checkpoint_dir` when one is given. A failover
+Checkpoints are kept in this (front-end) process, and written to `checkpoint_dir` (`M2F_RAY_CHECKPOINT_DIR`: a
+directory or an fsspec URL) when one is given. A failover
 is reported on the stream's next result as `"migrated": {from_actor, to_actor, frames_lost, resumed_from_frame}`:
 `frames_lost` frames of adaptation (processed since the last checkpoint) are gone, their results were sent.
 """
@@ -14,9 +15,10 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from server.logging_setup import kv
+from server.ray_backend.checkpoint_storage import write_checkpoint
 from server.ray_backend.actor import ActorFull, remote_actor_class
 from server.ray_backend.registry import NoLiveActor, registry_actor
 from server.settings import Settings
@@ -49,18 +51,24 @@ class RayBackend:
         actor_options: dict[str, Any] | None = None,
         torch_threads: int | None = None,
         adapter_factory: AdapterFactory | None = None,
-        checkpoint_dir: Path | None = None,
+        checkpoint_dir: Path | str | None = None,
         call_timeout_s: float = 120.0,
+        on_moved: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """`on_moved(stream_id, migrated)` is called for each stream a failover moved, on the thread that found the
+        dead actor (the service front-end re-routes the stream's queue and tells its client)."""
         import ray
 
         self.settings = settings
+        self.on_moved = on_moved
+        self.dead: set[int] = set()
+        self.started_ray = not ray.is_initialized()
         self.checkpoint_every = settings.ray_checkpoint_every
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else settings.ray_checkpoint_dir
         self.call_timeout_s = call_timeout_s
         if not ray.is_initialized():
             ray.init(address=settings.ray_address or None, num_cpus=num_cpus, include_dashboard=False)
-        options = {"num_cpus": 1, "max_restarts": 0} if actor_options is None else actor_options
+        options = {"num_cpus": 1, "max_restarts": 0, **actor_gpus(settings)} if actor_options is None else actor_options
         cls = remote_actor_class()
         self.actors = [
             cls.options(**options).remote(settings, torch_threads=torch_threads, adapter_factory=adapter_factory)
@@ -92,7 +100,7 @@ class RayBackend:
     def _admit(self, stream_id: str, spec: dict[str, Any]) -> int:
         """Open the stream on the least-loaded live actor that has room: an actor refusing it for capacity (its
         streams or memory, which the registry's counts do not see) is skipped. CapacityError when none has room."""
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayActorError, RayTaskError
 
         full: list[int] = []
         while True:
@@ -105,6 +113,8 @@ class RayBackend:
             try:
                 self._get(self.actors[index].open_stream.remote(spec))
                 return index
+            except RayActorError:
+                full.append(index)  # died before anyone noticed: the next call on one of its streams fails it over
             except RayTaskError as exc:
                 if not isinstance(exc.cause, ActorFull):
                     raise
@@ -113,25 +123,39 @@ class RayBackend:
     def owner(self, stream_id: str) -> int:
         return self.streams[stream_id].actor
 
-    def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
-        """The stream's result (or error) message for one encoded image, from its owning actor; a dead owner's
-        streams are re-admitted elsewhere first and this frame is run there."""
+    def call(self, stream_id: str, method: str, *args: Any) -> Any:
+        """`actor.<method>(stream_id, *args)` on the stream's owner; a dead owner's streams are re-admitted elsewhere
+        first (`fail_over`) and the call is made there, so the caller sees no error."""
         from ray.exceptions import RayActorError
 
         stream = self.streams[stream_id]
         while True:
             index = stream.actor
             try:
-                msg = self._get(self.actors[index].submit.remote(stream_id, frame, frame_id, capture_ts))
-                break
+                return self._get(getattr(self.actors[index], method).remote(stream_id, *args))
             except RayActorError:
                 self.fail_over(index)
+
+    def frame_done(self, stream_id: str) -> None:
+        """Count a result of the stream; every `ray_checkpoint_every` results, take its failover checkpoint."""
+        stream = self.streams[stream_id]
         stream.frames += 1
-        if stream.migrated is not None:
-            msg["migrated"], stream.migrated = stream.migrated, None
         if stream.frames % self.checkpoint_every == 0:
             self._checkpoint(stream_id, stream)
+
+    def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
+        """The stream's result (or error) message for one encoded image, from its owning actor; a failover since
+        the last result is reported on it as `migrated`."""
+        msg = self.call(stream_id, "submit", frame, frame_id, capture_ts)
+        self.frame_done(stream_id)
+        stream = self.streams[stream_id]
+        if stream.migrated is not None:
+            msg["migrated"], stream.migrated = stream.migrated, None
         return msg
+
+    def checkpoint_now(self, stream_id: str) -> None:
+        """Take the stream's failover checkpoint now (after a reset or restore changed its state)."""
+        self._checkpoint(stream_id, self.streams[stream_id])
 
     def _checkpoint(self, stream_id: str, stream: _Stream) -> None:
         from ray.exceptions import RayActorError
@@ -142,10 +166,10 @@ class RayBackend:
             return  # the owner died after the frame: the next call fails over from the previous checkpoint
         stream.checkpoint, stream.checkpoint_frames = data, stream.frames
         if self.checkpoint_dir is not None:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.checkpoint_dir / f"{stream_id}.pt.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(self.checkpoint_dir / f"{stream_id}.pt")
+            try:
+                write_checkpoint(self.checkpoint_dir, stream_id, data)
+            except Exception:  # noqa: BLE001 - the copy in memory still serves a failover
+                log.exception("writing a failover checkpoint failed", extra=kv(stream=stream_id))
 
     def close_stream(self, stream_id: str) -> None:
         from ray.exceptions import RayActorError
@@ -164,6 +188,7 @@ class RayBackend:
         """Actor `index` died: re-admit each of its streams on a live actor from its last checkpoint (or afresh
         when it had none); returns the moved streams. Idempotent: a second call for the same actor does nothing."""
         with self._lock:
+            self.dead.add(index)
             moved = self._get(self.registry.mark_dead.remote(index))
             for stream_id in moved:
                 stream = self.streams.get(stream_id)
@@ -181,9 +206,16 @@ class RayBackend:
                 }
                 stream.actor = target
                 log.warning("stream failed over", extra=kv(stream=stream_id, **stream.migrated))
+                if self.on_moved is not None:
+                    self.on_moved(stream_id, stream.migrated)
             return moved
 
     # ---- cluster --------------------------------------------------------------------------------------------
+    @property
+    def live_actors(self) -> list[int]:
+        """Indexes of the actors not known to be dead."""
+        return [i for i in range(len(self.actors)) if i not in self.dead]
+
     def stats(self) -> list[dict[str, Any] | None]:
         """Each actor's `stats()` (None for a dead one)."""
         from ray.exceptions import RayActorError
@@ -203,3 +235,16 @@ class RayBackend:
         for actor in [*self.actors, self.registry]:
             ray.kill(actor)
         self.streams.clear()
+        if self.started_ray:
+            ray.shutdown()
+
+
+def actor_gpus(settings: Settings) -> dict[str, float]:
+    """`{"num_gpus": n}` for each device-worker actor: `ray_actor_gpus`, or when unset 1 if the cluster has GPUs
+    (one actor per device) and none otherwise."""
+    import ray
+
+    gpus = settings.ray_actor_gpus
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return {"num_gpus": gpus} if gpus else {}

@@ -12,9 +12,10 @@ from server.worker.stream_session import StreamSession
 
 
 def state_bytes(session: StreamSession) -> bytes:
-    """`torch.save` of `state_blob(session)` (`{format, method, preset, frames, state}`); worker lane only."""
+    """`torch.save` of `state_blob(session)` (`{format, method, preset, frames, state}`) and the stream's tracker
+    state (so persistent instance ids survive a move); worker lane only."""
     buf = io.BytesIO()
-    torch.save(state_blob(session), buf)
+    torch.save({**state_blob(session), "tracker": session.tracker.state_dict()}, buf)
     return buf.getvalue()
 
 
@@ -30,4 +31,6 @@ def load_state_bytes(session: StreamSession, data: bytes) -> dict:
             f"this stream runs method={session.method} preset={session.preset}"
         )
     session.adapter.load_state_dict(blob["state"])
+    if isinstance(blob.get("tracker"), dict):
+        session.tracker.load_state_dict(blob["tracker"])
     return {"frames": int(blob["frames"])}

@@ -39,6 +39,7 @@ async def readyz(request: Request) -> JSONResponse:
         checks=checks,
         capacity=capacity,
         model={"name": model.cfg.name} if model is not None else None,
+        cluster=worker.cluster() if hasattr(worker, "cluster") else None,  # Ray backend: its actors
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

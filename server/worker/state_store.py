@@ -48,13 +48,14 @@ class StreamStateStore:
         self.states_dir = Path(states_dir)
         self.index = CheckpointIndex(self.states_dir, per_stream, bytes_per_key, retention_s)
 
-    def save(self, session: StreamSession) -> dict:
-        """Save the session's adapter state under a new id owned by the session's owner; returns
-        `{checkpoint_id, bytes, frames}`. CheckpointQuotaError when the owner's byte quota is used up."""
+    def save(self, session: StreamSession, blob: dict | None = None) -> dict:
+        """Save the session's adapter state (or `blob`, a `state_blob` taken elsewhere: a Ray actor) under a new id
+        owned by the session's owner; returns `{checkpoint_id, bytes, frames}`. CheckpointQuotaError when the
+        owner's byte quota is used up."""
         checkpoint_id = f"{session.id}-{uuid.uuid4().hex[:8]}"
         self.states_dir.mkdir(parents=True, exist_ok=True)
         path = self.states_dir / f"{checkpoint_id}.pt"
-        torch.save(state_blob(session), path)
+        torch.save(state_blob(session) if blob is None else blob, path)
         size = path.stat().st_size
         record = CheckpointRecord(
             checkpoint_id=checkpoint_id, owner=session.owner, stream_id=session.id, bytes=size,
@@ -79,6 +80,12 @@ class StreamStateStore:
         """Load a saved state into the session's adapter. `owns` decides whose checkpoints the caller may use
         (default: the session owner's only). ValueError if it is not a stream state or was saved by another method
         or preset. Returns `{checkpoint_id, frames}`."""
+        blob = self.load(session, checkpoint_id, owns)
+        session.adapter.load_state_dict(blob["state"])
+        return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
+
+    def load(self, session: StreamSession, checkpoint_id: str, owns: Owns | None = None) -> dict:
+        """The checked `state_blob` of a checkpoint `session` may load (see `restore`), without loading it."""
         path = self.path(checkpoint_id, owns or _same_owner(session.owner))
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or not str(blob.get("format", "")).startswith("m2f-ttt-stream-state/"):
@@ -93,5 +100,4 @@ class StreamStateStore:
                 f"checkpoint {checkpoint_id!r} is for method={blob['method']} preset={blob['preset']}, "
                 f"this stream runs method={session.method} preset={session.preset}"
             )
-        session.adapter.load_state_dict(blob["state"])
-        return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
+        return blob

@@ -1,0 +1,80 @@
+"""Stream controls of the Ray backend's front-end (`RayDeviceWorker`): queued in order with the stream's frames,
+run on the actor that owns the stream. `fn(session)` travels pickled (what it touches on disk must be storage the
+actor shares); the service's checkpoint / restore by id are saved and checked in the front-end's state store, and
+only the adapter state crosses to the actor."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from server.worker.controls import StreamControls
+from server.worker.state_store import StreamStateStore, state_blob
+from server.worker.stream_session import StreamSession
+
+
+def load_adapter_state(state: dict) -> Callable[[StreamSession], dict]:
+    """Control body run on the owning actor: load an adapter `state_dict` into the stream."""
+
+    def run(session: StreamSession) -> dict:
+        session.adapter.load_state_dict(state)
+        return {}
+
+    return run
+
+
+def cause(exc: BaseException) -> BaseException:
+    """The exception raised inside an actor (Ray wraps it in a RayTaskError that prints the remote traceback)."""
+    return getattr(exc, "cause", None) or exc
+
+
+class RemoteControls(StreamControls):
+    """Mixin of `RayDeviceWorker`: needs `backend` (a `RayBackend`), `states`, `scheduler` and `_deliver`."""
+
+    backend: Any
+    states: StreamStateStore
+
+    # ---- controls: run on the owner ------------------------------------------------------------------------
+    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
+        """Queue `fn(session)` in order with the stream's frames; it runs on the owning actor."""
+
+        def run(s: StreamSession) -> dict:
+            payload = self._on_owner(s, name, fn)
+            if name in ("reset", "restore", "job-restore"):  # its state changed: a failover must not undo that
+                self.backend.checkpoint_now(s.id)
+            return payload
+
+        return StreamControls.control(self, session, name, run)
+
+    def checkpoint(self, session: StreamSession) -> Future:
+        """Save the stream's adapted state here, under an id (`{checkpoint_id, bytes, frames}`)."""
+        return StreamControls.control(
+            self, session, "checkpoint", lambda s: self.states.save(s, self._on_owner(s, "checkpoint", state_blob))
+        )
+
+    def restore(self, session: StreamSession, checkpoint_id: str, caller: Any = None) -> Future:
+        """Load a checkpoint saved here (checked here: owner, method, preset) into the stream on its owner."""
+        owns = caller.owns if caller is not None else None
+
+        def run(s: StreamSession) -> dict:
+            blob = self.states.load(s, checkpoint_id, owns)
+            self._on_owner(s, "restore", load_adapter_state(blob["state"]))
+            self.backend.checkpoint_now(s.id)
+            return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
+
+        return StreamControls.control(self, session, "restore", run)
+
+    def _on_owner(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Any:
+        try:
+            payload, view = self.backend.call(session.id, "run_control", name, fn)
+        except Exception as exc:
+            raise cause(exc) from None
+        self._mirror(session, view)
+        return payload
+
+    @staticmethod
+    def _mirror(session: StreamSession, view: dict) -> None:
+        """Copy the owner's counters, task and encodings onto the front-end's session (its stats, its consumers)."""
+        session.task, session.encodings = view["task"], tuple(view["encodings"])
+        for name in ("processed", "rollbacks", "last_loss", "memory_bytes", "reserved_bytes"):
+            setattr(session, name, view[name])
