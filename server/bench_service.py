@@ -62,9 +62,11 @@ def _free_port() -> int:
 
 @contextmanager
 def running_server(
-    model_dir: Path, threads: int, max_streams: int, preset: str, lanes: int | None = None
+    model_dir: Path, threads: int, max_streams: int, preset: str, lanes: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """`m2f-ttt serve` as a subprocess on a free loopback port; yields its ws:// base URL."""
+    """`m2f-ttt serve` as a subprocess on a free loopback port (`extra_env`: more M2F_* settings, e.g. the Ray
+    backend's); yields its ws:// base URL."""
     port = _free_port()
     tmp = Path(tempfile.mkdtemp(prefix="m2f-bench-"))
     env = {
@@ -79,6 +81,7 @@ def running_server(
         "M2F_STATES_DIR": str(tmp / "states"),
         "M2F_LOG_LEVEL": "WARNING",
         "OMP_NUM_THREADS": str(threads),
+        **(extra_env or {}),
     }
     cmd = [sys.executable, "-c", "from server.cli import main; main()", "serve", "--port", str(port)]
     log = (tmp / "serve.log").open("w")

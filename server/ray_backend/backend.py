@@ -70,11 +70,14 @@ class RayBackend:
             ray.init(address=settings.ray_address or None, num_cpus=num_cpus, include_dashboard=False)
         options = {"num_cpus": 1, "max_restarts": 0, **actor_gpus(settings)} if actor_options is None else actor_options
         cls = remote_actor_class()
+        self.frontend_id = uuid.uuid4().hex[:8]  # names this front-end's actors in the Ray dashboard / `ray list`
         self.actors = [
-            cls.options(**options).remote(settings, torch_threads=torch_threads, adapter_factory=adapter_factory)
-            for _ in range(settings.ray_actors)
+            cls.options(name=f"m2f-ttt-worker-{self.frontend_id}-{i}", **options).remote(
+                settings, torch_threads=torch_threads, adapter_factory=adapter_factory
+            )
+            for i in range(settings.ray_actors)
         ]
-        self.registry = registry_actor(settings.ray_actors)
+        self.registry = registry_actor(settings.ray_actors, self.frontend_id)
         self.streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()  # failover: one re-admission of a dead actor's streams at a time
         ray.get([a.ping.remote() for a in self.actors], timeout=call_timeout_s)  # actors built, lanes running

@@ -1,6 +1,7 @@
 """The stream registry: which actor owns each stream (single writer), and placement of new streams by load.
 
-A plain class run as a named Ray actor (`REGISTRY_NAME`), so every front-end replica sees the same ownership."""
+A plain class run as a named Ray actor (`REGISTRY_NAME-<front-end id>`): each front-end owns its set of device-worker
+actors and its registry, so several front-end replicas on one cluster never mix their actor indexes."""
 
 from __future__ import annotations
 
@@ -56,12 +57,12 @@ class StreamRegistry:
         return {"owner": dict(self.owner), "dead": sorted(self.dead), "loads": self.loads()}
 
 
-def registry_actor(actors: int) -> Any:
+def registry_actor(actors: int, frontend_id: str) -> Any:
     """The named registry actor, created if absent (no CPU reserved: it only holds a dict)."""
     import ray
 
     return (
         ray.remote(StreamRegistry)
-        .options(name=REGISTRY_NAME, get_if_exists=True, num_cpus=0, lifetime=None)
+        .options(name=f"{REGISTRY_NAME}-{frontend_id}", get_if_exists=True, num_cpus=0, lifetime=None)
         .remote(actors)
     )

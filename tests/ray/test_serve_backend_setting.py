@@ -9,6 +9,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+import server.logging_setup
 from server.cli import build_app
 
 
@@ -17,6 +18,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
     apps: list = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     monkeypatch.setattr("server.cli.signal.signal", lambda sig, handler: None)
+    monkeypatch.setattr(server.logging_setup, "setup_logging", lambda level: None)  # not onto CliRunner's stream
     return apps
 
 

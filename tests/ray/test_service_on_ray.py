@@ -195,6 +195,7 @@ def test_killing_an_actor_moves_its_streams_from_their_last_checkpoint(ray_servi
         ray.kill(worker.backend.actors[victim], no_restart=True)
         for c in moved:  # idle streams hear of it, before any frame of theirs meets the dead actor
             event = c.recv("migrated", timeout=30)
+            print(f"\nmigrated event {time.monotonic() - killed:.2f} s after the kill: {event}")
             assert time.monotonic() - killed <= 5.0
             assert event["from_actor"] == victim and event["to_actor"] != victim
             assert event["frames_lost"] == FRAMES - CHECKPOINT_EVERY
