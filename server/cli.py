@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import signal
 from types import FrameType
+from typing import Annotated
 
 import typer
 
@@ -36,9 +37,9 @@ def _serve(
     host: str | None = typer.Option(None, help="interface to bind (default: M2F_HOST or 127.0.0.1)"),
     port: int | None = typer.Option(None, min=1, max=65535, help="TCP port (default: M2F_PORT or 8000)"),
     log_level: str = typer.Option(None, help="log level (default: M2F_LOG_LEVEL or INFO)"),
-    backend: str | None = typer.Option(
-        None, help="local | ray: device-worker actors on a Ray cluster (default: M2F_BACKEND or local)"
-    ),
+    backend: Annotated[  # Annotated: a plain default, so `_serve(...)` called directly gets None
+        str | None, typer.Option(help="local | ray: device-worker actors on a Ray cluster (default: M2F_BACKEND or local)")
+    ] = None,
 ) -> None:
     """Run the HTTP/WebSocket service (settings from M2F_* environment variables; flags win over them)."""
     import uvicorn
