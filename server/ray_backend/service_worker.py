@@ -29,9 +29,9 @@ from server.ray_backend.remote_controls import RemoteControls, cause
 from server.settings import Settings
 from server.worker.admission import Admission, CapacityError
 from server.worker.device_worker import AdapterFactory
-from server.worker.scheduler import Scheduler
+from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
-from server.worker.stream_session import ControlItem, FrameError, FrameItem, SessionClosed, StreamSession
+from server.worker.stream_session import FrameError, FrameItem, SessionClosed, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -187,21 +187,7 @@ class RayDeviceWorker(RemoteControls):
 
     # ---- dispatch ------------------------------------------------------------------------------------------
     def _run(self, lane: int) -> None:
-        while not self._stop.is_set():
-            work = self.scheduler.next(timeout=0.25, lane=lane)
-            if work is None:
-                continue
-            kind, a, b = work
-            if kind == "command":
-                if b.set_running_or_notify_cancel():
-                    try:
-                        b.set_result(a())
-                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                        b.set_exception(exc)
-            elif isinstance(b, ControlItem):
-                self._run_control(a, b)
-            else:
-                self._process(a, b)
+        serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process)
 
     def _process(self, session: StreamSession, item: FrameItem) -> None:
         """One frame on the stream's owner -> its FrameResult / FrameError delivered here, counters mirrored."""
@@ -209,9 +195,9 @@ class RayDeviceWorker(RemoteControls):
         try:
             obj, view = self.backend.call(session.id, "process", item)
         except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
-            cause = cause(exc)
-            log.warning("frame failed on its actor", extra=kv(stream=session.id, error=str(cause)))
-            obj, view = FrameError(session.id, item.frame_id, "adapter_error", f"frame {item.frame_id!r}: {cause}"), None
+            why = cause(exc)
+            log.warning("frame failed on its actor", extra=kv(stream=session.id, error=str(why)))
+            obj, view = FrameError(session.id, item.frame_id, "adapter_error", f"frame {item.frame_id!r}: {why}"), None
         if view is not None:
             self._mirror(session, view)
         if isinstance(obj, FrameError):

@@ -38,10 +38,9 @@ from server.worker.controls import StreamControls
 from server.worker.rebalance import LaneRebalancing
 from server.worker.decode_ahead import DecodeAhead
 from server.worker.imaging import ImageDecodeError, result_size
-from server.worker.scheduler import Scheduler
+from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
 from server.worker.stream_session import (
-    ControlItem,
     FrameError,
     FrameItem,
     FrameResult,
@@ -226,29 +225,10 @@ class DeviceWorker(StreamControls, LaneRebalancing):
             torch.set_num_threads(self.torch_threads)  # restored when the worker stops
         log.info("device worker started", extra=kv(lane=lane, lanes=self.lanes, threads=torch.get_num_threads()))
         try:
-            while not self._stop.is_set():
-                work = self.scheduler.next(timeout=0.25, lane=lane)
-                if work is None:
-                    continue
-                kind, a, b = work
-                if kind == "command":
-                    self._run_command(a, b)
-                elif isinstance(b, ControlItem):
-                    self._run_control(a, b)
-                else:
-                    self._process(a, b)
+            serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process)
         finally:
             torch.set_num_threads(previous_threads)
             log.info("device worker stopped")
-
-    @staticmethod
-    def _run_command(fn: Callable[[], Any], fut: Future) -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            fut.set_exception(exc)
 
     def _deliver(self, session: StreamSession, obj: Any) -> None:
         try:

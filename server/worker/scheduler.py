@@ -184,3 +184,29 @@ class Scheduler:
         """Frames queued over all sessions."""
         with self._cv:
             return sum(s.pending_frames for s in self._ring)
+
+
+def serve_lane(
+    scheduler: Scheduler,
+    lane: int,
+    stop: threading.Event,
+    on_control: Callable[[StreamSession, ControlItem], None],
+    on_frame: Callable[[StreamSession, FrameItem], None],
+) -> None:
+    """A worker lane's loop until `stop`: commands run here (their Future gets the result or exception), a stream's
+    controls and frames go to `on_control` / `on_frame`, one at a time, in the order `next(lane=lane)` gives them."""
+    while not stop.is_set():
+        work = scheduler.next(timeout=0.25, lane=lane)
+        if work is None:
+            continue
+        kind, a, b = work
+        if kind == "command":
+            if b.set_running_or_notify_cancel():
+                try:
+                    b.set_result(a())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    b.set_exception(exc)
+        elif isinstance(b, ControlItem):
+            on_control(a, b)
+        else:
+            on_frame(a, b)

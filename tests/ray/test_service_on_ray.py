@@ -178,6 +178,34 @@ def test_controls_reach_the_owner(ray_service, frames: list[bytes]) -> None:
         assert step(5)["task"] == "panoptic"
 
 
+def test_a_failing_frame_is_an_error_on_its_stream_only(
+    ray_service, frames: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad image (found on the actor) and a call that fails in transit each give that frame an `error` message;
+    the stream goes on, and so does the other stream."""
+    backend = ray_service.app.state.worker.backend
+    with ExitStack() as stack:
+        c, other = Client(stack, ray_service), Client(stack, ray_service)
+        c.send(frames[0][:200], 0)  # a JPEG cut short: its header passes the socket, its decode fails on the actor
+        assert c.recv("error")["code"] == "bad_image"
+        real_call, broken = backend.call, {"left": 1}
+
+        def flaky(stream_id, method, *args):
+            if stream_id == c.id and method == "process" and broken["left"]:
+                broken["left"] -= 1
+                raise RuntimeError("lost in transit")
+            return real_call(stream_id, method, *args)
+
+        monkeypatch.setattr(backend, "call", flaky)
+        c.send(frames[0], 1)
+        err = c.recv("error")
+        assert err["code"] == "adapter_error" and "lost in transit" in err["message"]
+        other.send(frames[0], 0)
+        other.recv("result")
+        c.send(frames[1], 2)
+        assert c.recv("result")["frame_id"] == 2
+
+
 def test_killing_an_actor_moves_its_streams_from_their_last_checkpoint(ray_service, frames: list[bytes]) -> None:
     worker = ray_service.app.state.worker
     with ExitStack() as stack:
