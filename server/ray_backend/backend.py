@@ -28,6 +28,10 @@ from server.worker.device_worker import AdapterFactory
 log = logging.getLogger(__name__)
 
 
+class StreamLost(KeyError):
+    """The stream is not (or no longer) open on this front-end."""
+
+
 @dataclass
 class _Stream:
     """What the front-end remembers of a stream to re-admit it elsewhere."""
@@ -54,13 +58,15 @@ class RayBackend:
         checkpoint_dir: Path | str | None = None,
         call_timeout_s: float = 120.0,
         on_moved: Callable[[str, dict[str, Any]], None] | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
     ) -> None:
         """`on_moved(stream_id, migrated)` is called for each stream a failover moved, on the thread that found the
-        dead actor (the service front-end re-routes the stream's queue and tells its client)."""
+        dead actor (the service front-end re-routes the stream's queue and tells its client); `on_lost(stream_id,
+        reason)` for each it could not move (no live actor with room): the stream is gone."""
         import ray
 
         self.settings = settings
-        self.on_moved = on_moved
+        self.on_moved, self.on_lost = on_moved, on_lost
         self.dead: set[int] = set()
         self.started_ray = not ray.is_initialized()
         self.checkpoint_every = settings.ray_checkpoint_every
@@ -131,8 +137,10 @@ class RayBackend:
         first (`fail_over`) and the call is made there, so the caller sees no error."""
         from ray.exceptions import RayActorError
 
-        stream = self.streams[stream_id]
         while True:
+            stream = self.streams.get(stream_id)
+            if stream is None:
+                raise StreamLost(f"stream {stream_id!r} is not open (closed, or lost with its actor)")
             index = stream.actor
             try:
                 return self._get(getattr(self.actors[index], method).remote(stream_id, *args))
@@ -197,10 +205,13 @@ class RayBackend:
                 stream = self.streams.get(stream_id)
                 if stream is None or stream.actor != index:
                     continue
-                target = self._admit(stream_id, stream.spec)
-                actor = self.actors[target]
-                if stream.checkpoint is not None:
-                    self._get(actor.restore.remote(stream_id, stream.checkpoint, stream.frames))
+                try:
+                    target = self._admit(stream_id, stream.spec)
+                    if stream.checkpoint is not None:
+                        self._get(self.actors[target].restore.remote(stream_id, stream.checkpoint, stream.frames))
+                except Exception as exc:  # noqa: BLE001 - no room, or another death: this stream ends, the rest move
+                    self._lose(stream_id, f"its device-worker actor {index} died and no live actor could take it: {exc}")
+                    continue
                 stream.migrated = {
                     "from_actor": index,
                     "to_actor": target,
@@ -212,6 +223,13 @@ class RayBackend:
                 if self.on_moved is not None:
                     self.on_moved(stream_id, stream.migrated)
             return moved
+
+    def _lose(self, stream_id: str, reason: str) -> None:
+        self.streams.pop(stream_id, None)
+        self.registry.release.remote(stream_id)
+        log.error("stream lost in failover", extra=kv(stream=stream_id, reason=reason))
+        if self.on_lost is not None:
+            self.on_lost(stream_id, reason)
 
     # ---- cluster --------------------------------------------------------------------------------------------
     @property

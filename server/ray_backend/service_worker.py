@@ -58,7 +58,7 @@ class RayDeviceWorker(RemoteControls):
         self.admission = Admission(metrics, settings.max_streams, int(settings.max_state_memory),
                                    settings.max_streams_per_key if settings.auth_enabled else None)
         self.backend = RayBackend(settings, torch_threads=settings.torch_threads, adapter_factory=adapter_factory,
-                                  actor_options=actor_options, on_moved=self._moved)
+                                  actor_options=actor_options, on_moved=self._moved, on_lost=self._lost)
         self.actor_stats: list[dict | None] = [None] * len(self.backend.actors)
         self._registry = threading.Lock()
         self._opener = ThreadPoolExecutor(2, thread_name_prefix="ray-admit")
@@ -234,33 +234,46 @@ class RayDeviceWorker(RemoteControls):
         self.metrics.ray_actor_alive.labels(str(migrated["from_actor"])).set(0)
         self._deliver(session, {"type": "migrated", "stream_id": stream_id, **migrated})
 
+    def _lost(self, stream_id: str, reason: str) -> None:
+        """A failover could not place the stream anywhere: it ends, its client told why (SessionClosed)."""
+        session = self.sessions.get(stream_id)
+        if session is not None:
+            self.scheduler.remove(session)
+            self._forget(session, reason)
+
     def _watch(self) -> None:
-        """Every `ray_health_interval_s`: poll each live actor's stats (per-actor metrics, capacity); an actor
-        found dead is failed over on its own lane, so idle streams move (and hear of it) too."""
+        """Every `ray_health_interval_s`: `_poll_actors` (a failing round is logged, the next one runs)."""
+        while not self._stop.wait(self.settings.ray_health_interval_s):
+            try:
+                self._poll_actors()
+            except Exception:  # noqa: BLE001 - the health thread must outlive any one round
+                log.exception("polling the Ray actors failed")
+
+    def _poll_actors(self) -> None:
+        """Each live actor's stats (per-actor metrics, capacity); an actor found dead is failed over on its own
+        lane, so idle streams move (and hear of it) too."""
         import ray
         from ray.exceptions import RayActorError
 
-        while not self._stop.wait(self.settings.ray_health_interval_s):
-            live = self.backend.live_actors
-            if not live:
+        live = self.backend.live_actors
+        if not live:
+            return
+        refs = {i: self.backend.actors[i].stats.remote() for i in live}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=5.0)
+        owners = [s.actor for s in list(self.backend.streams.values())]
+        for i, ref in refs.items():
+            if ref not in ready:
+                continue  # busy with a long call: asked again next round
+            try:
+                stats = ray.get(ref)
+            except RayActorError:
+                self.actor_stats[i] = None
+                self.metrics.ray_actor_alive.labels(str(i)).set(0)
+                self.scheduler.submit(lambda i=i: self.backend.fail_over(i), lane=i)
                 continue
-            refs = {i: self.backend.actors[i].stats.remote() for i in live}
-            ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=5.0)
-            owners = [s.actor for s in list(self.backend.streams.values())]
-            for i, ref in refs.items():
-                if ref not in ready:
-                    continue  # busy with a long call: asked again next round
-                try:
-                    stats = ray.get(ref)
-                except RayActorError:
-                    self.actor_stats[i] = None
-                    self.metrics.ray_actor_alive.labels(str(i)).set(0)
-                    self.scheduler.submit(lambda i=i: self.backend.fail_over(i), lane=i)
-                    continue
-                self.actor_stats[i] = stats
-                self.metrics.ray_actor_alive.labels(str(i)).set(1)
-                self.metrics.ray_actor_streams.labels(str(i)).set(owners.count(i))
-                self.metrics.ray_actor_rss.labels(str(i)).set(stats["max_rss_bytes"])
-
+            self.actor_stats[i] = stats
+            self.metrics.ray_actor_alive.labels(str(i)).set(1)
+            self.metrics.ray_actor_streams.labels(str(i)).set(owners.count(i))
+            self.metrics.ray_actor_rss.labels(str(i)).set(stats["max_rss_bytes"])
 
 __all__ = ["RayDeviceWorker"]

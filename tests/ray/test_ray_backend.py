@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray")
 
 from model.checkpoint import load_checkpoint  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
-from server.ray_backend.backend import RayBackend  # noqa: E402
+from server.ray_backend.backend import RayBackend, StreamLost  # noqa: E402
 from server.wire.outbound import result_message  # noqa: E402
 from server.worker import DeviceWorker, FrameItem, FrameResult, StreamSession  # noqa: E402
 from tests.server.svc_helpers import make_settings, video_jpegs  # noqa: E402
@@ -158,5 +158,24 @@ def test_an_actor_without_room_is_skipped_and_a_full_cluster_refuses(
         assert b.owner(s) == 1  # actor 0 (least loaded by the registry's count) refused it for capacity
         with pytest.raises(CapacityError, match="no actor has room"):
             b.open_stream({"task": "semantic"})
+    finally:
+        b.shutdown()
+
+
+def test_a_stream_no_live_actor_has_room_for_ends_and_the_others_move_on(
+    local_ray: None, tmp_path: Path, tiny_checkpoint: Path, frames: list[bytes]
+) -> None:
+    lost: list[tuple[str, str]] = []
+    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, max_streams=1)
+    b = RayBackend(settings, torch_threads=1, on_lost=lambda s, why: lost.append((s, why)))
+    try:
+        first, second = b.open_stream({"task": "semantic"}), b.open_stream({"task": "semantic"})
+        assert {b.owner(first), b.owner(second)} == {0, 1}
+        doomed, kept = (first, second) if b.owner(first) == 0 else (second, first)
+        ray.kill(b.actors[0], no_restart=True)
+        with pytest.raises(StreamLost):
+            b.submit(doomed, frames[0], 0)  # fails over: actor 1 is full, so the stream ends
+        assert [s for s, _ in lost] == [doomed] and "no live actor could take it" in lost[0][1]
+        assert b.submit(kept, frames[0], 0)["type"] == "result"  # the other stream is untouched
     finally:
         b.shutdown()
