@@ -138,7 +138,8 @@ class DeviceWorkerActor:
     def process(self, stream_id: str, item: FrameItem) -> tuple[FrameResult | FrameError, dict]:
         """Run one frame (encoded bytes or an (H, W, 3) uint8 array) through the stream's lane, as the
         single-process worker does; returns what that worker would deliver (`FrameResult` / `FrameError`) and the
-        session's counters (`session_view`), for the service front-end to deliver and mirror."""
+        session's counters (`session_view`), for the service front-end to deliver and mirror. A frame sent as an
+        array comes back with `image=None` (the caller has it: a full frame is not moved twice)."""
         session, out = self._stream(stream_id)
         item.decoding, item.enqueued = None, 0.0
         if not self.worker.put(session, item, self.timeout_s):
@@ -147,7 +148,10 @@ class DeviceWorkerActor:
         while True:
             obj = out.get(timeout=max(0.0, deadline - time.monotonic()))
             if isinstance(obj, (FrameResult, FrameError)) and obj.frame_id == item.frame_id:
-                self.frames += isinstance(obj, FrameResult)
+                if isinstance(obj, FrameResult):
+                    self.frames += 1
+                    if not isinstance(item.data, bytes):  # the caller sent this very array: not sent back
+                        obj.image = None  # type: ignore[assignment] - the front-end puts its own copy back
                 return obj, session_view(session)
             if isinstance(obj, SessionClosed):
                 raise RuntimeError(f"stream {stream_id!r} closed: {obj.reason}")

@@ -205,6 +205,8 @@ class RayDeviceWorker(RemoteControls):
             self.metrics.frame_errors.labels(session.source).inc()
             self._deliver(session, obj)
             return
+        if obj.image is None:  # an RTSP / file frame: the actor did not send our own array back
+            obj.image = item.data
         obj.step.timings_s["queue"] = obj.step.timings_s.get("queue", 0.0) + (start - item.enqueued)
         obj.dropped = session.dropped
         self.metrics.frames.labels(session.source).inc()
