@@ -39,7 +39,28 @@ class SemanticMeter:
         return value
 
     def compute(self) -> float:
+        """The video's mIoU × 100: the mean IoU over the classes present in its labels *or its predictions*, so a
+        few stray pixels of a class the video lacks count that class at IoU 0 (1/K of the score). Pool
+        `confusion()` over videos (`pooled_miou`) for the dataset-style figure."""
         return 100.0 * float(self.metric.compute())
+
+    def confusion(self) -> list[list[int]]:
+        """(K, K) pixel counts accumulated over the video: rows are the label's class, columns the prediction's
+        (ignored pixels left out)."""
+        return self.metric.confmat.long().tolist()
+
+
+def pooled_miou(confusions: list[list[list[int]]]) -> float | None:
+    """mIoU × 100 of the summed (K, K) confusion matrices (rows: label, columns: prediction), over the classes with
+    any label or predicted pixel in the pool: the dataset-style figure of Cityscapes / detectron2's evaluator,
+    where stray pixels of a class only count against that class's IoU over the whole pool. None for no matrices."""
+    if not confusions:
+        return None
+    cm = torch.tensor(confusions, dtype=torch.float64).sum(0)
+    tp = cm.diagonal()
+    union = cm.sum(0) + cm.sum(1) - tp
+    valid = union > 0
+    return 100.0 * float((tp[valid] / union[valid]).mean()) if bool(valid.any()) else None
 
 
 class PanopticMeter:

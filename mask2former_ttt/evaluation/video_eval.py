@@ -39,6 +39,7 @@ class VideoScore:
     rollbacks: int = 0
     per_frame_shift_score: list[float | None] = field(default_factory=list)  # the guard's score (None: gate off)
     per_frame_step_scale: list[float] = field(default_factory=list)  # the guard's step multiplier (1.0: gate off)
+    confusion: list[list[int]] | None = None  # (K, K) pixel counts, label x prediction (metrics.pooled_miou)
 
 
 def evaluate_video(
@@ -92,4 +93,5 @@ def evaluate_video(
         rollbacks=adapter.rollbacks,
         per_frame_shift_score=shift_scores,
         per_frame_step_scale=step_scales,
+        confusion=sem_meter.confusion(),
     )
