@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The service on the Ray backend against the single-process service: a real `m2f-ttt serve` subprocess per variant
-(local backend; `--backend ray` with 1 and with 2 CPU actors), N concurrent closed-loop WebSocket streams (send a
+(local backend with its default lanes and with one lane; `--backend ray` with 1 and with 2 CPU actors), N concurrent closed-loop WebSocket streams (send a
 frame, wait for its result), aggregate fps and p50/p99 end-to-end latency. Variants are interleaved over `--rounds`
 and the medians reported, in one run.
 
@@ -58,6 +58,7 @@ def main() -> None:
     jpegs = video_jpegs("bigbuckbunny.mp4", 24, width=args.width)
     variants = {
         "local": {},
+        "local, 1 lane": {"M2F_WORKER_LANES": "1"},  # one device doing one frame at a time, as one actor does
         "ray, 1 actor": {"M2F_BACKEND": "ray", "M2F_RAY_ACTORS": "1"},
         "ray, 2 actors": {"M2F_BACKEND": "ray", "M2F_RAY_ACTORS": "2"},
     }
