@@ -20,7 +20,7 @@ import torch
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.video_io import fps_fraction
 from server.logging_setup import kv
-from server.worker.state_store import STATE_FORMAT, state_blob
+from server.worker.state_store import STATE_FORMAT, load_tracker, state_blob
 from server.worker.stream_session import StreamSession
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def save_state(job_dir: Path) -> Callable[[StreamSession], dict]:
     def run(session: StreamSession) -> dict:
         name = f"state-{session.processed}.pt"
         tmp = job_dir / f".{name}.tmp"
-        torch.save({**state_blob(session), "tracker": session.tracker.state_dict()}, tmp)
+        torch.save(state_blob(session, tracker=True), tmp)
         os.replace(tmp, job_dir / name)
         return {"frames": session.processed, "state": name}
 
@@ -63,8 +63,7 @@ def restore_state(path: Path, frames: int) -> Callable[[StreamSession], dict]:
         if int(blob["frames"]) != frames:
             raise ValueError(f"{path.name} holds the state after {blob['frames']} frames, not {frames}")
         session.adapter.load_state_dict(blob["state"])
-        if isinstance(blob.get("tracker"), dict):
-            session.tracker.load_state_dict(blob["tracker"])
+        load_tracker(session, blob)
         session.processed = frames
         return {"frames": frames}
 

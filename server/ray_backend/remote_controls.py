@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from server.jobs.resume import RESTORE
 from server.worker.controls import StreamControls
 from server.worker.state_store import StreamStateStore, state_blob
 from server.worker.stream_session import StreamSession
@@ -40,7 +41,7 @@ class RemoteControls(StreamControls):
 
         def run(s: StreamSession) -> dict:
             payload = self._on_owner(s, name, fn)
-            if name in ("reset", "restore", "job-restore"):  # its state changed: a failover must not undo that
+            if name in ("reset", "restore", RESTORE):  # its state changed: a failover must not undo that
                 self.backend.checkpoint_now(s.id)
             return payload
 

@@ -7,7 +7,7 @@ import io
 
 import torch
 
-from server.worker.state_store import STATE_FORMAT, state_blob
+from server.worker.state_store import STATE_FORMAT, load_tracker, state_blob
 from server.worker.stream_session import StreamSession
 
 
@@ -15,7 +15,7 @@ def state_bytes(session: StreamSession) -> bytes:
     """`torch.save` of `state_blob(session)` (`{format, method, preset, frames, state}`) and the stream's tracker
     state (so persistent instance ids survive a move); worker lane only."""
     buf = io.BytesIO()
-    torch.save({**state_blob(session), "tracker": session.tracker.state_dict()}, buf)
+    torch.save(state_blob(session, tracker=True), buf)
     return buf.getvalue()
 
 
@@ -31,6 +31,5 @@ def load_state_bytes(session: StreamSession, data: bytes) -> dict:
             f"this stream runs method={session.method} preset={session.preset}"
         )
     session.adapter.load_state_dict(blob["state"])
-    if isinstance(blob.get("tracker"), dict):
-        session.tracker.load_state_dict(blob["tracker"])
+    load_tracker(session, blob)
     return {"frames": int(blob["frames"])}

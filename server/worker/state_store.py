@@ -23,15 +23,25 @@ CHECKPOINT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATE_FORMAT = "m2f-ttt-stream-state/2"
 
 
-def state_blob(session: StreamSession) -> dict:
-    """What a stream state file holds: `{"format", "method", "preset", "frames", "state"}` (adapter state_dict)."""
-    return {
+def state_blob(session: StreamSession, tracker: bool = False) -> dict:
+    """What a stream state file holds: `{"format", "method", "preset", "frames", "state"}` (adapter state_dict),
+    and with `tracker` the tracker's state too (so persistent instance ids continue: job resume, Ray failover)."""
+    blob = {
         "format": STATE_FORMAT,
         "method": session.method,
         "preset": session.preset,
         "frames": session.processed,
         "state": session.adapter.state_dict(),
     }
+    if tracker:
+        blob["tracker"] = session.tracker.state_dict()
+    return blob
+
+
+def load_tracker(session: StreamSession, blob: dict) -> None:
+    """Continue the tracker a `state_blob(..., tracker=True)` saved (a blob without one leaves it as it is)."""
+    if isinstance(blob.get("tracker"), dict):
+        session.tracker.load_state_dict(blob["tracker"])
 
 
 def _same_owner(owner: str) -> Owns:
