@@ -35,7 +35,6 @@ def session_view(session: StreamSession) -> dict[str, Any]:
         "task": session.task,
         "encodings": session.encodings,
         "processed": session.processed,
-        "errors": session.errors,
         "rollbacks": session.rollbacks,
         "last_loss": session.last_loss,
         "memory_bytes": session.memory_bytes,
