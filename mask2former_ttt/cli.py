@@ -157,8 +157,9 @@ def evaluate(
     k: list[int] = typer.Option(None, "--k", min=1, help="window sizes of the online_k<k> sweep (default 1 4 16 64)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads per worker (default: cores / workers)"),
     guard: list[str] = typer.Option(
-        None, "--guard", metavar="FIELD=VALUE", help="safe-adaptation guard setting for every guarded row, e.g. "
-        "shift_score=quantile, 'shift_gate=[1.0,1.6]', anchor=0.01 (per-frame shift scores and step scales are in "
+        None, "--guard", metavar="FIELD=VALUE", help="safe-adaptation guard setting, or a setting of the "
+        "step it scales, for every guarded row, e.g. shift_score=quantile, 'shift_gate=[1.0,1.6]', anchor=0.01, "
+        "optimizer=adamw, lr=1e-4 (per-frame shift scores and step scales are in "
         "OUT_DIR/jobs/*.json)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""

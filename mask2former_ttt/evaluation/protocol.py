@@ -104,19 +104,23 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
 GUARD_FIELDS = (
     "shift_gate", "shift_score", "anchor", "loss_gate", "loss_ceiling", "return_frames", "return_anchor",
 )
+# the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
+STEP_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult", "grad_clip")
 
 
 def parse_guard_overrides(items: list[str]) -> dict:
-    """`["shift_gate=[1.0, 1.6]", "shift_score=quantile"]` -> a dict of safe-adaptation guard fields (values as
-    JSON, else as plain strings); ValueError naming the problem for an unknown field or a missing `=`."""
+    """`["shift_gate=[1.0, 1.6]", "shift_score=quantile"]` -> a dict of safe-adaptation guard fields or fields of
+    the step it scales (`STEP_FIELDS`; values as JSON, else as plain strings); ValueError naming the problem for an
+    unknown field or a missing `=`."""
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep:
             raise ValueError(f"{item!r}: expected FIELD=VALUE, e.g. shift_gate=[1.0,1.6]")
-        if key not in GUARD_FIELDS:
-            raise ValueError(f"{key!r} is not a guard field; choose from {', '.join(GUARD_FIELDS)}")
+        if key not in GUARD_FIELDS + STEP_FIELDS:
+            raise ValueError(
+                f"{key!r} is not a guard or step field; choose from {', '.join(GUARD_FIELDS + STEP_FIELDS)}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

@@ -15,8 +15,9 @@ from mask2former_ttt.ttt.config import ttt_preset
 def test_guard_overrides_parse_json_and_plain_values() -> None:
     assert parse_guard_overrides(["shift_gate=[1.0, 1.6]", "shift_score=quantile", "anchor=0.02"]) == {
         "shift_gate": [1.0, 1.6], "shift_score": "quantile", "anchor": 0.02}
-    with pytest.raises(ValueError, match="'lr' is not a guard field"):
-        parse_guard_overrides(["lr=0.1"])
+    assert parse_guard_overrides(["optimizer=adamw", "lr=1e-4"]) == {"optimizer": "adamw", "lr": 1e-4}
+    with pytest.raises(ValueError, match="'window' is not a guard or step field"):
+        parse_guard_overrides(["window=4"])
     with pytest.raises(ValueError, match="expected FIELD=VALUE"):
         parse_guard_overrides(["shift_gate"])
 
