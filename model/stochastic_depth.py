@@ -5,6 +5,12 @@ thread's TTT step needs drop-path active while another thread predicts with it o
 come from that stream's own generator (reproducible per stream, whatever else runs). `StreamDropPath` therefore
 drops paths when the calling thread is inside `stochastic_depth(generator)` (drawing from `generator`), or, as
 transformers' SwinDropPath, when the module is in training mode (joint training: global RNG).
+
+Several streams' TTT steps in one `torch.func.vmap` call (mask2former_ttt/ttt/cross_stream.py) cannot draw inside the
+call from each stream's generator. They draw beforehand instead, in the order a serial step would, and replay those
+draws through `drop_path_plan`: `record_drop_path_calls` lists the (shape, drop probability) of every drop-path
+call of one forward, `draw_keeps` draws them from a stream's generator exactly as `StreamDropPath` would, and
+`drop_path_plan(keeps)` feeds them back in call order, so each stream's result equals its serial step's.
 """
 
 from __future__ import annotations
@@ -30,6 +36,46 @@ def stochastic_depth(generator: torch.Generator) -> Iterator[None]:
         _local.generator = previous
 
 
+class DropPathPlan:
+    """Replaces the draws of every `StreamDropPath` call on this thread: `keeps` (n_calls, b) holds each call's
+    keep factors (0 or 1) in call order; with `keeps=None` it only records each call's (shape, drop_prob) and drops
+    nothing."""
+
+    def __init__(self, keeps: torch.Tensor | None = None) -> None:
+        self.keeps = keeps
+        self.calls: list[tuple[tuple[int, ...], float]] = []
+
+    def apply(self, hidden_states: torch.Tensor, drop_prob: float) -> torch.Tensor:
+        shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+        k = len(self.calls)
+        self.calls.append((shape, drop_prob))
+        if self.keeps is None:
+            return hidden_states
+        if k >= self.keeps.shape[0]:
+            raise RuntimeError(f"drop-path plan has {self.keeps.shape[0]} calls, the forward made more")
+        keep = self.keeps[k].reshape(shape).to(dtype=hidden_states.dtype)
+        return hidden_states.div(1 - drop_prob) * keep
+
+
+@contextmanager
+def drop_path_plan(keeps: torch.Tensor | None = None) -> Iterator[DropPathPlan]:
+    """Within this block, on this thread, drop-path calls take their keep factors from `keeps` ((n_calls, b), in
+    call order; see `draw_keeps`) instead of drawing, or with `keeps=None` are recorded without dropping."""
+    previous = getattr(_local, "plan", None)
+    plan = _local.plan = DropPathPlan(keeps)
+    try:
+        yield plan
+    finally:
+        _local.plan = previous
+
+
+def draw_keeps(calls: list[tuple[tuple[int, ...], float]], generator: torch.Generator) -> torch.Tensor:
+    """The keep factors `StreamDropPath` would draw from `generator` for `calls` (a recorded plan's), in order:
+    (n_calls, b) float."""
+    rows = [torch.floor(torch.rand(shape, generator=generator) + (1 - p)).reshape(-1) for shape, p in calls]
+    return torch.stack(rows) if rows else torch.zeros(0, 0)
+
+
 class StreamDropPath(nn.Module):
     """x: (B, ...) -> x with whole samples' residual branch dropped with probability `drop_prob` (kept ones scaled
     by 1 / (1 - drop_prob)); identity outside `stochastic_depth` and outside training mode."""
@@ -39,8 +85,13 @@ class StreamDropPath(nn.Module):
         self.drop_prob = drop_prob
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0:
+            return hidden_states
+        plan: DropPathPlan | None = getattr(_local, "plan", None)
+        if plan is not None:
+            return plan.apply(hidden_states, self.drop_prob)
         generator: torch.Generator | None = getattr(_local, "generator", None)
-        if self.drop_prob == 0.0 or (generator is None and not self.training):
+        if generator is None and not self.training:
             return hidden_states
         keep_prob = 1 - self.drop_prob
         shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)

@@ -264,6 +264,17 @@ class StreamAdapter:
         step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
         step taken before a prediction are reported with that prediction.
         """
+        x, stats, due = self.begin_frame(frame)
+        if due:
+            self.adapt(stats)
+        t0 = time.perf_counter()
+        class_logits, mask_logits = self.predict(x)
+        self._sync()
+        return self.end_frame(x, stats, class_logits, mask_logits, time.perf_counter() - t0)
+
+    def begin_frame(self, frame: torch.Tensor) -> tuple[torch.Tensor, StepStats, bool]:
+        """`step` up to its TTT step: frame (3, H, W) uint8 -> x (3, h, w) at the working resolution, in the window;
+        the frame's stats; whether its step is due now (a pipelined stream's is left pending instead)."""
         x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size, self.model.cfg.max_size)
         stats = StepStats(frame_index=self.frame_index)
         if self.cfg.pipelined:
@@ -271,14 +282,15 @@ class StreamAdapter:
             self._take_deferred_stats(stats)
             self.window.append(x)
             self.pending_step = self._step_due()
-        else:
-            self.window.append(x)
-            if self._step_due():
-                self.adapt(stats)
-        t0 = time.perf_counter()
-        class_logits, mask_logits = self.predict(x)
-        self._sync()
-        stats.predict_s = time.perf_counter() - t0
+            return x, stats, False
+        self.window.append(x)
+        return x, stats, self._step_due()
+
+    def end_frame(
+        self, x: torch.Tensor, stats: StepStats, class_logits: torch.Tensor, mask_logits: torch.Tensor, predict_s: float
+    ) -> StepResult:
+        """`step` after its prediction ((Q, K+1), (Q, h/4, w/4) of `x`): the frame's StepResult."""
+        stats.predict_s = predict_s
         stats.rollbacks = self.rollbacks
         self.frame_index += 1
         return StepResult(class_logits, mask_logits, stats, (x.shape[1], x.shape[2]))
@@ -293,12 +305,18 @@ class StreamAdapter:
     def finish_pending(self) -> None:
         """Take the step a pipelined `step` deferred (a no-op when none is pending). The service calls this right
         after sending the frame's result; its statistics are reported with the next frame."""
+        stats = self.take_pending()
+        if stats is not None:
+            self.adapt(stats)
+
+    def take_pending(self) -> StepStats | None:
+        """The stats record of the step a pipelined `step` deferred, now owed (its adapt is the caller's), or None
+        when none is pending."""
         if not self.pending_step:
-            return
+            return None
         self.pending_step = False
-        stats = StepStats(frame_index=self.frame_index - 1)
-        self.adapt(stats)
-        self.deferred_stats = stats
+        self.deferred_stats = StepStats(frame_index=self.frame_index - 1)
+        return self.deferred_stats
 
     def _take_deferred_stats(self, stats: StepStats) -> None:
         done, self.deferred_stats = self.deferred_stats, None
@@ -316,6 +334,17 @@ class StreamAdapter:
 
     def adapt(self, stats: StepStats) -> None:
         """`steps_per_frame` TTT steps on samples of the window."""
+        if not self.begin_adapt(stats):
+            return
+        losses = []
+        for _ in range(self.cfg.steps_per_frame):
+            batch, valid = self.sample_batch(stats)
+            losses.append(self.train_step(batch, stats, valid))
+        self.end_adapt(losses, stats)
+
+    def begin_adapt(self, stats: StepStats) -> bool:
+        """Before a frame's steps: the optimizer, and the shift gate's step scale. False when the gate is closed: the
+        step is skipped and the weights relax toward θ0 instead (nothing more to do for this frame)."""
         self._ensure_params()
         if self.cfg.reset_weights_each_frame:
             self._restore(self._theta0_flat())
@@ -330,15 +359,21 @@ class StreamAdapter:
             self._pull_toward_theta0(self.cfg.return_anchor if returned else self.cfg.anchor)
             if self.cfg.reset_optimizer_each_frame:
                 self.optimizer = None
-            return
+            return False
+        assert self.optimizer is not None
         for group in self.optimizer.param_groups:
             group["lr"] = group.setdefault("base_lr", group["lr"]) * stats.step_scale
-        losses = []
-        for _ in range(self.cfg.steps_per_frame):
-            t0 = time.perf_counter()
-            batch, valid = self._sample_batch()
-            stats.sample_s += time.perf_counter() - t0
-            losses.append(self.train_step(batch, stats, valid))
+        return True
+
+    def sample_batch(self, stats: StepStats) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step's samples (see `_sample_batch`), timed into `stats.sample_s`."""
+        t0 = time.perf_counter()
+        out = self._sample_batch()
+        stats.sample_s += time.perf_counter() - t0
+        return out
+
+    def end_adapt(self, losses: list[float | None], stats: StepStats) -> None:
+        """After a frame's steps (their losses): the frame's reported loss; a per-frame optimizer is dropped."""
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
         if self.cfg.reset_optimizer_each_frame:
@@ -377,14 +412,20 @@ class StreamAdapter:
             self._sync()
             t1 = time.perf_counter()
             stats.ttt_forward_s += t1 - t0
-            if i == 0 and self._gated(loss.item() * len(chunks)):
+            if i == 0 and self.gated(loss.item() * len(chunks)):
                 return loss.item() * len(chunks)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             self._sync()
             stats.ttt_backward_s += time.perf_counter() - t1
             total += loss.item()
-        t0 = time.perf_counter()
         self.flat.gather_grad()  # autograd's per-tensor gradients -> one flat buffer
+        return self.apply_gradient(total, stats)
+
+    def apply_gradient(self, total: float, stats: StepStats) -> float:
+        """The update from the gradient in `flat.grad` of a step whose loss was `total`: rollback on divergence,
+        clipping, the optimizer step, the pull toward θ0. Returns `total`."""
+        assert self.optimizer is not None and self.flat is not None
+        t0 = time.perf_counter()
         if self._diverged(total):
             self.rollback(stats, f"loss {total:.4g}", relearn_level=math.isfinite(total))
             return total
@@ -406,7 +447,8 @@ class StreamAdapter:
         self.loss_mean = total if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * total
         return total
 
-    def _gated(self, loss: float) -> bool:
+    def gated(self, loss: float) -> bool:
+        """Whether a step with this loss is skipped (`loss_gate` / `loss_ceiling` against the clean reference)."""
         ref = self.model.cfg.recon_loss_reference
         if ref is None or not math.isfinite(loss):
             return False

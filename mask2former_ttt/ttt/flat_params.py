@@ -96,7 +96,15 @@ class FlatParams:
             g = self.tensors[name].grad
             parts.append(g.reshape(-1) if g is not None else self.data.new_zeros(b - a))
             self.tensors[name].grad = None
-        self.grad = torch.cat(parts)
+        self._use_grad(torch.cat(parts))
+
+    def set_grad(self, grads: Mapping[str, torch.Tensor]) -> None:
+        """Gradients computed outside autograd's `.grad` (e.g. by `torch.func.grad`), name -> tensor shaped like the
+        adapted one, become the flat gradient buffer."""
+        self._use_grad(torch.cat([grads[name].reshape(-1) for name in self.order]))
+
+    def _use_grad(self, flat_grad: torch.Tensor) -> None:
+        self.grad = flat_grad
         for s, (a, b) in zip(self.group_slices, self._group_bounds):
             s.grad = self.grad[a:b]
 

@@ -1,0 +1,153 @@
+"""Several streams in one call: their predictions in one `torch.func.vmap` over their stacked tensors, and their
+TTT steps in one vmapped `grad`, with each stream's result equal (allclose) to its serial `StreamAdapter.step`.
+
+Every stream of a lane runs the same shared network with its own adapted tensors, so N streams' forwards differ
+only in those tensors: stacked to (N, ...) they make one batched call (`vmap` over `functional_call`), which on a
+GPU fills the device where N small calls leave it idle. Each stream's randomness is drawn beforehand from its own
+generator, in the order the serial step draws it (samples, then the patch mask, then drop-path, replayed through
+`model.stochastic_depth.drop_path_plan`); everything after the gradient (divergence check, clipping, optimizer,
+pull toward θ0) runs per stream (`StreamAdapter.apply_gradient`: flat, a few operator calls).
+
+What can be batched (`batch_key`): plain online TTT-MAE streams (`StreamAdapter` with `mae_loss`) on the same
+model replica, with the same configuration and working resolution, one step of one micro-batch per frame, whole
+frames as samples (no crop / augmentation: each stream's samples must have one shape), no fp16 grad scaler and no
+low-rank deltas. Anything else goes through the serial path. On the CPU, vmap is no faster than N serial calls
+(SDPA has no CPU batching rule and falls back to a loop; docs/benchmark: 0.54 s vs 0.35 s for 4 streams' steps),
+so the service turns this on for CUDA only unless asked (`M2F_CROSS_STREAM_BATCH`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Hashable
+
+import torch
+from torch.func import functional_call, grad_and_value, vmap
+
+from model.device import autocast
+from model.masking import normalize, random_patch_mask, reconstruction_loss, with_flag
+from model.stochastic_depth import drop_path_plan, draw_keeps
+from model.ymodel import YModel
+from mask2former_ttt.ttt.adapter import StreamAdapter
+from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.stats import StepResult, StepStats
+
+Calls = list[tuple[tuple[int, ...], float]]
+_DROP_PATH_CALLS: dict[tuple[int, tuple[int, ...]], Calls] = {}
+
+
+def batch_key(adapter: object, frame_hw: tuple[int, int]) -> Hashable | None:
+    """The key under which `adapter`'s frame of working size `frame_hw` can share a batched call with others, or
+    None when it must run serially (see the module docstring)."""
+    if type(adapter) is not StreamAdapter or adapter.objective is not mae_loss:
+        return None
+    cfg = adapter.cfg
+    if (cfg.steps_per_frame != 1 or cfg.micro_batch < cfg.batch_size or cfg.crop is not None or adapter.augment != "none"
+            or cfg.adapt_scope == "lowrank" or cfg.compile or adapter.scaler is not None):
+        return None
+    return (id(adapter.model), cfg.model_dump_json(), tuple(adapter.names), frame_hw)
+
+
+def _stacked(adapters: list[StreamAdapter]) -> dict[str, torch.Tensor]:
+    """name -> (N, ...) the streams' current tensors (θ0's for a stream that has not stepped yet), detached."""
+    names = adapters[0].names
+    return {n: torch.stack([(a.params or a.theta0)[n].detach() for a in adapters]) for n in names}
+
+
+def _functional(model: YModel, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str):
+    return functional_call(model, params, (x,), {"mode": mode}, strict=False, tie_weights=False)
+
+
+@torch.no_grad()
+def predict_many(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """xs[i]: (3, h, w) uint8 of stream i (one shape) -> per stream (class logits (Q, K+1), mask logits
+    (Q, h/4, w/4)) with its own tensors, as `adapters[i].predict(xs[i])` gives them."""
+    model = adapters[0].model
+    cfg = model.cfg
+    inputs = torch.stack([with_flag(normalize(x[None], cfg)) for x in xs])  # (N, 1, 4, h, w)
+
+    def one(params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(adapters[0].device, adapters[0].use_amp):
+            out = _functional(model, params, x, "predict")
+        return out.class_logits[0], out.mask_logits[0]
+
+    class_logits, mask_logits = vmap(one)(_stacked(adapters), inputs)
+    return [(c.float(), m.float()) for c, m in zip(class_logits, mask_logits)]
+
+
+def _drop_path_calls(model: YModel, sample: torch.Tensor) -> Calls:
+    """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w)), recorded once
+    per model replica and input shape (one forward without gradients)."""
+    key = (id(model), tuple(sample.shape))
+    if key not in _DROP_PATH_CALLS:
+        with torch.no_grad(), drop_path_plan() as plan:
+            model(sample, mode="reconstruct")
+        _DROP_PATH_CALLS[key] = plan.calls
+    return _DROP_PATH_CALLS[key]
+
+
+def adapt_many(adapters: list[StreamAdapter], stats: list[StepStats]) -> None:
+    """Each adapter's `adapt(stats[i])`, with the TTT steps of those whose shift gate is open taken in one vmapped
+    gradient call. The adapters share a `batch_key`."""
+    ready = [(a, s) for a, s in zip(adapters, stats) if a.begin_adapt(s)]
+    if not ready:
+        return
+    model, first = ready[0][0].model, ready[0][0]
+    cfg = first.cfg
+    batches, visibles, keeps = [], [], []
+    for a, s in ready:  # each stream's draws in its serial order: samples, patch mask, drop-path
+        batch, _ = a.sample_batch(s)
+        batches.append(batch)
+        visibles.append(random_patch_mask(batch.shape[0], batch.shape[2], batch.shape[3], cfg.mask_patch,
+                                          cfg.mask_ratio, a.generator).to(batch.device))
+        if cfg.drop_path:
+            calls = _drop_path_calls(model, with_flag(batch, visibles[-1]))
+            keeps.append(draw_keeps(calls, a.generator).to(batch.device))
+        else:
+            keeps.append(batch.new_zeros(1))  # unused: no drop-path
+
+    def loss_of(params: dict[str, torch.Tensor], x: torch.Tensor, visible: torch.Tensor,
+                keep: torch.Tensor) -> torch.Tensor:
+        with drop_path_plan(keep) if cfg.drop_path else nullcontext(), autocast(first.device, first.use_amp):
+            pred = _functional(model, params, with_flag(x, visible), "reconstruct")
+        return reconstruction_loss(pred, x, visible, cfg.loss_on, None)
+
+    t0 = time.perf_counter()
+    grads, losses = vmap(grad_and_value(loss_of))(
+        _stacked([a for a, _ in ready]), torch.stack(batches), torch.stack(visibles), torch.stack(keeps)
+    )
+    losses_f = losses.float().tolist()  # one device sync for all streams
+    share = (time.perf_counter() - t0) / len(ready)
+    for i, (a, s) in enumerate(ready):
+        s.ttt_forward_s += share  # forward and backward are one call here
+        loss = losses_f[i]
+        if not a.gated(loss):
+            assert a.flat is not None
+            try:
+                a.flat.set_grad({n: g[i] for n, g in grads.items()})
+                a.apply_gradient(loss, s)
+            finally:
+                a.flat.free_grad()
+        a.end_adapt([loss], s)
+
+
+def step_many(adapters: list[StreamAdapter], frames: list[torch.Tensor]) -> list[StepResult]:
+    """`adapters[i].step(frames[i])` for every stream, batched: the steps due before prediction in one call, the
+    predictions in one call. Pipelined streams' steps stay pending, for `finish_pending_many` after the results
+    are sent. The adapters share a `batch_key` (so their working-resolution frames have one shape)."""
+    begun = [a.begin_frame(f) for a, f in zip(adapters, frames)]
+    due = [(a, s) for a, (_, s, d) in zip(adapters, begun) if d]
+    if due:
+        adapt_many([a for a, _ in due], [s for _, s in due])
+    t0 = time.perf_counter()
+    preds = predict_many(adapters, [x for x, _, _ in begun])
+    share = (time.perf_counter() - t0) / len(adapters)
+    return [a.end_frame(x, s, c, m, share) for a, (x, s, _), (c, m) in zip(adapters, begun, preds)]
+
+
+def finish_pending_many(adapters: list[StreamAdapter]) -> None:
+    """Every pipelined stream's deferred step (`finish_pending`), taken in one batched call."""
+    owed = [(a, s) for a in adapters if (s := a.take_pending()) is not None]
+    if owed:
+        adapt_many([a for a, _ in owed], [s for _, s in owed])

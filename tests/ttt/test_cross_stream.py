@@ -1,0 +1,107 @@
+"""Cross-stream batching (ttt/cross_stream.py): N streams' predictions and TTT steps in one vmapped call give each
+stream what its own serial `step` gives: the same logits, losses, adapted tensors and generator state."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mask2former_ttt.ttt.cross_stream import batch_key, finish_pending_many, step_many
+from mask2former_ttt.ttt.frames import to_working_resolution
+from mask2former_ttt.ttt.methods import build_adapter
+from mask2former_ttt.ttt.shift_score import reference_statistics
+
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
+
+
+def _clips(n_streams: int, n_frames: int) -> list[list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [[(torch.rand(3, 96, 128, generator=g) * 255).to(torch.uint8) for _ in range(n_frames)]
+            for _ in range(n_streams)]
+
+
+def _run_both(model, clips, preset: str, **overrides):
+    serial = [build_adapter(model, preset=preset, seed=i, **overrides) for i in range(len(clips))]
+    batched = [build_adapter(model, preset=preset, seed=i, **overrides) for i in range(len(clips))]
+    pairs = []
+    for t in range(len(clips[0])):
+        want = []
+        for a, clip in zip(serial, clips):
+            want.append(a.step(clip[t]))
+            a.finish_pending()
+        got = step_many(batched, [clip[t] for clip in clips])
+        finish_pending_many(batched)
+        pairs += list(zip(want, got))
+    return serial, batched, pairs
+
+
+def _assert_same(serial, batched, pairs) -> None:
+    for want, got in pairs:
+        torch.testing.assert_close(got.class_logits, want.class_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got.mask_logits, want.mask_logits, atol=1e-4, rtol=1e-4)
+        assert (got.stats.steps_taken, got.stats.step_scale) == (want.stats.steps_taken, want.stats.step_scale)
+        assert (got.stats.loss is None) == (want.stats.loss is None)
+        if want.stats.loss is not None:
+            assert got.stats.loss == pytest.approx(want.stats.loss, abs=1e-5)
+    for a, b in zip(serial, batched):
+        torch.testing.assert_close(b.flat.data, a.flat.data, atol=1e-4, rtol=1e-4)
+        assert torch.equal(b.generator.get_state(), a.generator.get_state())  # same draws, same order
+        assert b.frame_index == a.frame_index and b.pending_step == a.pending_step
+
+
+@pytest.mark.parametrize("preset", ["default", "full"])  # pipelined B=1 / a step before prediction on B=4
+def test_batched_streams_match_their_serial_steps(tiny_model, preset) -> None:
+    serial, batched, pairs = _run_both(tiny_model, _clips(3, 3), preset)
+    assert sum(got.stats.steps_taken for _, got in pairs) >= 6  # the streams did adapt
+    # the streams diverged from each other: a batch that used one stream's tensors for all would not match
+    assert (serial[0].flat.data - serial[1].flat.data).abs().max() > 1e-4
+    _assert_same(serial, batched, pairs)
+
+
+def test_drop_path_draws_are_replayed_per_stream(tiny_model) -> None:
+    # with drop-path off the results differ from the drop-path run: the replay is what makes the latter match
+    on = _run_both(tiny_model, _clips(2, 2), "full")
+    off = _run_both(tiny_model, _clips(2, 2), "full", drop_path=False)
+    _assert_same(*off)
+    assert on[2][-1][0].stats.loss != pytest.approx(off[2][-1][0].stats.loss, abs=1e-5)
+
+
+def test_a_closed_shift_gate_skips_that_stream_only(tiny_model) -> None:
+    clips = _clips(2, 3)
+    clean = clips[0]
+    model = copy.deepcopy(tiny_model)
+    ref = reference_statistics(to_working_resolution(f, model.cfg.image_size) for f in clean)
+    model.cfg.input_stats_reference = {**ref, "std": [max(s, 0.02) for s in ref["std"]]}
+    clips[1] = [(f.float() * 0.3).to(torch.uint8) for f in clips[1]]  # dark: far from the reference
+    serial, batched, pairs = _run_both(model, clips, "full", anchor=0.1)
+    scales = [(got.stats.step_scale, i % 2) for i, (_, got) in enumerate(pairs)]
+    assert {s for s, i in scales if i == 0} == {0.0} and {s for s, i in scales if i == 1} == {1.0}
+    _assert_same(serial, batched, pairs)
+
+
+def test_batch_key_groups_only_streams_one_call_can_serve(tiny_model) -> None:
+    a, b = build_adapter(tiny_model, preset="default", seed=0), build_adapter(tiny_model, preset="default", seed=1)
+    assert batch_key(a, (128, 160)) == batch_key(b, (128, 160)) is not None
+    assert batch_key(a, (128, 160)) != batch_key(a, (128, 192))  # another working size
+    assert batch_key(a, (128, 160)) != batch_key(build_adapter(tiny_model, preset="fast"), (128, 160))
+    assert batch_key(a, (128, 160)) != batch_key(build_adapter(copy.deepcopy(tiny_model), preset="default"), (128, 160))
+    for other in (
+        build_adapter(tiny_model, method="tent", preset="default"),  # another objective
+        build_adapter(tiny_model, preset="default", adapt_scope="lowrank"),
+        build_adapter(tiny_model, preset="default", crop=(64, 64)),  # samples of another shape than the frame
+        build_adapter(tiny_model, preset="full", micro_batch=2),  # gradient accumulation over micro-batches
+        build_adapter(tiny_model, method="class_balance_reset", preset="default"),  # a wrapper post-processes step
+    ):
+        assert batch_key(other, (128, 160)) is None
+
+
+def test_a_loss_gated_step_is_skipped_for_that_stream_only(tiny_model) -> None:
+    model = copy.deepcopy(tiny_model)
+    model.cfg.recon_loss_reference = 1.0
+    # ℓ_s of these streams' steps lies around 0.73-0.83: a gate at 0.77 skips some of them and not others
+    serial, batched, pairs = _run_both(model, _clips(3, 3), "full", loss_gate=0.77)
+    taken = [got.stats.steps_taken for _, got in pairs if got.stats.loss is not None]
+    assert 0 in taken and 1 in taken
+    _assert_same(serial, batched, pairs)
