@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         description="worker lanes: threads that run streams in parallel, each with its own model replica "
         "(unset: one per CPU core, at most 4; 1 on CUDA)",
     )
+    cross_stream_batch: int | None = Field(
+        None,
+        ge=1,
+        description="most streams of a lane whose frames go through one batched call (their predictions in one "
+        "vmap, their TTT steps in one vmapped gradient; each stream's result is what it gets alone). Unset: 8 on "
+        "CUDA, 1 (off) on the CPU, where a batched call is slower than the streams one by one",
+    )
 
     decode_threads: int = Field(
         1,

@@ -13,7 +13,7 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.worker import DeviceWorker
 from server.worker.device_worker import AdapterFactory, default_adapter_factory
-from server.worker.layout import worker_layout
+from server.worker.layout import cross_stream_batch, worker_layout
 from server.worker.state_store import StreamStateStore
 
 
@@ -47,6 +47,7 @@ def build_worker(
         seed=settings.seed,
         torch_threads=threads,
         lanes=lanes,
+        cross_stream_batch=cross_stream_batch(device, settings.cross_stream_batch),
         decode_threads=settings.decode_threads,
         adapter_factory=adapter_factory or default_adapter_factory,
     )

@@ -78,7 +78,21 @@ def step_frame(
     (default: all). `tracker` (a per-stream `mask2former_ttt.tracking.MaskTracker`) replaces per-frame instance
     and panoptic ids by ids that persist over the stream. With `task=None` only the logits are returned (callers
     that score several tasks from one prediction)."""
-    logits = adapter.step(frame)
+    return finish_frame(adapter, adapter.step(frame), frame, task, out_size, instance_filter, tracker)
+
+
+def finish_frame(
+    adapter: Adapter,
+    logits: StepResult,
+    frame: torch.Tensor,
+    task: Task | None,
+    out_size: tuple[int, int] | None = None,
+    instance_filter: InstanceFilter | None = None,
+    tracker: Any = None,
+) -> FrameStep:
+    """`step_frame` after the adapter's step: `logits` (its StepResult for `frame`) post-processed as
+    `step_frame` describes. Batched callers (ttt/cross_stream.py) step several adapters at once, then call this per
+    stream."""
     st = logits.stats
     timings = {"ttt": st.sample_s + st.ttt_forward_s + st.ttt_backward_s + st.optimizer_s, "predict": st.predict_s}
     result = None

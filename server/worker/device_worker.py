@@ -23,12 +23,14 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import torch
 
 from model.ymodel import YModel
-from mask2former_ttt.ttt.frame_step import step_frame
+from mask2former_ttt.ttt.cross_stream import batch_key, finish_pending_many, step_many
+from mask2former_ttt.ttt.frame_step import finish_frame, step_frame
+from mask2former_ttt.ttt.frames import working_size
 from mask2former_ttt.ttt.methods import build_adapter, check_method
 from mask2former_ttt.ttt.protocol import Adapter
 from server.logging_setup import kv
@@ -76,12 +78,16 @@ class DeviceWorker(StreamControls, LaneRebalancing):
         seed: int = 0,
         torch_threads: int | None = None,
         lanes: int = 1,
+        cross_stream_batch: int = 1,
         decode_threads: int = 1,
         adapter_factory: AdapterFactory = default_adapter_factory,
         max_streams_per_owner: int | None = None,
     ) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {lanes}")
+        if cross_stream_batch < 1:
+            raise ValueError(f"cross_stream_batch must be at least 1, got {cross_stream_batch}")
+        self.cross_stream_batch = cross_stream_batch
         self.model = model
         self.models = [model] + [copy.deepcopy(model) for _ in range(lanes - 1)]  # one replica per lane
         self.metrics = metrics
@@ -225,7 +231,8 @@ class DeviceWorker(StreamControls, LaneRebalancing):
             torch.set_num_threads(self.torch_threads)  # restored when the worker stops
         log.info("device worker started", extra=kv(lane=lane, lanes=self.lanes, threads=torch.get_num_threads()))
         try:
-            serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process)
+            serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process, self._process_many,
+                       self.cross_stream_batch)
         finally:
             torch.set_num_threads(previous_threads)
             log.info("device worker stopped")
@@ -239,18 +246,88 @@ class DeviceWorker(StreamControls, LaneRebalancing):
     def _process(self, session: StreamSession, item: FrameItem) -> None:
         """Decode -> `step_frame` -> FrameResult (or FrameError: the stream goes on, the others are untouched)."""
         start = time.perf_counter()
+        decoded = self._decode(session, item)
+        if decoded is not None:
+            self._step_one(session, item, *decoded, start)
+
+    def _process_many(self, work: list[tuple[StreamSession, FrameItem]]) -> None:
+        """Several streams' frames (one each): those whose adapters share a `batch_key` go through batched calls
+        (ttt/cross_stream.py: predictions in one call, the pipelined steps after the results in one call), the rest
+        one by one as `_process` does. A failing batched call fails that call's frames; the streams go on."""
+        start = time.perf_counter()
+        groups: dict[Hashable, list[tuple[StreamSession, FrameItem, Any, float, torch.Tensor]]] = {}
+        for session, item in work:
+            decoded = self._decode(session, item)
+            if decoded is None:
+                continue
+            rgb, decode_s, frame = decoded
+            cfg = session.adapter.model.cfg
+            hw = working_size(rgb.shape[0], rgb.shape[1], cfg.image_size, cfg.max_size)
+            key = batch_key(session.adapter, hw)
+            groups.setdefault(key if key is not None else ("serial", session.id), []).append(
+                (session, item, rgb, decode_s, frame))
+        for members in groups.values():
+            if len(members) == 1:
+                session, item, rgb, decode_s, frame = members[0]
+                self._step_one(session, item, rgb, decode_s, frame, start)
+            else:
+                self._step_batch(members, start)
+
+    def _step_one(self, session: StreamSession, item: FrameItem, rgb: Any, decode_s: float, frame: torch.Tensor,
+                  start: float) -> None:
+        try:
+            step = step_frame(session.adapter, frame, session.task, self._out_size(rgb), session.instance_filter,
+                              session.tracker)
+        except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
+            self._step_failed(session, item, exc)
+            return
+        self._send(session, item, rgb, decode_s, frame, step, start)
+        self._finish_pending(session, item)
+
+    def _step_batch(self, members: list[tuple[StreamSession, FrameItem, Any, float, torch.Tensor]],
+                    start: float) -> None:
+        adapters = [m[0].adapter for m in members]
+        try:
+            logits = step_many(adapters, [m[4] for m in members])
+        except Exception as exc:  # noqa: BLE001 - fails this call's frames only
+            for session, item, *_ in members:
+                self._step_failed(session, item, exc)
+            return
+        for (session, item, rgb, decode_s, frame), result in zip(members, logits):
+            try:
+                step = finish_frame(session.adapter, result, frame, session.task, self._out_size(rgb),
+                                    session.instance_filter, session.tracker)
+            except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
+                self._step_failed(session, item, exc)
+                continue
+            self._send(session, item, rgb, decode_s, frame, step, start)
+        try:
+            finish_pending_many(adapters)
+        except Exception as exc:  # noqa: BLE001 - the batched deferred steps fail; the streams go on
+            log.exception("batched deferred TTT step failed", extra=kv(streams=len(members)))
+            for session, item, *_ in members:
+                why = f"TTT step after frame {item.frame_id!r}: {type(exc).__name__}: {exc}"
+                self._frame_failed(session, item, "adapter_error", why)
+
+    def _decode(self, session: StreamSession, item: FrameItem) -> tuple[Any, float, torch.Tensor] | None:
+        """(RGB (H, W, 3) uint8 array, decode seconds, (3, H, W) uint8 tensor view), or None after a bad_image
+        error was sent."""
         try:
             rgb, decode_s = self.decoder.result(item)
-            out_size = result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
-            frame = torch.from_numpy(rgb).permute(2, 0, 1)
-            step = step_frame(session.adapter, frame, session.task, out_size, session.instance_filter, session.tracker)
         except ImageDecodeError as exc:
             self._frame_failed(session, item, "bad_image", f"frame {item.frame_id!r}: {exc}")
-            return
-        except Exception as exc:  # noqa: BLE001 - one stream's failure must not affect the others
-            log.exception("adapter step failed", extra=kv(stream=session.id, frame=item.frame_id))
-            self._frame_failed(session, item, "adapter_error", f"frame {item.frame_id!r}: {type(exc).__name__}: {exc}")
-            return
+            return None
+        return rgb, decode_s, torch.from_numpy(rgb).permute(2, 0, 1)
+
+    def _out_size(self, rgb: Any) -> tuple[int, int]:
+        return result_size(rgb.shape[0], rgb.shape[1], self.max_result_side)
+
+    def _step_failed(self, session: StreamSession, item: FrameItem, exc: Exception) -> None:
+        log.error("adapter step failed", extra=kv(stream=session.id, frame=item.frame_id), exc_info=exc)
+        self._frame_failed(session, item, "adapter_error", f"frame {item.frame_id!r}: {type(exc).__name__}: {exc}")
+
+    def _send(self, session: StreamSession, item: FrameItem, rgb: Any, decode_s: float, frame: torch.Tensor,
+              step: Any, start: float) -> None:
         step.timings_s = {"queue": start - item.enqueued, "decode": item.decode_s + decode_s, **step.timings_s}
         self._account(session, step.ttt_record())
         self.metrics.observe_timings(step.timings_s)
@@ -272,7 +349,6 @@ class DeviceWorker(StreamControls, LaneRebalancing):
                 ttt_view=session.ttt_view(frame),
             ),
         )
-        self._finish_pending(session, item)
 
     def _finish_pending(self, session: StreamSession, item: FrameItem) -> None:
         """A pipelined stream's TTT step for the frame just sent: off the latency path, before its next frame."""

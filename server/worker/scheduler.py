@@ -162,6 +162,34 @@ class Scheduler:
                 return ("item", session, item)
         return None
 
+    def more_frames(self, lane: int, taken: StreamSession, limit: int) -> list[tuple[StreamSession, FrameItem]]:
+        """Up to `limit` more frames for worker lane `lane` to process together with `taken`'s: the head frame of
+        each further stream of the lane whose queue starts with a frame, at most one per stream, in ring order from
+        where `next` left off (so a batch is one round of the round-robin: fairness is kept). A stream whose queue
+        starts with a control is skipped: its control runs in order, before its next frame."""
+        out: list[tuple[StreamSession, FrameItem]] = []
+        with self._cv:
+            n = len(self._ring)
+            start = self._next.get(lane, 0)
+            for k in range(n):
+                if len(out) >= limit:
+                    break
+                i = (start + k) % n
+                session = self._ring[i]
+                if session is taken or session.lane != lane or not session.queue:
+                    continue
+                if not isinstance(session.queue[0], FrameItem):
+                    continue
+                item = session.queue.popleft()
+                session.pending_frames -= 1
+                if session.on_space is not None:
+                    session.on_space()
+                self._next[lane] = (i + 1) % n
+                out.append((session, item))
+            if out:
+                self._cv.notify_all()  # room for blocked producers
+        return out
+
     def repin(self, session: StreamSession, lane: int, swap: Callable[[], None]) -> None:
         """Move `session` to worker lane `lane`: `swap()` (e.g. replacing its adapter) runs under the lock, so no
         lane picks the session's next item before both have happened."""
@@ -192,9 +220,13 @@ def serve_lane(
     stop: threading.Event,
     on_control: Callable[[StreamSession, ControlItem], None],
     on_frame: Callable[[StreamSession, FrameItem], None],
+    on_frames: Callable[[list[tuple[StreamSession, FrameItem]]], None] | None = None,
+    batch: int = 1,
 ) -> None:
     """A worker lane's loop until `stop`: commands run here (their Future gets the result or exception), a stream's
-    controls and frames go to `on_control` / `on_frame`, one at a time, in the order `next(lane=lane)` gives them."""
+    controls and frames go to `on_control` / `on_frame`, one at a time, in the order `next(lane=lane)` gives them.
+    With `batch` > 1 and `on_frames`, a frame is handed over together with the head frames of up to `batch` - 1
+    other streams of the lane (`Scheduler.more_frames`), one per stream."""
     while not stop.is_set():
         work = scheduler.next(timeout=0.25, lane=lane)
         if work is None:
@@ -208,5 +240,8 @@ def serve_lane(
                     b.set_exception(exc)
         elif isinstance(b, ControlItem):
             on_control(a, b)
+        elif batch > 1 and on_frames is not None:
+            more = scheduler.more_frames(lane, a, batch - 1)
+            on_frames([(a, b)] + more) if more else on_frame(a, b)
         else:
             on_frame(a, b)

@@ -133,3 +133,21 @@ def test_commands_go_first_and_stop_fails_pending() -> None:
     pending_fut = sched.submit(lambda: 1)
     assert [f for _, f in sched.stop()] == [pending_fut]
     assert sched.submit(lambda: 1).exception() is not None
+
+
+def test_more_frames_takes_one_head_frame_per_other_stream_of_the_lane_in_ring_order() -> None:
+    sched = Scheduler()
+    sessions = [StreamSession("ws", "semantic", "online", "default", "block", 4, lambda _: None) for _ in range(5)]
+    for s in sessions:
+        sched.add(s)
+    sessions[3].lane = 1  # another lane's stream
+    for s in sessions:
+        for i in range(2):
+            assert sched.offer(s, FrameItem(frame_id=i, data=b""))
+    sessions[2].queue.appendleft(ControlItem("reset", lambda _s: None))  # its control runs first, alone
+    kind, first, item = sched.next(timeout=0, lane=0)
+    assert (kind, first, item.frame_id) == ("item", sessions[0], 0)
+    more = sched.more_frames(0, first, limit=4)
+    assert [(sessions.index(s), it.frame_id) for s, it in more] == [(1, 0), (4, 0)]
+    assert sessions[1].pending_frames == 1 and sessions[2].pending_frames == 2
+    assert sched.next(timeout=0, lane=0)[1] is sessions[0]  # the next round starts after the last stream taken
