@@ -16,9 +16,11 @@ p = torch.cuda.get_device_properties(0)
 print(f"CUDA device: {p.name}, {p.total_memory / 2**30:.0f} GiB, bf16: {torch.cuda.is_bf16_supported()}")
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-# swin-s at 512x1024: library rows (interleaved), memory (allocated bytes per stream), server 1/4/8 streams
-timeout 380 "$PY" -c "from server.cli import main; main()" bench --model-preset swin-s --image-size 512 \
+# swin-s at 512x1024: library rows (interleaved), 8 streams one by one vs one batched call (cross-stream batching),
+# memory (allocated bytes per stream), server 1/4/8 streams (the CUDA default layout batches up to 8 streams per
+# call) against one lane that takes them one by one
+timeout 400 "$PY" -c "from server.cli import main; main()" bench --model-preset swin-s --image-size 512 \
   --size 512x1024 --frames 10 --streams 1 --streams 4 --streams 8 --seconds 12 --threads 4 \
-  --json "$OUT/gpu_check_swin_s.json"
+  --cross-stream-batch 8 --json "$OUT/gpu_check_swin_s.json"
 # the bundled tiny model: the same rows at its own size (where overheads, not FLOPs, dominate)
-timeout 90 "$PY" -c "from server.cli import main; main()" bench --quick --threads 4 --json "$OUT/gpu_check_tiny.json"
+timeout 75 "$PY" -c "from server.cli import main; main()" bench --quick --threads 4 --cross-stream-batch 8 --json "$OUT/gpu_check_tiny.json"

@@ -45,6 +45,10 @@ def bench(
     seconds: float = typer.Option(0.0, help="seconds per server measurement (default 20, 8 with --quick)"),
     server: bool = typer.Option(True, help="also measure a real `m2f-ttt serve` over WebSocket"),
     swin_s: bool = typer.Option(True, help="also time swin-s (small resolution on CPU); off with --quick"),
+    cross_stream_batch: int = typer.Option(
+        4, min=0, help="streams of the cross-stream batching rows: N streams one after another vs one batched call "
+        "(library), and a server lane batching N streams (M2F_CROSS_STREAM_BATCH) beside the serial lane; 0: skip",
+    ),
 ) -> None:
     """Time main_only / default / fast / release / online_k16 per frame (interleaved, mean s/frame, ratio to
     main_only), the stage split, per-stream memory (estimate vs measured) and a real server: 1/4/16 streams on
@@ -55,7 +59,9 @@ def bench(
     from model.config import preset
     from model.device import prepare_model, resolve_device
     from model.ymodel import build_model
-    from mask2former_ttt.evaluation.bench import as_json, bench_frames, measure_memory, time_rows, write_json
+    from mask2former_ttt.evaluation.bench import (
+        as_json, bench_frames, measure_memory, time_cross_stream, time_rows, write_json,
+    )
 
     torch.set_num_threads(threads)
     n_frames = frames or (12 if quick else 30)
@@ -74,11 +80,18 @@ def bench(
         clip = bench_frames(n_frames + 2, size=_size(size))
         rows = time_rows(model, clip)
         _print_rows(f"{model.cfg.name} ({model_dir.name}), {tuple(clip[0].shape[1:])}, {threads} thread(s)", rows)
+        extra: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
+                                   "device": str(device), "torch": torch.__version__}}
+        if cross_stream_batch > 1:
+            batching = time_cross_stream(model, clip, streams=cross_stream_batch)
+            extra["cross_stream"] = vars(batching)
+            console.print(
+                f"cross-stream batching, {batching.streams} streams of `{batching.preset}`: serial "
+                f"{batching.serial_s_per_round:.4f} s per round, one batched call {batching.batched_s_per_round:.4f} s "
+                f"({batching.speedup:.2f}x)")
         memory = {
             f"{model.cfg.name}/{p}": measure_memory(model, p, clip, streams=4) for p in ("default", "release")
         }
-        extra: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
-                                   "device": str(device), "torch": torch.__version__}}
         if swin_s and not quick and not model_preset:
             torch.manual_seed(0)
             short = 128 if device.type == "cpu" else 512
@@ -97,11 +110,20 @@ def bench(
             counts = tuple(streams) if streams else ((1, 4) if quick else (1, 4, 16))
             secs = seconds or (8.0 if quick else 20.0)
             srv = server_rows(model, model_dir, clip, counts, secs, None)
-            serial = server_rows(model, model_dir, clip, tuple(c for c in counts if c > 1) or counts, secs, threads, lanes=1)
+            multi = tuple(c for c in counts if c > 1) or counts
+            one_by_one = {"M2F_CROSS_STREAM_BATCH": "1"}
+            serial = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=one_by_one)
             extra["server"] = {k: vars(v) for k, v in srv.items()}
             extra["server_serial"] = {k: vars(v) for k, v in serial.items()}
             _print_server("server over WebSocket (closed loop), default worker layout, vs the bare library loop", srv)
             _print_server("the same on one serial lane (the worker before lanes)", serial)
+            from server.worker.layout import cross_stream_batch as default_batch
+
+            if cross_stream_batch > 1 and default_batch(device, None) != cross_stream_batch:  # else the rows above
+                batch_env = {"M2F_CROSS_STREAM_BATCH": str(cross_stream_batch)}
+                batched = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=batch_env)
+                extra["server_batched"] = {k: vars(v) for k, v in batched.items()}
+                _print_server(f"one lane batching up to {cross_stream_batch} streams per call", batched)
             pace = round(min(10.0, 0.5 / rows["default"].s_per_frame), 2)  # well inside what the device sustains
             configs = {"main_only": ("main_only", "default"), "default": ("online", "default"), "fast": ("online", "fast")}
             latency = latency_rows(model_dir, clip, configs, pace, secs, threads)

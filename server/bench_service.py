@@ -184,9 +184,10 @@ def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, tas
 def server_rows(
     model: YModel, model_dir: Path, frames: list[torch.Tensor], stream_counts: tuple[int, ...], seconds: float,
     threads: int | None, preset: str = "default", task: str = "panoptic", lanes: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, ServerRow]:
-    """One server (`lanes` worker lanes; None: the default layout) for all stream counts (streams of a count run
-    together, counts one after another)."""
+    """One server (`lanes` worker lanes; None: the default layout; `extra_env`: more M2F_* settings) for all stream
+    counts (streams of a count run together, counts one after another)."""
     jpegs = _jpegs(frames)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
@@ -196,7 +197,7 @@ def server_rows(
         torch.set_num_threads(previous)
     out: dict[str, ServerRow] = {}
     # one slot more than the largest count: the previous stream may still be closing when the next ones open
-    with running_server(model_dir, threads or 1, max(stream_counts) + 1, preset, lanes) as url:
+    with running_server(model_dir, threads or 1, max(stream_counts) + 1, preset, lanes, extra_env) as url:
         asyncio.run(_streams(url, jpegs, 1, min(2.0, seconds), task))  # warm-up: first-call costs
         for n in stream_counts:
             results = asyncio.run(_streams(url, jpegs, n, seconds, task))

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from model.device import synchronize
 from model.ymodel import YModel
 from mask2former_ttt.outputs.frame import encode_masks, segments_info
 from mask2former_ttt.ttt import build_adapter
@@ -131,6 +132,50 @@ def time_rows(
             frames=len(totals[name]),
         )
     return out
+
+
+@dataclass
+class CrossStreamTiming:
+    """`streams` streams stepping one frame each: one stream after another vs one batched call
+    (ttt/cross_stream.py), mean seconds per round of all streams (TTT step + prediction, no post-processing)."""
+
+    streams: int
+    preset: str
+    serial_s_per_round: float
+    batched_s_per_round: float
+    speedup: float
+    rounds: int
+
+
+def time_cross_stream(
+    model: YModel, frames: list[torch.Tensor], streams: int = 4, preset: str = "default", warmup: int = 2
+) -> CrossStreamTiming:
+    """Step `streams` adapters of `preset` over `frames` (stream i starts i frames in, so their inputs differ), once
+    serially and once through `step_many` / `finish_pending_many`, interleaved round by round; the first `warmup`
+    rounds are not counted. Each timed round ends with a device sync."""
+    from mask2former_ttt.ttt.cross_stream import finish_pending_many, step_many
+
+    serial = [build_adapter(model, "online", preset, seed=i) for i in range(streams)]
+    batched = [build_adapter(model, "online", preset, seed=i) for i in range(streams)]
+    times: dict[str, list[float]] = {"serial": [], "batched": []}
+    device = next(model.parameters()).device
+    for t in range(len(frames)):
+        inputs = [frames[(t + i) % len(frames)] for i in range(streams)]
+        for kind in (("serial", "batched") if t % 2 == 0 else ("batched", "serial")):
+            t0 = time.perf_counter()
+            if kind == "serial":
+                for adapter, frame in zip(serial, inputs):
+                    adapter.step(frame)
+                    adapter.finish_pending()
+            else:
+                step_many(batched, inputs)
+                finish_pending_many(batched)
+            synchronize(device)
+            if t >= warmup:
+                times[kind].append(time.perf_counter() - t0)
+    serial_s, batched_s = statistics.fmean(times["serial"]), statistics.fmean(times["batched"])
+    return CrossStreamTiming(streams, preset, round(serial_s, 5), round(batched_s, 5), round(serial_s / batched_s, 3),
+                             len(times["serial"]))
 
 
 def _process_bytes(device: torch.device) -> int:

@@ -50,6 +50,9 @@ def test_bench_command_writes_the_documented_json(tmp_path: Path, monkeypatch) -
     assert all({"s_per_frame", "ratio"} <= set(r) for r in doc["rows"].values())
     assert {"tiny/default", "tiny/release"} <= set(doc["memory"])
     assert all({"estimate_mb", "measured_mb"} <= set(m) for m in doc["memory"].values())
+    batching = doc["cross_stream"]  # 4 streams one by one vs one batched call, per round
+    assert batching["streams"] == 4 and batching["rounds"] == 2
+    assert batching["speedup"] == pytest.approx(batching["serial_s_per_round"] / batching["batched_s_per_round"], rel=0.01)
     assert "bench finished" in result.output and f"JSON: {out}" in result.output.replace("\n", "")
 
 
