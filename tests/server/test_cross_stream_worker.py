@@ -15,7 +15,7 @@ import torch
 from model.checkpoint import load_checkpoint
 from server.metrics import Metrics
 from server.worker import DeviceWorker, FrameError, FrameItem, FrameResult, StreamSession
-from server.worker import device_worker as device_worker_module
+from server.worker import frame_processing
 from server.worker.layout import cross_stream_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
@@ -64,13 +64,13 @@ def _run(model, tmp_path: Path, batch: int, presets: list[str], clips: list[list
 
 def _batched_calls(monkeypatch) -> list[int]:
     sizes: list[int] = []
-    real = device_worker_module.step_many
+    real = frame_processing.step_many
 
     def counting(adapters, frames):
         sizes.append(len(adapters))
         return real(adapters, frames)
 
-    monkeypatch.setattr(device_worker_module, "step_many", counting)
+    monkeypatch.setattr(frame_processing, "step_many", counting)
     return sizes
 
 
