@@ -105,7 +105,10 @@ GUARD_FIELDS = (
     "shift_gate", "shift_score", "anchor", "loss_gate", "loss_ceiling", "return_frames", "return_anchor",
 )
 # the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
-STEP_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult", "grad_clip")
+STEP_FIELDS = (
+    "optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult", "grad_clip", "reset_optimizer_each_frame",
+    "loss_on",
+)
 
 
 def parse_guard_overrides(items: list[str]) -> dict:
