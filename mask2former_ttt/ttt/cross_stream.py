@@ -18,8 +18,11 @@ so the service turns this on for CUDA only unless asked (`M2F_CROSS_STREAM_BATCH
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Hashable
 
 import torch
@@ -34,7 +37,8 @@ from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
 Calls = list[tuple[tuple[int, ...], float]]
-_DROP_PATH_CALLS: dict[tuple[int, tuple[int, ...]], Calls] = {}
+_DROP_PATH_CALLS: "weakref.WeakKeyDictionary[YModel, dict[tuple[int, ...], Calls]]" = weakref.WeakKeyDictionary()
+_DROP_PATH_LOCK = threading.Lock()
 
 
 def batch_key(adapter: object, frame_hw: tuple[int, int]) -> Hashable | None:
@@ -79,33 +83,51 @@ def predict_many(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[
 def _drop_path_calls(model: YModel, sample: torch.Tensor) -> Calls:
     """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w)), recorded once
     per model replica and input shape (one forward without gradients)."""
-    key = (id(model), tuple(sample.shape))
-    if key not in _DROP_PATH_CALLS:
+    with _DROP_PATH_LOCK:
+        known = _DROP_PATH_CALLS.setdefault(model, {})
+    shape = tuple(sample.shape)
+    if shape not in known:  # lanes record on their own replicas: no two threads fill one entry
         with torch.no_grad(), drop_path_plan() as plan:
             model(sample, mode="reconstruct")
-        _DROP_PATH_CALLS[key] = plan.calls
-    return _DROP_PATH_CALLS[key]
+        known[shape] = plan.calls
+    return known[shape]
+
+
+@dataclass
+class _Sampled:
+    """One stream's drawn step: samples (B, 3, h, w), patch mask (B, 1, h, w), drop-path keeps (n_calls, B)."""
+
+    adapter: StreamAdapter
+    stats: StepStats
+    batch: torch.Tensor
+    visible: torch.Tensor
+    keep: torch.Tensor
 
 
 def adapt_many(adapters: list[StreamAdapter], stats: list[StepStats]) -> None:
     """Each adapter's `adapt(stats[i])`, with the TTT steps of those whose shift gate is open taken in one vmapped
-    gradient call. The adapters share a `batch_key`."""
+    gradient call per sample shape (a stream whose window still holds frames of an earlier size can draw one). The
+    adapters share a `batch_key`."""
     ready = [(a, s) for a, s in zip(adapters, stats) if a.begin_adapt(s)]
-    if not ready:
-        return
-    model, first = ready[0][0].model, ready[0][0]
-    cfg = first.cfg
-    batches, visibles, keeps = [], [], []
+    by_shape: dict[tuple[int, ...], list[_Sampled]] = {}
     for a, s in ready:  # each stream's draws in its serial order: samples, patch mask, drop-path
         batch, _ = a.sample_batch(s)
-        batches.append(batch)
-        visibles.append(random_patch_mask(batch.shape[0], batch.shape[2], batch.shape[3], cfg.mask_patch,
-                                          cfg.mask_ratio, a.generator).to(batch.device))
+        cfg = a.cfg
+        visible = random_patch_mask(batch.shape[0], batch.shape[2], batch.shape[3], cfg.mask_patch, cfg.mask_ratio,
+                                    a.generator).to(batch.device)
         if cfg.drop_path:
-            calls = _drop_path_calls(model, with_flag(batch, visibles[-1]))
-            keeps.append(draw_keeps(calls, a.generator).to(batch.device))
+            keep = draw_keeps(_drop_path_calls(a.model, with_flag(batch, visible)), a.generator).to(batch.device)
         else:
-            keeps.append(batch.new_zeros(1))  # unused: no drop-path
+            keep = batch.new_zeros(1)  # unused: no drop-path
+        by_shape.setdefault(tuple(batch.shape), []).append(_Sampled(a, s, batch, visible, keep))
+    for group in by_shape.values():
+        _step_group(group)
+
+
+def _step_group(group: list[_Sampled]) -> None:
+    """One vmapped gradient call for `group` (samples of one shape), then each stream's own update."""
+    first = group[0].adapter
+    model, cfg = first.model, first.cfg
 
     def loss_of(params: dict[str, torch.Tensor], x: torch.Tensor, visible: torch.Tensor,
                 keep: torch.Tensor) -> torch.Tensor:
@@ -115,17 +137,20 @@ def adapt_many(adapters: list[StreamAdapter], stats: list[StepStats]) -> None:
 
     t0 = time.perf_counter()
     grads, losses = vmap(grad_and_value(loss_of))(
-        _stacked([a for a, _ in ready]), torch.stack(batches), torch.stack(visibles), torch.stack(keeps)
+        _stacked([g.adapter for g in group]),
+        torch.stack([g.batch for g in group]),
+        torch.stack([g.visible for g in group]),
+        torch.stack([g.keep for g in group]),
     )
     losses_f = losses.float().tolist()  # one device sync for all streams
-    share = (time.perf_counter() - t0) / len(ready)
-    for i, (a, s) in enumerate(ready):
+    share = (time.perf_counter() - t0) / len(group)
+    for i, g in enumerate(group):
+        a, s, loss = g.adapter, g.stats, losses_f[i]
         s.ttt_forward_s += share  # forward and backward are one call here
-        loss = losses_f[i]
         if not a.gated(loss):
             assert a.flat is not None
             try:
-                a.flat.set_grad({n: g[i] for n, g in grads.items()})
+                a.flat.set_grad({n: grad[i] for n, grad in grads.items()})
                 a.apply_gradient(loss, s)
             finally:
                 a.flat.free_grad()

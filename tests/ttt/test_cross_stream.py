@@ -105,3 +105,24 @@ def test_a_loss_gated_step_is_skipped_for_that_stream_only(tiny_model) -> None:
     taken = [got.stats.steps_taken for _, got in pairs if got.stats.loss is not None]
     assert 0 in taken and 1 in taken
     _assert_same(serial, batched, pairs)
+
+
+def test_streams_whose_samples_differ_in_shape_still_match(tiny_model) -> None:
+    # a stream's window can hold frames of an earlier size: its sample then cannot be stacked with the others'
+    from mask2former_ttt.ttt.cross_stream import adapt_many
+    from mask2former_ttt.ttt.stats import StepStats
+
+    g = torch.Generator().manual_seed(2)
+    sizes = [(96, 128), (64, 64), (64, 64)]
+    frames = [to_working_resolution((torch.rand(3, *hw, generator=g) * 255).to(torch.uint8), 128) for hw in sizes]
+    twins = []
+    for _ in range(2):
+        adapters = [build_adapter(tiny_model, preset="default", seed=i) for i in range(3)]
+        for a, f in zip(adapters, frames):
+            a.window.append(f)
+        twins.append(adapters)
+    for a in twins[0]:
+        a.adapt(StepStats(frame_index=0))
+    adapt_many(twins[1], [StepStats(frame_index=0) for _ in range(3)])
+    for a, b in zip(*twins):
+        torch.testing.assert_close(b.flat.data, a.flat.data, atol=1e-4, rtol=1e-4)
