@@ -101,6 +101,7 @@ class StreamAdapter:
         self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_good: torch.Tensor | None = None  # flat (N,) copy of the last weights that passed the checks
+        self.ema: torch.Tensor | None = None  # flat (N,) moving average of the weights (`cfg.predict_ema`)
         self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.frame_index = 0
@@ -133,6 +134,7 @@ class StreamAdapter:
         assert self.flat is not None
         self.flat.copy_from(source)
         self.optimizer = None
+        self.ema = None  # the average restarts from the restored weights
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this stream exactly: adapted tensors, optimizer, window, RNG, counters."""
@@ -142,6 +144,7 @@ class StreamAdapter:
             "params": self.flat.state() if self.flat is not None else {},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
             "last_good": self.flat.unflatten(self.last_good) if self.flat and self.last_good is not None else None,
+            "ema": self.flat.unflatten(self.ema) if self.flat and self.ema is not None else None,
             "window": [t.clone() for t in self.window],
             "generator": self.generator.get_state(),
             "frame_index": self.frame_index,
@@ -167,6 +170,8 @@ class StreamAdapter:
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         if state["last_good"] and self.flat is not None:
             self.last_good = flatten(state["last_good"][n].to(self.device) for n in self.flat.order)
+        if state.get("ema") and self.flat is not None:
+            self.ema = flatten(state["ema"][n].to(self.device) for n in self.flat.order)
         self.window.extend(t.to(self.device) for t in state["window"])
         self.generator.set_state(state["generator"])
         self.frame_index = state["frame_index"]
@@ -186,6 +191,8 @@ class StreamAdapter:
                 tensors += [p.grad for p in self.params.values() if p.grad is not None]
         if self.last_good is not None:
             tensors.append(self.last_good)
+        if self.ema is not None:
+            tensors.append(self.ema)
         if self.optimizer is not None:
             for s in self.optimizer.state.values():
                 tensors += [v for v in s.values() if torch.is_tensor(v)]
@@ -203,6 +210,8 @@ class StreamAdapter:
             copies += 1 if self.cfg.optimizer == "sgd" else 2
         if self.adapts and self.cfg.rollback_to == "last_good":
             copies += 1
+        if self.adapts and self.cfg.predict_ema > 0:
+            copies += 1
         h, w = frame_hw or (self.model.cfg.image_size, self.model.cfg.image_size)
         return size * copies + self.cfg.window * 3 * h * w
 
@@ -211,21 +220,32 @@ class StreamAdapter:
         return None
 
     # ---- forward helpers ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, mode: str) -> Any:
-        """The shared model with this stream's tensors in place of θ0 (before the first step it has none: the
-        shared weights are θ0). Compiled with `cfg.compile` (through `functional_call`, which dynamo traces)."""
+    def forward(self, x: torch.Tensor, mode: str, tensors: dict[str, torch.Tensor] | None = None) -> Any:
+        """The shared model with this stream's tensors (`tensors`, default: the adapted ones) in place of θ0 (before
+        the first step it has none: the shared weights are θ0). Compiled with `cfg.compile` (through
+        `functional_call`, which dynamo traces)."""
+        applied = self._applied() if tensors is None else tensors
         with autocast(self.device, self.use_amp):
             if self.cfg.compile:
                 if self._compiled is None:
                     self._compiled = torch.compile(self._functional_forward, dynamic=False)
-                return self._compiled(self._applied(), x, mode)
-            if not self.params:
+                return self._compiled(applied, x, mode)
+            if not applied:
                 return self.model(x, mode=mode)
-            return self._swap(self._applied(), x, mode=mode)
+            return self._swap(applied, x, mode=mode)
 
-    def _applied(self) -> dict[str, torch.Tensor]:
-        """The stream's tensors under the shared model's names (low-rank factors multiplied out)."""
-        return self.lowrank.applied(self.params) if self.lowrank and self.params else self.params
+    def _applied(self, params: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The stream's tensors (`params`, default: the adapted ones) under the shared model's names (low-rank
+        factors multiplied out)."""
+        params = self.params if params is None else params
+        return self.lowrank.applied(params) if self.lowrank and params else params
+
+    def prediction_tensors(self) -> dict[str, torch.Tensor]:
+        """What predictions run with, under the shared model's names: the moving average of the adapted tensors
+        with `cfg.predict_ema`, else the adapted tensors (empty before the first step: θ0)."""
+        if self.ema is not None and self.flat is not None:
+            return self._applied(self.flat.views(self.ema))
+        return self._applied()
 
     def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
         # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied
@@ -329,7 +349,7 @@ class StreamAdapter:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
-        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict")
+        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", self.prediction_tensors())
         return out.class_logits[0].float(), out.mask_logits[0].float()
 
     def adapt(self, stats: StepStats) -> None:
@@ -357,6 +377,7 @@ class StreamAdapter:
             if returned and self.closed_frames == self.cfg.return_frames:
                 self.optimizer = None  # back on the training domain: no momentum from the shift carried on
             self._pull_toward_theta0(self.cfg.return_anchor if returned else self.cfg.anchor)
+            self._track_ema()
             if self.cfg.reset_optimizer_each_frame:
                 self.optimizer = None
             return False
@@ -376,8 +397,20 @@ class StreamAdapter:
         """After a frame's steps (their losses): the frame's reported loss; a per-frame optimizer is dropped."""
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
+        self._track_ema()
         if self.cfg.reset_optimizer_each_frame:
             self.optimizer = None  # re-created next frame: no optimizer state kept between frames
+
+    @torch.no_grad()
+    def _track_ema(self) -> None:
+        """After a frame's update or relaxation: the moving average of the weights takes a step toward them (it
+        starts at the weights themselves, e.g. after a rollback)."""
+        if self.cfg.predict_ema <= 0 or self.flat is None:
+            return
+        if self.ema is None:
+            self.ema = self.flat.data.clone()
+        else:
+            self.ema.lerp_(self.flat.data, 1.0 - self.cfg.predict_ema)
 
     def train_step(self, batch: torch.Tensor, stats: StepStats, valid: torch.Tensor | None = None) -> float | None:
         """One optimizer step of the objective on `batch` (B, 3, h, w), in micro-batches. Returns the loss.

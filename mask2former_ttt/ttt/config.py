@@ -94,6 +94,12 @@ class TTTConfig(BaseModel):
         "closed frame relaxes the weights toward θ0 by `return_anchor` instead of `anchor`. One frame with the gate "
         "open restarts the count (hysteresis: a flickering score does not reset the weights). None = off",
     )
+    predict_ema: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="predict with an exponential moving average of the adapted weights (Polyak averaging, a mean "
+        "teacher): after each frame's update or relaxation, ema <- predict_ema * ema + (1 - predict_ema) * weights; "
+        "the TTT steps still train the weights themselves. 0 = off (predict with the latest weights)",
+    )
     return_anchor: float = Field(
         0.2, ge=0.0, le=1.0,
         description="per-frame relaxation toward θ0 once a return is detected (1.0 = reset to θ0)",

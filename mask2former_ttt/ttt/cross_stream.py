@@ -53,10 +53,12 @@ def batch_key(adapter: object, frame_hw: tuple[int, int]) -> Hashable | None:
     return (id(adapter.model), cfg.model_dump_json(), tuple(adapter.names), frame_hw)
 
 
-def _stacked(adapters: list[StreamAdapter]) -> dict[str, torch.Tensor]:
-    """name -> (N, ...) the streams' current tensors (θ0's for a stream that has not stepped yet), detached."""
+def _stacked(adapters: list[StreamAdapter], for_prediction: bool = False) -> dict[str, torch.Tensor]:
+    """name -> (N, ...) the streams' current tensors (θ0's for a stream that has not stepped yet), detached; with
+    `for_prediction`, what each stream predicts with (`StreamAdapter.prediction_tensors`)."""
     names = adapters[0].names
-    return {n: torch.stack([(a.params or a.theta0)[n].detach() for a in adapters]) for n in names}
+    current = [(a.prediction_tensors() if for_prediction else a.params) or a.theta0 for a in adapters]
+    return {n: torch.stack([c[n].detach() for c in current]) for n in names}
 
 
 def _functional(model: YModel, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str):
@@ -76,7 +78,7 @@ def predict_many(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[
             out = _functional(model, params, x, "predict")
         return out.class_logits[0], out.mask_logits[0]
 
-    class_logits, mask_logits = vmap(one)(_stacked(adapters), inputs)
+    class_logits, mask_logits = vmap(one)(_stacked(adapters, for_prediction=True), inputs)
     return [(c.float(), m.float()) for c, m in zip(class_logits, mask_logits)]
 
 

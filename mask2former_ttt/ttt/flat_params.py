@@ -130,6 +130,10 @@ class FlatParams:
         """name -> a detached copy of each tensor (the checkpoint format, independent of the flat layout)."""
         return self.unflatten(self.data)
 
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A flat (N,) tensor in this order -> name -> views of it shaped like the adapted tensors (no copy)."""
+        return {n: flat[a:b].view(shape) for n, (a, b, shape) in self._spans.items()}
+
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """A flat (N,) tensor in this order -> name -> copies shaped like the adapted tensors."""
         return {n: flat[a:b].view(shape).clone() for n, (a, b, shape) in self._spans.items()}

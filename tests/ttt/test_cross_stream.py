@@ -51,9 +51,13 @@ def _assert_same(serial, batched, pairs) -> None:
         assert b.frame_index == a.frame_index and b.pending_step == a.pending_step
 
 
-@pytest.mark.parametrize("preset", ["default", "full"])  # pipelined B=1 / a step before prediction on B=4
-def test_batched_streams_match_their_serial_steps(tiny_model, preset) -> None:
-    serial, batched, pairs = _run_both(tiny_model, _clips(3, 3), preset)
+@pytest.mark.parametrize(("preset", "overrides"), [
+    ("default", {}),  # pipelined, B = 1
+    ("full", {}),  # a step before the prediction, B = 4
+    ("default", {"predict_ema": 0.5}),  # predictions with the weights' moving average
+])
+def test_batched_streams_match_their_serial_steps(tiny_model, preset, overrides) -> None:
+    serial, batched, pairs = _run_both(tiny_model, _clips(3, 3), preset, **overrides)
     assert sum(got.stats.steps_taken for _, got in pairs) >= 6  # the streams did adapt
     # the streams diverged from each other: a batch that used one stream's tensors for all would not match
     assert (serial[0].flat.data - serial[1].flat.data).abs().max() > 1e-4
