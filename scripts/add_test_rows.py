@@ -12,6 +12,7 @@ renames a committed row first (a preset that changed name keeps its measured num
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 from pathlib import Path
@@ -62,7 +63,7 @@ def main() -> None:
         row = fresh[name]
         # this run's own ratio (timings of one run are only comparable within it)
         row["ratio_to_main"] = row["s_per_frame"] / fresh["main_task_only"]["s_per_frame"]
-        row["session"] = "2026-11-28 (scripts/add_test_rows.py)"
+        row["session"] = f"{datetime.date.today().isoformat()} (scripts/add_test_rows.py)"
         summary["methods"][name] = row
     summary["methods"]["main_task_only"]["s_per_frame"] = base
     summary["safe_adaptation"] = safe_adaptation(summary)

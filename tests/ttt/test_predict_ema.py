@@ -49,12 +49,15 @@ def test_the_average_survives_state_round_trips_and_restarts_after_a_rollback(ti
     assert b.estimated_memory_bytes() > build_adapter(tiny_model, preset="full").estimated_memory_bytes()
 
 
-def test_off_by_default(tiny_model) -> None:
-    a = build_adapter(tiny_model, preset="default")
+def test_on_in_default_only_and_validated(tiny_model) -> None:
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    assert ttt_preset("default").predict_ema == 0.9  # chosen on domain A's validation videos (session 10)
+    assert {ttt_preset(p).predict_ema for p in ("release", "full", "fast")} == {0.0}
+    a = build_adapter(tiny_model, preset="full")
     for frame in _clip(2):
         a.step(frame)
-        a.finish_pending()
-    assert a.cfg.predict_ema == 0.0 and a.ema is None
+    assert a.ema is None  # off: predictions use the latest weights
     with pytest.raises(ValueError):
         build_adapter(tiny_model, preset="default", predict_ema=1.0)
 
