@@ -11,9 +11,10 @@ pull toward θ0) runs per stream (`StreamAdapter.apply_gradient`: flat, a few op
 What can be batched (`batch_key`): plain online TTT-MAE streams (`StreamAdapter` with `mae_loss`) on the same
 model replica, with the same configuration and working resolution, one step of one micro-batch per frame, whole
 frames as samples (no crop / augmentation: each stream's samples must have one shape), no fp16 grad scaler and no
-low-rank deltas. Anything else goes through the serial path. On the CPU, vmap is no faster than N serial calls
-(SDPA has no CPU batching rule and falls back to a loop; docs/benchmark: 0.54 s vs 0.35 s for 4 streams' steps),
-so the service turns this on for CUDA only unless asked (`M2F_CROSS_STREAM_BATCH`).
+low-rank deltas. Anything else goes through the serial path. On the CPU a batched call is about as fast as N serial
+ones (SDPA has no CPU batching rule under vmap and falls back to a loop; docs/benchmark/cross_stream_cpu.json: 0.81-
+1.05x for 2-4 streams on one thread, 1.11-1.19x in `m2f-ttt bench`), so the service turns this on for CUDA only
+unless asked (`M2F_CROSS_STREAM_BATCH`).
 """
 
 from __future__ import annotations
