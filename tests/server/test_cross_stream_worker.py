@@ -106,3 +106,20 @@ def test_cross_stream_batching_is_on_for_cuda_only_unless_set() -> None:
     assert cross_stream_batch(torch.device("cpu"), None) == 1
     assert cross_stream_batch(torch.device("cuda"), None) == 8
     assert cross_stream_batch(torch.device("cpu"), 4) == 4
+
+
+def test_a_failing_batched_call_fails_that_rounds_frames_only(model, tmp_path, monkeypatch) -> None:
+    real = frame_processing.step_many
+    calls: list[int] = []
+
+    def first_call_fails(adapters, frames):
+        calls.append(len(adapters))
+        if len(calls) == 1:
+            raise RuntimeError("device lost")
+        return real(adapters, frames)
+
+    monkeypatch.setattr(frame_processing, "step_many", first_call_fails)
+    got = _run(model, tmp_path, 4, ["default"] * 3, [_frames(i, 2) for i in range(3)])
+    assert [type(stream[0]) for stream in got] == [FrameError] * 3
+    assert all(stream[0].code == "adapter_error" and "device lost" in stream[0].message for stream in got)
+    assert all(isinstance(stream[1], FrameResult) for stream in got) and calls == [3, 3]  # the streams go on
