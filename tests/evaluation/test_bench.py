@@ -32,7 +32,7 @@ def test_memory_row_compares_the_estimate_with_the_streams_own_tensors(tiny_mode
     row = measure_memory(tiny_model, "default", frames, streams=2, steps=2)
     assert row.streams == 2
     assert row.frame == working_size(64, 96, tiny_model.cfg.image_size)  # the estimate is for the frames it saw
-    estimate = build_adapter(tiny_model, "online", "full").estimated_memory_bytes(row.frame)
+    estimate = build_adapter(tiny_model, "online", "default").estimated_memory_bytes(row.frame)
     assert row.estimate_mb == round(estimate / 2**20, 2)
     assert row.state_mb == pytest.approx(row.estimate_mb, rel=0.01)  # windows filled: the steady state
 
