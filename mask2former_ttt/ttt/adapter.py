@@ -101,7 +101,7 @@ class StreamAdapter:
         self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_good: torch.Tensor | None = None  # flat (N,) copy of the last weights that passed the checks
-        self.ema: torch.Tensor | None = None  # flat (N,) moving average of the weights (`cfg.predict_ema`)
+        self._set_ema(None)  # flat (N,) moving average of the weights (`cfg.predict_ema`)
         self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.frame_index = 0
@@ -134,7 +134,7 @@ class StreamAdapter:
         assert self.flat is not None
         self.flat.copy_from(source)
         self.optimizer = None
-        self.ema = None  # the average restarts from the restored weights
+        self._set_ema(None)  # the average restarts from the restored weights
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this stream exactly: adapted tensors, optimizer, window, RNG, counters."""
@@ -171,7 +171,7 @@ class StreamAdapter:
         if state["last_good"] and self.flat is not None:
             self.last_good = flatten(state["last_good"][n].to(self.device) for n in self.flat.order)
         if state.get("ema") and self.flat is not None:
-            self.ema = flatten(state["ema"][n].to(self.device) for n in self.flat.order)
+            self._set_ema(flatten(state["ema"][n].to(self.device) for n in self.flat.order))
         self.window.extend(t.to(self.device) for t in state["window"])
         self.generator.set_state(state["generator"])
         self.frame_index = state["frame_index"]
@@ -243,9 +243,15 @@ class StreamAdapter:
     def prediction_tensors(self) -> dict[str, torch.Tensor]:
         """What predictions run with, under the shared model's names: the moving average of the adapted tensors
         with `cfg.predict_ema`, else the adapted tensors (empty before the first step: θ0)."""
-        if self.ema is not None and self.flat is not None:
-            return self._applied(self.flat.views(self.ema))
+        if self._ema_views is not None:
+            return self._applied(self._ema_views)
         return self._applied()
+
+    def _set_ema(self, ema: torch.Tensor | None) -> None:
+        """The moving average (flat (N,), or None) and its per-tensor views, built once per buffer rather than per
+        prediction (≈ 1 ms for the tiny model's 120 tensors); `lerp_` updates the buffer in place."""
+        self.ema = ema
+        self._ema_views = self.flat.views(ema) if ema is not None and self.flat is not None else None
 
     def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
         # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied
@@ -408,7 +414,7 @@ class StreamAdapter:
         if self.cfg.predict_ema <= 0 or self.flat is None:
             return
         if self.ema is None:
-            self.ema = self.flat.data.clone()
+            self._set_ema(self.flat.data.clone())
         else:
             self.ema.lerp_(self.flat.data, 1.0 - self.cfg.predict_ema)
 
