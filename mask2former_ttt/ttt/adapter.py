@@ -25,6 +25,7 @@ from mask2former_ttt.ttt import sample_augment
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.feature_shift import feature_gate_in_use, feature_shift_score
 from mask2former_ttt.ttt.shift_score import check_reference, gate_scale, shift_score
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
 from mask2former_ttt.ttt.low_rank import LowRankDeltas
@@ -89,6 +90,7 @@ class StreamAdapter:
         self.timing_sync = False
         self._compiled: Callable[..., Any] | None = None
         check_reference(model.cfg.input_stats_reference, cfg)
+        self.feature_gate = feature_gate_in_use(model.cfg, cfg)
         self.reset()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -349,7 +351,7 @@ class StreamAdapter:
         if done is None:
             return
         for name in ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken",
-                     "rolled_back", "shift_score", "step_scale"):
+                     "rolled_back", "shift_score", "feature_score", "step_scale"):
             setattr(stats, name, getattr(done, name))
 
     @torch.no_grad()
@@ -502,12 +504,18 @@ class StreamAdapter:
         return warm and loss > self.cfg.explode_factor * self.loss_mean
 
     def _shift_gate(self, stats: StepStats) -> float:
-        """This frame's step-size multiplier from the shift score of its input (1.0 when the gate is off)."""
+        """This frame's step-size multiplier: the larger of the pixel gate's and the feature gate's (1.0 when the
+        pixel gate is off; the feature gate only ever opens further, and is skipped when the pixel gate is fully
+        open)."""
         reference = self.model.cfg.input_stats_reference
         if self.cfg.shift_gate is None or reference is None:
             return 1.0
         stats.shift_score = shift_score(self.window[-1], reference, self.cfg.shift_score)
-        return gate_scale(stats.shift_score, *self.cfg.shift_gate)
+        scale = gate_scale(stats.shift_score, *self.cfg.shift_gate)
+        if self.feature_gate is not None and scale < 1.0:
+            stats.feature_score = feature_shift_score(self.model, self.window[-1], self.model.cfg.feature_stats_reference)
+            scale = max(scale, gate_scale(stats.feature_score, *self.feature_gate))
+        return scale
 
     @torch.no_grad()
     def _pull_toward_theta0(self, rate: float | None = None) -> None:

@@ -87,6 +87,14 @@ class TTTConfig(BaseModel):
         "shift score against the training images (ttt/shift_score.py); at 0 the step is skipped and the weights "
         "relax toward θ0 by `anchor`. Needs `input_stats_reference` in the checkpoint, else it is off",
     )
+    feature_gate: tuple[float, float] | None = Field(
+        None,
+        description="(low, high) on the encoder-feature shift score of the frame under θ0 (ttt/feature_shift.py; "
+        "units of the training images' own 99.5 % tail): the step scale is the larger of this gate's and "
+        "`shift_gate`'s, so it opens on shifts the model feels before the pixels show them. Needs `shift_gate` and "
+        "`feature_stats_reference` in the checkpoint (`m2f-ttt calibrate`); costs one encoder forward without "
+        "gradients per frame the pixel gate leaves not fully open. None = off",
+    )
     return_frames: int | None = Field(
         None, ge=1,
         description="return detection: after this many consecutive frames with the shift gate closed (step scale 0) "

@@ -51,6 +51,7 @@ class FrameStep:
             "rollbacks": st.rollbacks,
             "reset": st.reset,
             "shift_score": st.shift_score,
+            "feature_score": st.feature_score,
             "step_scale": st.step_scale,
         }
 

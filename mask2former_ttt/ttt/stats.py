@@ -24,6 +24,7 @@ class StepStats:
     rollbacks: int = 0
     reset: bool = False
     shift_score: float | None = None  # the frame's distance from the training images (safe-adaptation guard)
+    feature_score: float | None = None  # the frame's encoder-feature distance from the training images (feature gate)
     step_scale: float = 1.0  # the guard's step-size multiplier for this frame (0 = step skipped)
 
     def as_dict(self) -> dict:

@@ -50,6 +50,10 @@ def test_train_writes_a_loadable_checkpoint_with_its_references(trained: tuple[P
     assert model.cfg.swin.in_channels == 4
     ref = model.cfg.input_stats_reference  # the safe-adaptation guard's reference, from the un-augmented stills
     assert ref is not None and len(ref["mean"]) == len(ref["std"]) == 5 and min(ref["std"]) > 0
+    feat = model.cfg.feature_stats_reference  # the feature gate's: per encoder map, 2 statistics per channel
+    channels = [model.cfg.swin.embed_dim * 2**s for s in range(4)]
+    assert feat is not None and [len(m) for m in feat["mean"]] == [2 * c for c in channels]
+    assert all(q > m > 0 for m, q in zip(feat["median"], feat["q_high"]))
 
 
 def test_calibrate_writes_the_reference_into_an_existing_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -60,10 +64,12 @@ def test_calibrate_writes_the_reference_into_an_existing_checkpoint(trained: tup
     data, ckpt = trained
     copy = shutil.copytree(ckpt, tmp_path / "ckpt")
     cfg = load_config(copy)
-    cfg.input_stats_reference = None
+    cfg.input_stats_reference = cfg.feature_stats_reference = None
     (copy / "config.json").write_text(cfg.model_dump_json())
     invoke("calibrate", "--model-dir", str(copy), "--data-root", str(data))
-    assert load_checkpoint(copy).cfg.input_stats_reference == load_config(ckpt).input_stats_reference
+    calibrated, trained_cfg = load_checkpoint(copy).cfg, load_config(ckpt)
+    assert calibrated.input_stats_reference == trained_cfg.input_stats_reference
+    assert calibrated.feature_stats_reference["median"] == pytest.approx(trained_cfg.feature_stats_reference["median"])
 
 
 def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path], tmp_path: Path) -> None:

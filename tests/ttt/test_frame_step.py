@@ -46,7 +46,9 @@ def test_record_is_the_results_layout(tiny_model, frames):
     rec = step.record()
     assert set(rec) == {"ttt", "timings_ms"}
     assert rec["ttt"]["loss"] == step.stats.loss and rec["ttt"]["steps_taken"] == 1
-    assert set(rec["ttt"]) == {"loss", "steps_taken", "rolled_back", "rollbacks", "reset", "shift_score", "step_scale"}
+    assert set(rec["ttt"]) == {
+        "loss", "steps_taken", "rolled_back", "rollbacks", "reset", "shift_score", "feature_score", "step_scale"
+    }
     assert rec["timings_ms"]["predict"] == round(step.timings_s["predict"] * 1000, 3)
     step.stats.loss = float("nan")
     assert step.record()["ttt"]["loss"] is None  # JSON has no NaN
