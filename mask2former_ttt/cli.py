@@ -131,15 +131,16 @@ def calibrate(
     dataset_format: str = typer.Option("auto", help="auto | coco | cityscapes | kitti-step"),
     max_images: int = typer.Option(500, min=2),
 ) -> None:
-    """Store the training images' low-level statistics and the frozen encoder's feature statistics on them in a
-    checkpoint (the safe-adaptation guard's references: `shift_gate`, `feature_gate`). Joint training does this
-    itself; use it for converted or Hugging Face checkpoints, or ones calibrated before the feature gate."""
+    """Store the training images' low-level statistics, the frozen encoder's feature statistics on them and the
+    frozen model's prediction uncertainty on them in a checkpoint (the safe-adaptation guard's references:
+    `shift_gate`, `feature_gate`, `confidence_gate`). Joint training does this itself; use it for converted or
+    Hugging Face checkpoints, or ones calibrated before the feature or confidence gate existed."""
     _logging()
     from mask2former_ttt.training.calibration import calibrate_checkpoint
 
     ref = calibrate_checkpoint(model_dir, data_root, split, dataset_format, max_images=max_images)
     console.print(f"{model_dir}: input_stats_reference mean={[round(v, 4) for v in ref['mean']]}; "
-                  "feature_stats_reference written")
+                  "feature_stats_reference and confidence_reference written")
 
 
 @app.command()

@@ -93,6 +93,9 @@ class ModelConfig(BaseModel):
     # {"mean", "std", "median", "q_high"} of the θ0 encoder's feature statistics over the training images
     # (mask2former_ttt.ttt.feature_shift), written by joint training or `m2f-ttt calibrate`; the feature gate needs it
     feature_stats_reference: dict[str, list] | None = None
+    # {"median", "q_high"} of the θ0 model's mean per-pixel uncertainty (1 − max class probability) over the training
+    # images (mask2former_ttt.ttt.confidence_shift), written by joint training or `m2f-ttt calibrate`
+    confidence_reference: dict[str, float] | None = None
 
     @property
     def num_classes(self) -> int:

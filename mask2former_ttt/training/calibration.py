@@ -1,6 +1,7 @@
 """Reference statistics a checkpoint carries for the safe-adaptation guard: the training images' low-level
 appearance (`input_stats_reference`, see mask2former_ttt/ttt/shift_score.py) and the frozen encoder's feature
-statistics on them (`feature_stats_reference`, see mask2former_ttt/ttt/feature_shift.py)."""
+statistics on them (`feature_stats_reference`, see mask2former_ttt/ttt/feature_shift.py) and its prediction
+uncertainty on them (`confidence_reference`, see mask2former_ttt/ttt/confidence_shift.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from model.checkpoint import load_checkpoint, load_config, save_config
 from model.ymodel import YModel
 from mask2former_ttt.data.readers import StillDataset
+from mask2former_ttt.ttt.confidence_shift import confidence_reference
 from mask2former_ttt.ttt.feature_shift import feature_reference
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.shift_score import reference_statistics
@@ -47,16 +49,26 @@ def encoder_reference(model: YModel, dataset: StillDataset, max_images: int = 50
     return feature_reference(model, frames)
 
 
+def prediction_reference(model: YModel, dataset: StillDataset, max_images: int = 500) -> dict[str, float]:
+    """The θ0 model's prediction uncertainty on `reference_frames` (the confidence gate's reference); `model` in eval
+    mode, on any device."""
+    device = next(model.parameters()).device
+    frames = (f.to(device) for f in reference_frames(dataset, model.cfg.image_size, max_images, model.cfg.max_size))
+    return confidence_reference(model, frames)
+
+
 def calibrate_checkpoint(model_dir: Path, data_root: Path, split: str = "train", dataset_format: str = "auto",
                          resize: tuple[int, int] | None = None, max_images: int = 500) -> dict[str, list[float]]:
-    """Compute `input_stats_reference` and `feature_stats_reference` from a training set and write them into
-    `model_dir/config.json` (weights untouched). For checkpoints trained elsewhere, e.g. converted detectron2 /
-    Hugging Face weights, or calibrated before the feature gate existed."""
+    """Compute `input_stats_reference`, `feature_stats_reference` and `confidence_reference` from a training set
+    and write them into `model_dir/config.json` (weights untouched). For checkpoints trained elsewhere, e.g.
+    converted detectron2 / Hugging Face weights, or calibrated before the feature or confidence gate existed."""
     cfg = load_config(model_dir)
     dataset = StillDataset(data_root, split, dataset_format, resize=resize, augment=False)
     cfg.input_stats_reference = input_reference(dataset, cfg.image_size, max_images, cfg.max_size)
-    cfg.feature_stats_reference = encoder_reference(load_checkpoint(model_dir).eval(), dataset, max_images)
+    model = load_checkpoint(model_dir).eval()
+    cfg.feature_stats_reference = encoder_reference(model, dataset, max_images)
+    cfg.confidence_reference = prediction_reference(model, dataset, max_images)
     save_config(cfg, model_dir)
-    log.info("input and encoder-feature statistics of %d %s images written to %s", min(len(dataset), max_images),
+    log.info("input, encoder-feature and prediction-confidence statistics of %d %s images written to %s", min(len(dataset), max_images),
              split, model_dir)
     return cfg.input_stats_reference

@@ -22,7 +22,7 @@ from model.masking import normalize
 from model.ymodel import YModel, build_model
 from mask2former_ttt.data.classes import LabelSet
 from mask2former_ttt.data.readers import StillDataset, collate
-from mask2former_ttt.training.calibration import encoder_reference, input_reference
+from mask2former_ttt.training.calibration import encoder_reference, input_reference, prediction_reference
 from mask2former_ttt.training.config import TrainConfig
 from mask2former_ttt.training.optim import build_optimizer, poly_schedule
 
@@ -156,6 +156,7 @@ def train(cfg: TrainConfig) -> Path:
     plain = StillDataset(cfg.data_root, cfg.split, cfg.dataset_format, resize=cfg.resize, augment=False)
     model.cfg.input_stats_reference = input_reference(plain, model.cfg.image_size, max_size=model.cfg.max_size)
     model.cfg.feature_stats_reference = encoder_reference(model.eval(), plain)
+    model.cfg.confidence_reference = prediction_reference(model, plain)
     final = save_checkpoint(model.eval(), cfg.out_dir / "final", extra={"steps": step})
     (cfg.out_dir / "history.json").write_text(json.dumps(history))
     log.info("final checkpoint %s (recon reference %.4f)", final, model.cfg.recon_loss_reference)

@@ -25,6 +25,7 @@ from mask2former_ttt.ttt import sample_augment
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.confidence_shift import confidence_gate_in_use, confidence_shift_score, uncertainty_from_logits
 from mask2former_ttt.ttt.feature_shift import feature_gate_in_use, feature_shift_score
 from mask2former_ttt.ttt.shift_score import check_reference, gate_scale, shift_score
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
@@ -91,6 +92,7 @@ class StreamAdapter:
         self._compiled: Callable[..., Any] | None = None
         check_reference(model.cfg.input_stats_reference, cfg)
         self.feature_gate = feature_gate_in_use(model.cfg, cfg)
+        self.confidence_gate = confidence_gate_in_use(model.cfg, cfg)
         self.reset()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -109,6 +111,8 @@ class StreamAdapter:
         self.frame_index = 0
         self.rollbacks = 0
         self.closed_frames = 0  # consecutive adapt calls with the shift gate closed (return detection)
+        self.stepped = False  # whether any update has moved the weights off θ0 since the reset
+        self._theta0_uncertainty: tuple[torch.Tensor, float] | None = None  # (frame, θ0's uncertainty on it)
         self.loss_mean: float | None = None
         self.pending_step = False  # pipelined: the last frame's step is still to be taken
         self.deferred_stats: StepStats | None = None
@@ -154,6 +158,7 @@ class StreamAdapter:
             "loss_mean": self.loss_mean,
             "pending_step": self.pending_step,
             "closed_frames": self.closed_frames,
+            "stepped": self.stepped,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -181,6 +186,7 @@ class StreamAdapter:
         self.loss_mean = state["loss_mean"]
         self.pending_step = bool(state.get("pending_step", False))
         self.closed_frames = int(state.get("closed_frames", 0))
+        self.stepped = bool(state.get("stepped", bool(state["params"])))  # older states: adapted if it has weights
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor this stream owns (the shared model excluded)."""
@@ -351,14 +357,22 @@ class StreamAdapter:
         if done is None:
             return
         for name in ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken",
-                     "rolled_back", "shift_score", "feature_score", "step_scale"):
+                     "rolled_back", "shift_score", "feature_score", "confidence_score", "step_scale"):
             setattr(stats, name, getattr(done, name))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
         out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", self.prediction_tensors())
-        return out.class_logits[0].float(), out.mask_logits[0].float()
+        class_logits, mask_logits = out.class_logits[0].float(), out.mask_logits[0].float()
+        self.remember_prediction(x, class_logits, mask_logits)
+        return class_logits, mask_logits
+
+    def remember_prediction(self, x: torch.Tensor, class_logits: torch.Tensor, mask_logits: torch.Tensor) -> None:
+        """After predicting frame `x` ((3, h, w); logits (Q, K+1), (Q, h/4, w/4)): while the stream has never stepped
+        its predictions are θ0's, so the confidence gate reuses this one for `x` instead of a second forward."""
+        if self.confidence_gate is not None and not self.stepped:
+            self._theta0_uncertainty = (x, float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0]))
 
     def adapt(self, stats: StepStats) -> None:
         """`steps_per_frame` TTT steps on samples of the window."""
@@ -385,6 +399,9 @@ class StreamAdapter:
             if returned and self.closed_frames == self.cfg.return_frames:
                 self.optimizer = None  # back on the training domain: no momentum from the shift carried on
             self._pull_toward_theta0(self.cfg.return_anchor if returned else self.cfg.anchor)
+            snap = self.cfg.return_snap_frames
+            if returned and snap is not None and self.closed_frames == self.cfg.return_frames + snap and self.stepped:
+                self._snap_to_theta0()
             self._track_ema()
             if self.cfg.reset_optimizer_each_frame:
                 self.optimizer = None
@@ -504,18 +521,33 @@ class StreamAdapter:
         return warm and loss > self.cfg.explode_factor * self.loss_mean
 
     def _shift_gate(self, stats: StepStats) -> float:
-        """This frame's step-size multiplier: the larger of the pixel gate's and the feature gate's (1.0 when the
-        pixel gate is off; the feature gate only ever opens further, and is skipped when the pixel gate is fully
-        open)."""
+        """This frame's step-size multiplier: the largest of the pixel gate's, the feature gate's and the confidence
+        gate's (1.0 when the pixel gate is off). The second and third only ever open further, and each is skipped
+        once the gates before it have opened fully."""
         reference = self.model.cfg.input_stats_reference
         if self.cfg.shift_gate is None or reference is None:
             return 1.0
-        stats.shift_score = shift_score(self.window[-1], reference, self.cfg.shift_score)
+        frame = self.window[-1]
+        stats.shift_score = shift_score(frame, reference, self.cfg.shift_score)
         scale = gate_scale(stats.shift_score, *self.cfg.shift_gate)
         if self.feature_gate is not None and scale < 1.0:
-            stats.feature_score = feature_shift_score(self.model, self.window[-1], self.model.cfg.feature_stats_reference)
+            stats.feature_score = feature_shift_score(self.model, frame, self.model.cfg.feature_stats_reference)
             scale = max(scale, gate_scale(stats.feature_score, *self.feature_gate))
+        if self.confidence_gate is not None and scale < 1.0:
+            known = self._theta0_uncertainty
+            u = known[1] if known is not None and known[0] is frame and not self.stepped else None
+            stats.confidence_score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
+            scale = max(scale, gate_scale(stats.confidence_score, *self.confidence_gate))
         return scale
+
+    @torch.no_grad()
+    def _snap_to_theta0(self) -> None:
+        """A stream long back on the training domain: the weights (and their average) become θ0 exactly, as after a
+        reset but keeping the window, counters and RNG; predictions are θ0's again (the confidence gate reuses
+        them, ttt/confidence_shift.py)."""
+        self._restore(self._theta0_flat())
+        self.stepped = False
+        log.info("stream back on the training domain for %d frames: weights reset to θ0", self.closed_frames)
 
     @torch.no_grad()
     def _pull_toward_theta0(self, rate: float | None = None) -> None:
@@ -526,6 +558,8 @@ class StreamAdapter:
     @torch.no_grad()
     def _after_update(self) -> None:
         assert self.flat is not None
+        self.stepped = True
+        self._theta0_uncertainty = None
         self._pull_toward_theta0()
         if self.cfg.rollback_to == "last_good":
             if self.last_good is None:

@@ -95,6 +95,14 @@ class TTTConfig(BaseModel):
         "`feature_stats_reference` in the checkpoint (`m2f-ttt calibrate`); costs one encoder forward without "
         "gradients per frame the pixel gate leaves not fully open. None = off",
     )
+    confidence_gate: tuple[float, float] | None = Field(
+        None,
+        description="(low, high) on the θ0 model's prediction uncertainty on the frame (ttt/confidence_shift.py; "
+        "units of the training images' own 99.5 % tail): the step scale is the largest of this gate's, "
+        "`feature_gate`'s and `shift_gate`'s, so it opens where the frozen model starts to fail before the pixels "
+        "look unusual. Needs `shift_gate` and `confidence_reference` in the checkpoint (`m2f-ttt calibrate`); costs "
+        "one forward of h∘f without gradients per frame the other gates leave not fully open. None = off",
+    )
     return_frames: int | None = Field(
         None, ge=1,
         description="return detection: after this many consecutive frames with the shift gate closed (step scale 0) "
@@ -107,6 +115,13 @@ class TTTConfig(BaseModel):
         description="predict with an exponential moving average of the adapted weights (Polyak averaging, a mean "
         "teacher): after each frame's update or relaxation, ema <- predict_ema * ema + (1 - predict_ema) * weights; "
         "the TTT steps still train the weights themselves. 0 = off (predict with the latest weights)",
+    )
+    return_snap_frames: int | None = Field(
+        50, ge=1,
+        description="with return detection: after this many further closed frames the weights and their moving "
+        "average are set to θ0 exactly (the relaxation has left < 1e-4 of the adaptation in the weights at "
+        "`return_anchor` 0.2, and 0.5 % in a 0.9 average), so the stream predicts with θ0 again and the confidence "
+        "gate reuses its predictions instead of a forward of θ0. None = relax only",
     )
     return_anchor: float = Field(
         0.2, ge=0.0, le=1.0,
@@ -168,9 +183,12 @@ def default_preset() -> TTTConfig:
     `full`'s +6.4, at 2.5× a plain forward instead of 5.2×. Predictions use a moving average of the adapted
     weights (`predict_ema=0.9`, issue 12, session 10): it smooths the noise of single-sample steps; chosen on
     domain A's validation videos (+5.74 vs +5.61 without, 0.7: +5.66), it also gained on both domains' test videos
-    (docs/benchmark/domains.md)."""
+    (docs/benchmark/domains.md). The confidence gate (`confidence_gate=(0.5, 1.5)`, issue 12, session 12) opens
+    the step where the frozen model grows unsure before the pixels look unusual (domain B's drift); chosen on A's
+    validation videos (+6.00 vs +5.74 per video, clean −0.0; (1.0, 2.0): +5.92, (1.5, 3.0): +5.83)."""
     return full_preset().model_copy(
-        update={"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True, "predict_ema": 0.9}
+        update={"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True, "predict_ema": 0.9,
+                "confidence_gate": (0.5, 1.5)}
     )
 
 

@@ -80,7 +80,10 @@ def predict_many(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[
         return out.class_logits[0], out.mask_logits[0]
 
     class_logits, mask_logits = vmap(one)(_stacked(adapters, for_prediction=True), inputs)
-    return [(c.float(), m.float()) for c, m in zip(class_logits, mask_logits)]
+    results = [(c.float(), m.float()) for c, m in zip(class_logits, mask_logits)]
+    for a, x, (c, m) in zip(adapters, xs, results):
+        a.remember_prediction(x, c, m)
+    return results
 
 
 def _drop_path_calls(model: YModel, sample: torch.Tensor) -> Calls:

@@ -25,6 +25,7 @@ class StepStats:
     reset: bool = False
     shift_score: float | None = None  # the frame's distance from the training images (safe-adaptation guard)
     feature_score: float | None = None  # the frame's encoder-feature distance from the training images (feature gate)
+    confidence_score: float | None = None  # θ0's prediction uncertainty on the frame vs training (confidence gate)
     step_scale: float = 1.0  # the guard's step-size multiplier for this frame (0 = step skipped)
 
     def as_dict(self) -> dict:

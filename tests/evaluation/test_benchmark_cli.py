@@ -54,6 +54,8 @@ def test_train_writes_a_loadable_checkpoint_with_its_references(trained: tuple[P
     channels = [model.cfg.swin.embed_dim * 2**s for s in range(4)]
     assert feat is not None and [len(m) for m in feat["mean"]] == [2 * c for c in channels]
     assert all(q > m > 0 for m, q in zip(feat["median"], feat["q_high"]))
+    conf = model.cfg.confidence_reference  # the confidence gate's: θ0's prediction uncertainty on the stills
+    assert conf is not None and 0 < conf["median"] < conf["q_high"] < 1
 
 
 def test_calibrate_writes_the_reference_into_an_existing_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -64,12 +66,13 @@ def test_calibrate_writes_the_reference_into_an_existing_checkpoint(trained: tup
     data, ckpt = trained
     copy = shutil.copytree(ckpt, tmp_path / "ckpt")
     cfg = load_config(copy)
-    cfg.input_stats_reference = cfg.feature_stats_reference = None
+    cfg.input_stats_reference = cfg.feature_stats_reference = cfg.confidence_reference = None
     (copy / "config.json").write_text(cfg.model_dump_json())
     invoke("calibrate", "--model-dir", str(copy), "--data-root", str(data))
     calibrated, trained_cfg = load_checkpoint(copy).cfg, load_config(ckpt)
     assert calibrated.input_stats_reference == trained_cfg.input_stats_reference
     assert calibrated.feature_stats_reference["median"] == pytest.approx(trained_cfg.feature_stats_reference["median"])
+    assert calibrated.confidence_reference == pytest.approx(trained_cfg.confidence_reference)
 
 
 def test_evaluate_writes_results_json_table_and_curves(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -120,5 +120,25 @@ def test_guarded_presets_detect_returns() -> None:
     # so the count never starts there
     for name in ("full", "default", "fast"):
         cfg = ttt_preset(name)
-        assert (cfg.return_frames, cfg.return_anchor) == (5, 0.2)
+        assert (cfg.return_frames, cfg.return_anchor, cfg.return_snap_frames) == (5, 0.2, 50)
     assert ttt_preset("release").return_frames is None
+
+
+def test_a_long_return_snaps_the_weights_and_their_average_to_theta0_exactly(gated_model, frames) -> None:
+    a = _adapted(gated_model, frames, return_frames=2, return_anchor=0.5, return_snap_frames=3, predict_ema=0.5)
+    for _ in range(4):  # 2 closed frames confirm the return, 2 more relax: not yet the 3 the snap waits for
+        a.step(frames[4])
+    assert a.stepped and not all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
+    a.step(frames[4])
+    assert not a.stepped
+    assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
+    assert torch.equal(a.ema, a._theta0_flat())  # predictions are θ0's again
+    a.step(frames[4])  # further closed frames keep θ0 (relaxing θ0 toward θ0 is exact)
+    assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0) and not a.stepped
+
+
+def test_without_the_snap_the_weights_only_relax(gated_model, frames) -> None:
+    a = _adapted(gated_model, frames, return_frames=2, return_anchor=0.5, return_snap_frames=None)
+    for _ in range(6):
+        a.step(frames[4])
+    assert a.stepped and 0 < _distance(a)

@@ -1,0 +1,186 @@
+"""The confidence gate: the frozen model's prediction uncertainty against its uncertainty on the training images
+(ttt/confidence_shift.py), and how it opens the safe-adaptation guard where the pixel score stays closed."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+
+from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt.confidence_shift import (
+    ConfidenceReferenceMissing,
+    confidence_gate_in_use,
+    confidence_reference,
+    confidence_shift_score,
+    prediction_uncertainty,
+)
+from mask2former_ttt.ttt.frames import to_working_resolution
+from mask2former_ttt.ttt.shift_score import reference_statistics
+
+NEVER = (1e6, 2e6)  # a pixel gate that never opens
+ALWAYS = (-1e6, -1e5)  # a confidence gate that is always open
+
+
+def scene(seed: int) -> torch.Tensor:
+    """(3, 96, 128) uint8 blocks of random colour."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(3, 6, 8, generator=g).repeat_interleave(16, 1).repeat_interleave(16, 2)
+    return ((img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) * 255).to(torch.uint8)
+
+
+@pytest.fixture
+def training(tiny_model) -> list[torch.Tensor]:
+    return [to_working_resolution(scene(s), tiny_model.cfg.image_size) for s in range(24)]
+
+
+@pytest.fixture
+def gated_model(tiny_model, training):
+    model = copy.deepcopy(tiny_model)  # the session model must keep its config
+    model.cfg.input_stats_reference = reference_statistics(training)
+    model.cfg.confidence_reference = confidence_reference(model, training)
+    return model
+
+
+def test_uncertainty_is_one_minus_the_top_class_probability(tiny_model, training) -> None:
+    """A class head with zero output gives every class the same probability at every pixel: 1 − 1/K exactly."""
+    blind = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        blind.head.class_predictor.weight.zero_()
+        blind.head.class_predictor.bias.zero_()
+    k = tiny_model.cfg.num_classes
+    u = prediction_uncertainty(blind, torch.stack(training[:3]))
+    assert u.shape == (3,) and torch.allclose(u, torch.full((3,), 1 - 1 / k, dtype=u.dtype), atol=1e-5)
+    # the trained-from-scratch tiny model is not uniform: less unsure than that, never negative
+    v = prediction_uncertainty(tiny_model, torch.stack(training[:3]))
+    assert bool((v >= 0).all() and (v < 1 - 1 / k).all())
+
+
+def test_reference_and_score_are_in_units_of_the_training_images_tail(tiny_model, training) -> None:
+    ref = confidence_reference(tiny_model, training)
+    assert 0 < ref["median"] < ref["q_high"] < 1
+    scores = sorted(confidence_shift_score(tiny_model, f, ref) for f in training)
+    assert scores[len(scores) // 2] == pytest.approx(0.0, abs=0.1)  # the median training image
+    assert scores[-3] <= 1.0 < scores[-1] + 1e-9  # the 99.5 % quantile of 24 lies between the two least confident
+    frame = training[0]
+    u = float(prediction_uncertainty(tiny_model, frame[None])[0])
+    shifted = {"median": u - 0.3, "q_high": u - 0.2}  # u sits 3 tail units above this reference's median
+    assert confidence_shift_score(tiny_model, frame, shifted) == pytest.approx(3.0, rel=1e-4)
+
+
+def test_confidence_gate_opens_where_the_pixel_gate_stays_closed(gated_model) -> None:
+    frame = scene(99)
+    closed = build_adapter(gated_model, "online", "full", shift_gate=NEVER)
+    r = closed.step(frame)
+    assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and r.stats.confidence_score is None
+    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
+    r = opened.step(frame)
+    assert r.stats.confidence_score is not None and r.stats.step_scale == 1.0 and r.stats.steps_taken == 1
+    score = r.stats.confidence_score
+    high = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(score + 1, score + 2))
+    assert high.step(frame).stats.step_scale == 0.0
+    ramp = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(score - 1, score + 1))
+    assert ramp.step(frame).stats.step_scale == pytest.approx(0.5, abs=1e-6)
+
+
+def test_score_is_measured_with_theta0_not_the_adapted_weights(gated_model) -> None:
+    """A stream that grew confident must not close the gate on itself."""
+    frame = scene(99)
+    a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, lr=0.5)
+    first = a.step(frame).stats.confidence_score
+    for _ in range(3):
+        r = a.step(frame)
+    assert any(not torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)  # the stream has adapted
+    assert r.stats.confidence_score == pytest.approx(first, rel=1e-5)
+
+
+def test_an_earlier_gate_fully_open_skips_the_forward(gated_model, training) -> None:
+    pixel_open = build_adapter(gated_model, "online", "full", shift_gate=ALWAYS, confidence_gate=ALWAYS)
+    r = pixel_open.step(scene(99))
+    assert r.stats.step_scale == 1.0 and r.stats.confidence_score is None
+    from mask2former_ttt.ttt.feature_shift import feature_reference
+
+    model = copy.deepcopy(gated_model)
+    model.cfg.feature_stats_reference = feature_reference(model, training)
+    feature_open = build_adapter(model, "online", "full", shift_gate=NEVER, feature_gate=ALWAYS, confidence_gate=ALWAYS)
+    r = feature_open.step(scene(99))
+    assert r.stats.feature_score is not None and r.stats.confidence_score is None and r.stats.step_scale == 1.0
+
+
+def test_checkpoint_without_confidence_reference_runs_with_the_gate_off_and_says_how_to_turn_it_on(
+    gated_model, caplog
+) -> None:
+    model = copy.deepcopy(gated_model)
+    model.cfg.confidence_reference = None
+    model.cfg.name = "unconfident-for-this-test"
+    with caplog.at_level(logging.WARNING):
+        a = build_adapter(model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
+    assert "no confidence_reference" in caplog.text and "m2f-ttt calibrate" in caplog.text
+    r = a.step(scene(99))
+    assert r.stats.step_scale == 0.0 and r.stats.confidence_score is None
+    assert confidence_gate_in_use(gated_model.cfg, a.cfg) == ALWAYS
+    with pytest.raises(ConfidenceReferenceMissing, match="m2f-ttt calibrate"):
+        confidence_shift_score(gated_model, to_working_resolution(scene(1), gated_model.cfg.image_size), None)
+
+
+def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_stepped_does_not(
+    gated_model, monkeypatch
+) -> None:
+    """Before any update the stream's predictions are θ0's: the gate reads the frame's own prediction instead of a
+    second forward, and gets the same score. After an update it must run θ0 again."""
+    import mask2former_ttt.ttt.confidence_shift as cs
+
+    forwards = []
+    real = cs.prediction_uncertainty
+    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    frame = scene(99)
+    reference = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
+    expected = [reference.step(scene(s)).stats.confidence_score for s in (99, 98)]  # not pipelined: adapt first
+    assert len(forwards) == 2  # the step comes before the frame's prediction: nothing to reuse
+    forwards.clear()
+    piped = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5), pipelined=True)
+    piped.step(frame)
+    r = piped.step(scene(98))  # reports frame 99's step, gated on frame 99's own θ0 prediction
+    assert forwards == [] and not piped.stepped
+    assert r.stats.confidence_score == pytest.approx(expected[0], rel=1e-5)
+    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, pipelined=True)
+    opened.step(frame)
+    opened.step(scene(98))  # frame 99's step is taken: the weights leave θ0
+    assert opened.stepped and forwards == []
+    opened.step(scene(97))  # frame 98's gate: its prediction used adapted weights, so θ0 runs
+    assert forwards == [1]
+    assert opened._theta0_uncertainty is None  # and an adapted stream's predictions are not kept as θ0's
+    state = opened.state_dict()
+    fresh = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, pipelined=True)
+    fresh.load_state_dict(state)
+    assert fresh.stepped
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
+def test_batched_streams_reuse_their_predictions_too(gated_model, monkeypatch) -> None:
+    import mask2former_ttt.ttt.confidence_shift as cs
+    from mask2former_ttt.ttt.cross_stream import finish_pending_many, step_many
+
+    forwards = []
+    real = cs.prediction_uncertainty
+    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    closed = {"shift_gate": NEVER, "confidence_gate": (1e5, 2e5)}
+    serial = build_adapter(gated_model, "online", "default", seed=0, **closed)
+    serial.step(scene(99))
+    want = serial.step(scene(98)).stats.confidence_score
+    forwards.clear()
+    streams = [build_adapter(gated_model, "online", "default", seed=i, **closed) for i in range(2)]
+    step_many(streams, [scene(99), scene(99)])
+    finish_pending_many(streams)
+    got = step_many(streams, [scene(98), scene(98)])
+    assert forwards == []
+    assert [r.stats.confidence_score for r in got] == pytest.approx([want, want], rel=1e-4)
+
+
+def test_default_preset_carries_the_gate_chosen_on_domain_a_and_the_others_do_not() -> None:
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    assert ttt_preset("default").confidence_gate == (0.5, 1.5)  # A validation, session 12 (domains.md)
+    assert {ttt_preset(p).confidence_gate for p in ("release", "full", "fast")} == {None}
