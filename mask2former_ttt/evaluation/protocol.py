@@ -102,8 +102,8 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
 
 
 GUARD_FIELDS = (
-    "shift_gate", "shift_score", "feature_gate", "confidence_gate", "anchor", "loss_gate", "loss_ceiling", "return_frames",
-    "return_anchor", "return_snap_frames", "predict_ema",
+    "shift_gate", "shift_score", "feature_gate", "confidence_gate", "confidence_every", "anchor", "loss_gate",
+    "loss_ceiling", "return_frames", "return_anchor", "return_snap_frames", "predict_ema",
 )
 # the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
 STEP_FIELDS = (

@@ -113,6 +113,7 @@ class StreamAdapter:
         self.closed_frames = 0  # consecutive adapt calls with the shift gate closed (return detection)
         self.stepped = False  # whether any update has moved the weights off θ0 since the reset
         self._theta0_uncertainty: tuple[torch.Tensor, float] | None = None  # (frame, θ0's uncertainty on it)
+        self._confidence_cache: tuple[float, int] | None = None  # (last confidence score, frame_index it was taken)
         self.loss_mean: float | None = None
         self.pending_step = False  # pipelined: the last frame's step is still to be taken
         self.deferred_stats: StepStats | None = None
@@ -534,11 +535,23 @@ class StreamAdapter:
             stats.feature_score = feature_shift_score(self.model, frame, self.model.cfg.feature_stats_reference)
             scale = max(scale, gate_scale(stats.feature_score, *self.feature_gate))
         if self.confidence_gate is not None and scale < 1.0:
-            known = self._theta0_uncertainty
-            u = known[1] if known is not None and known[0] is frame and not self.stepped else None
-            stats.confidence_score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
+            stats.confidence_score = self._confidence_score(frame)
             scale = max(scale, gate_scale(stats.confidence_score, *self.confidence_gate))
         return scale
+
+    def _confidence_score(self, frame: torch.Tensor) -> float:
+        """The confidence gate's score of `frame` ((3, h, w), the window's newest): from the frame's own prediction
+        while the stream has never stepped (its predictions are θ0's); else one forward of θ0 on every
+        `confidence_every`-th frame, the last score reused in between."""
+        known = self._theta0_uncertainty
+        free = known is not None and known[0] is frame and not self.stepped
+        cached = self._confidence_cache
+        if not free and cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every:
+            return cached[0]
+        u = known[1] if free and known is not None else None
+        score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
+        self._confidence_cache = (score, self.frame_index)
+        return score
 
     @torch.no_grad()
     def _snap_to_theta0(self) -> None:

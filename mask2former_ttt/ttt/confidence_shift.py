@@ -20,7 +20,6 @@ score reuses the frame's own prediction (a clean stream pays nothing for the gat
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 import torch
@@ -30,10 +29,8 @@ from model.main_head import HeadOutput
 from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
+from mask2former_ttt.ttt.gate_reference import gate_in_use
 from mask2former_ttt.ttt.objectives import semantic_probs
-
-log = logging.getLogger(__name__)
-_WARNED: set[str] = set()
 
 TAIL = 0.005  # the score's unit: the training images' 99.5 % quantile of the uncertainty
 
@@ -45,15 +42,7 @@ class ConfidenceReferenceMissing(ValueError):
 def confidence_gate_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> tuple[float, float] | None:
     """`cfg.confidence_gate` when it can run on this checkpoint, else None: like the feature gate, it needs the pixel
     gate on, and a checkpoint calibrated before it existed keeps serving without it (one warning per checkpoint)."""
-    if cfg.confidence_gate is None or cfg.shift_gate is None or model_cfg.input_stats_reference is None:
-        return None
-    if model_cfg.confidence_reference is None:
-        if model_cfg.name not in _WARNED:
-            _WARNED.add(model_cfg.name)
-            log.warning("%s: no confidence_reference, so the confidence gate is off; turn it on with `m2f-ttt "
-                        "calibrate --model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
-        return None
-    return cfg.confidence_gate
+    return gate_in_use(model_cfg, cfg, cfg.confidence_gate, "confidence_reference", "confidence gate")
 
 
 def uncertainty_from_logits(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,11 @@ class TTTConfig(BaseModel):
         "look unusual. Needs `shift_gate` and `confidence_reference` in the checkpoint (`m2f-ttt calibrate`); costs "
         "one forward of h∘f without gradients per frame the other gates leave not fully open. None = off",
     )
+    confidence_every: int = Field(
+        1, ge=1,
+        description="once the stream has stepped, the confidence gate runs its forward of θ0 on every n-th frame "
+        "only and reuses the last score in between (a stream that never stepped reuses its own predictions, free)",
+    )
     return_frames: int | None = Field(
         None, ge=1,
         description="return detection: after this many consecutive frames with the shift gate closed (step scale 0) "

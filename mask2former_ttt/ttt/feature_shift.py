@@ -20,7 +20,6 @@ It costs one encoder forward per gated frame without gradients.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 import torch
@@ -29,9 +28,7 @@ from model.config import ModelConfig
 from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
-
-log = logging.getLogger(__name__)
-_WARNED: set[str] = set()
+from mask2former_ttt.ttt.gate_reference import gate_in_use
 
 TAIL = 0.005  # the score's unit: the training images' 99.5 % quantile of the distance
 
@@ -44,15 +41,7 @@ def feature_gate_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> tuple[float, 
     """`cfg.feature_gate` when it can run on this checkpoint, else None. Like the pixel gate without
     `input_stats_reference`, a checkpoint calibrated before the feature gate existed runs without it: a converted or
     older model keeps serving; the warning (once per checkpoint name) says how to turn it on."""
-    if cfg.feature_gate is None or cfg.shift_gate is None or model_cfg.input_stats_reference is None:
-        return None
-    if model_cfg.feature_stats_reference is None:
-        if model_cfg.name not in _WARNED:
-            _WARNED.add(model_cfg.name)
-            log.warning("%s: no feature_stats_reference, so the feature gate is off; turn it on with `m2f-ttt "
-                        "calibrate --model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
-        return None
-    return cfg.feature_gate
+    return gate_in_use(model_cfg, cfg, cfg.feature_gate, "feature_stats_reference", "feature gate")
 
 
 @torch.no_grad()

@@ -18,28 +18,30 @@ from mask2former_ttt.ttt.confidence_shift import (
     prediction_uncertainty,
 )
 from mask2former_ttt.ttt.frames import to_working_resolution
-from mask2former_ttt.ttt.shift_score import reference_statistics
+from tests.gate_scenes import (
+    NEVER,
+    check_gate_opens_where_the_pixel_gate_stays_closed,
+    check_score_is_theta0s,
+    pixel_gated,
+    scene,
+)
 
-NEVER = (1e6, 2e6)  # a pixel gate that never opens
 ALWAYS = (-1e6, -1e5)  # a confidence gate that is always open
 
 
-def scene(seed: int) -> torch.Tensor:
-    """(3, 96, 128) uint8 blocks of random colour."""
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(3, 6, 8, generator=g).repeat_interleave(16, 1).repeat_interleave(16, 2)
-    return ((img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) * 255).to(torch.uint8)
+def count_theta0_forwards(monkeypatch) -> list[int]:
+    """A list that grows by one entry per forward of θ0 the confidence gate runs."""
+    import mask2former_ttt.ttt.confidence_shift as cs
 
-
-@pytest.fixture
-def training(tiny_model) -> list[torch.Tensor]:
-    return [to_working_resolution(scene(s), tiny_model.cfg.image_size) for s in range(24)]
+    forwards: list[int] = []
+    real = cs.prediction_uncertainty
+    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    return forwards
 
 
 @pytest.fixture
 def gated_model(tiny_model, training):
-    model = copy.deepcopy(tiny_model)  # the session model must keep its config
-    model.cfg.input_stats_reference = reference_statistics(training)
+    model = pixel_gated(tiny_model, training)
     model.cfg.confidence_reference = confidence_reference(model, training)
     return model
 
@@ -71,29 +73,12 @@ def test_reference_and_score_are_in_units_of_the_training_images_tail(tiny_model
 
 
 def test_confidence_gate_opens_where_the_pixel_gate_stays_closed(gated_model) -> None:
-    frame = scene(99)
-    closed = build_adapter(gated_model, "online", "full", shift_gate=NEVER)
-    r = closed.step(frame)
-    assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and r.stats.confidence_score is None
-    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
-    r = opened.step(frame)
-    assert r.stats.confidence_score is not None and r.stats.step_scale == 1.0 and r.stats.steps_taken == 1
-    score = r.stats.confidence_score
-    high = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(score + 1, score + 2))
-    assert high.step(frame).stats.step_scale == 0.0
-    ramp = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(score - 1, score + 1))
-    assert ramp.step(frame).stats.step_scale == pytest.approx(0.5, abs=1e-6)
+    check_gate_opens_where_the_pixel_gate_stays_closed(gated_model, scene(99), "confidence_gate", "confidence_score", ALWAYS)
 
 
 def test_score_is_measured_with_theta0_not_the_adapted_weights(gated_model) -> None:
     """A stream that grew confident must not close the gate on itself."""
-    frame = scene(99)
-    a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, lr=0.5)
-    first = a.step(frame).stats.confidence_score
-    for _ in range(3):
-        r = a.step(frame)
-    assert any(not torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)  # the stream has adapted
-    assert r.stats.confidence_score == pytest.approx(first, rel=1e-5)
+    check_score_is_theta0s(gated_model, scene(99), "confidence_gate", "confidence_score", ALWAYS)
 
 
 def test_an_earlier_gate_fully_open_skips_the_forward(gated_model, training) -> None:
@@ -130,11 +115,7 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
 ) -> None:
     """Before any update the stream's predictions are θ0's: the gate reads the frame's own prediction instead of a
     second forward, and gets the same score. After an update it must run θ0 again."""
-    import mask2former_ttt.ttt.confidence_shift as cs
-
-    forwards = []
-    real = cs.prediction_uncertainty
-    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    forwards = count_theta0_forwards(monkeypatch)
     frame = scene(99)
     reference = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
     expected = [reference.step(scene(s)).stats.confidence_score for s in (99, 98)]  # not pipelined: adapt first
@@ -160,12 +141,9 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
 def test_batched_streams_reuse_their_predictions_too(gated_model, monkeypatch) -> None:
-    import mask2former_ttt.ttt.confidence_shift as cs
     from mask2former_ttt.ttt.cross_stream import finish_pending_many, step_many
 
-    forwards = []
-    real = cs.prediction_uncertainty
-    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    forwards = count_theta0_forwards(monkeypatch)
     closed = {"shift_gate": NEVER, "confidence_gate": (1e5, 2e5)}
     serial = build_adapter(gated_model, "online", "default", seed=0, **closed)
     serial.step(scene(99))
@@ -184,3 +162,16 @@ def test_default_preset_carries_the_gate_chosen_on_domain_a_and_the_others_do_no
 
     assert ttt_preset("default").confidence_gate == (0.5, 1.5)  # A validation, session 12 (domains.md)
     assert {ttt_preset(p).confidence_gate for p in ("release", "full", "fast")} == {None}
+
+
+def test_confidence_every_reuses_the_last_score_between_forwards_of_theta0(gated_model, monkeypatch) -> None:
+    forwards = count_theta0_forwards(monkeypatch)
+    a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, confidence_every=3)
+    scores = [a.step(scene(s)).stats.confidence_score for s in range(7)]  # steps before predictions: θ0 each time
+    assert len(forwards) == 3  # frames 0, 3 and 6
+    assert scores[0] == scores[1] == scores[2] and scores[3] == scores[4] == scores[5]
+    assert len({scores[0], scores[3], scores[6]}) == 3
+    forwards.clear()
+    every = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
+    assert [every.step(scene(s)).stats.confidence_score for s in range(3)][1] != scores[1]
+    assert len(forwards) == 3

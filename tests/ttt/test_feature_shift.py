@@ -7,7 +7,6 @@ import copy
 import logging
 
 import pytest
-import torch
 
 from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.feature_shift import (
@@ -17,31 +16,20 @@ from mask2former_ttt.ttt.feature_shift import (
     feature_shift_score,
 )
 from mask2former_ttt.ttt.frames import to_working_resolution
-from mask2former_ttt.ttt.shift_score import reference_statistics
+from tests.gate_scenes import (
+    NEVER,
+    check_gate_opens_where_the_pixel_gate_stays_closed,
+    check_score_is_theta0s,
+    pixel_gated,
+    scene,
+)
 
-NEVER = (1e6, 2e6)  # a pixel gate that never opens
 ALWAYS = (-2.0, -1.0)  # a feature gate that is always open
-
-
-def scene(seed: int, shift: float = 0.0) -> torch.Tensor:
-    """(3, 96, 128) uint8 blocks of random colour; `shift` rotates the colours toward inverted ones (0 = none)."""
-    g = torch.Generator().manual_seed(seed)
-    blocks = torch.rand(3, 6, 8, generator=g)
-    img = blocks.repeat_interleave(16, 1).repeat_interleave(16, 2)
-    img = img + 0.05 * torch.randn(img.shape, generator=g)
-    img = (1 - shift) * img + shift * (1 - img.flip(0))
-    return (img.clamp(0, 1) * 255).to(torch.uint8)
-
-
-@pytest.fixture
-def training(tiny_model) -> list[torch.Tensor]:
-    return [to_working_resolution(scene(s), tiny_model.cfg.image_size) for s in range(24)]
 
 
 @pytest.fixture
 def gated_model(tiny_model, training):
-    model = copy.deepcopy(tiny_model)  # the session model must keep its config
-    model.cfg.input_stats_reference = reference_statistics(training)
+    model = pixel_gated(tiny_model, training)
     model.cfg.feature_stats_reference = feature_reference(model, training)
     return model
 
@@ -69,30 +57,12 @@ def test_score_grows_with_the_shift(gated_model, tiny_model) -> None:
 
 
 def test_feature_gate_opens_where_the_pixel_gate_stays_closed(gated_model) -> None:
-    frame = scene(99, 0.6)
-    closed = build_adapter(gated_model, "online", "full", shift_gate=NEVER)
-    r = closed.step(frame)
-    assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and r.stats.feature_score is None
-    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, feature_gate=ALWAYS)
-    r = opened.step(frame)
-    assert r.stats.feature_score is not None and r.stats.step_scale == 1.0 and r.stats.steps_taken == 1
-    # a feature gate above the frame's score leaves the step closed
-    score = r.stats.feature_score
-    high = build_adapter(gated_model, "online", "full", shift_gate=NEVER, feature_gate=(score + 1, score + 2))
-    assert high.step(frame).stats.step_scale == 0.0
-    ramp = build_adapter(gated_model, "online", "full", shift_gate=NEVER, feature_gate=(score - 1, score + 1))
-    assert ramp.step(frame).stats.step_scale == pytest.approx(0.5, abs=1e-6)
+    check_gate_opens_where_the_pixel_gate_stays_closed(gated_model, scene(99, 0.6), "feature_gate", "feature_score", ALWAYS)
 
 
 def test_score_is_measured_with_theta0_not_the_adapted_weights(gated_model) -> None:
     """Adaptation must not close the gate by pulling the stream's own features back toward the training ones."""
-    frame = scene(99, 0.6)
-    a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, feature_gate=ALWAYS, lr=0.5)
-    first = a.step(frame).stats.feature_score
-    for _ in range(3):
-        r = a.step(frame)
-    assert any(not torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)  # the stream has adapted
-    assert r.stats.feature_score == pytest.approx(first, rel=1e-5)
+    check_score_is_theta0s(gated_model, scene(99, 0.6), "feature_gate", "feature_score", ALWAYS)
 
 
 def test_pixel_gate_fully_open_skips_the_feature_forward(gated_model) -> None:
