@@ -41,20 +41,22 @@ def input_reference(
     return reference_statistics(reference_frames(dataset, short_side, max_images, max_size))
 
 
+def _frames_for(model: YModel, dataset: StillDataset, max_images: int) -> Iterator[torch.Tensor]:
+    """`reference_frames` at `model`'s working resolution, on its device."""
+    device = next(model.parameters()).device
+    return (f.to(device) for f in reference_frames(dataset, model.cfg.image_size, max_images, model.cfg.max_size))
+
+
 def encoder_reference(model: YModel, dataset: StillDataset, max_images: int = 500) -> dict[str, list]:
     """The θ0 encoder's feature statistics on `reference_frames` (the feature gate's reference); `model` in eval
     mode, on any device."""
-    device = next(model.parameters()).device
-    frames = (f.to(device) for f in reference_frames(dataset, model.cfg.image_size, max_images, model.cfg.max_size))
-    return feature_reference(model, frames)
+    return feature_reference(model, _frames_for(model, dataset, max_images))
 
 
 def prediction_reference(model: YModel, dataset: StillDataset, max_images: int = 500) -> dict[str, float]:
     """The θ0 model's prediction uncertainty on `reference_frames` (the confidence gate's reference); `model` in eval
     mode, on any device."""
-    device = next(model.parameters()).device
-    frames = (f.to(device) for f in reference_frames(dataset, model.cfg.image_size, max_images, model.cfg.max_size))
-    return confidence_reference(model, frames)
+    return confidence_reference(model, _frames_for(model, dataset, max_images))
 
 
 def calibrate_checkpoint(model_dir: Path, data_root: Path, split: str = "train", dataset_format: str = "auto",

@@ -544,11 +544,10 @@ class StreamAdapter:
         while the stream has never stepped (its predictions are θ0's); else one forward of θ0 on every
         `confidence_every`-th frame, the last score reused in between."""
         known = self._theta0_uncertainty
-        free = known is not None and known[0] is frame and not self.stepped
+        u = known[1] if known is not None and known[0] is frame else None  # kept only while the stream is at θ0
         cached = self._confidence_cache
-        if not free and cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every:
+        if u is None and cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every:
             return cached[0]
-        u = known[1] if free and known is not None else None
         score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
         self._confidence_cache = (score, self.frame_index)
         return score

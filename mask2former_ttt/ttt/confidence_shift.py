@@ -29,10 +29,8 @@ from model.main_head import HeadOutput
 from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
-from mask2former_ttt.ttt.gate_reference import gate_in_use
+from mask2former_ttt.ttt.gate_reference import gate_in_use, in_tail_units, tail_reference
 from mask2former_ttt.ttt.objectives import semantic_probs
-
-TAIL = 0.005  # the score's unit: the training images' 99.5 % quantile of the uncertainty
 
 
 class ConfidenceReferenceMissing(ValueError):
@@ -66,8 +64,8 @@ def confidence_reference(model: YModel, frames: Iterable[torch.Tensor]) -> dict[
     values = torch.cat([prediction_uncertainty(model, f[None]) for f in frames])
     if len(values) < 2:
         raise ValueError("need at least 2 training images to estimate the prediction-confidence reference")
-    q = torch.quantile(values, torch.tensor([0.5, 1.0 - TAIL], dtype=values.dtype))
-    return {"median": float(q[0]), "q_high": float(q[1])}
+    median, q_high = tail_reference(values)
+    return {"median": median, "q_high": q_high}
 
 
 def confidence_shift_score(
@@ -82,5 +80,4 @@ def confidence_shift_score(
             "`m2f-ttt calibrate --model-dir DIR --data-root TRAIN_DATA`, or set confidence_gate=None"
         )
     u = float(prediction_uncertainty(model, frame[None])[0]) if uncertainty is None else uncertainty
-    med, high = reference["median"], reference["q_high"]
-    return (u - med) / max(high - med, 1e-9)
+    return in_tail_units(u, reference["median"], reference["q_high"])

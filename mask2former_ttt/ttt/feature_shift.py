@@ -28,9 +28,7 @@ from model.config import ModelConfig
 from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.config import TTTConfig
-from mask2former_ttt.ttt.gate_reference import gate_in_use
-
-TAIL = 0.005  # the score's unit: the training images' 99.5 % quantile of the distance
+from mask2former_ttt.ttt.gate_reference import gate_in_use, in_tail_units, tail_reference
 
 
 class FeatureReferenceMissing(ValueError):
@@ -68,11 +66,11 @@ def feature_reference(model: YModel, frames: Iterable[torch.Tensor]) -> dict[str
     for s in range(len(per_image[0])):
         stats = torch.cat([p[s] for p in per_image])
         mean, std = stats.mean(0), stats.std(0).clamp_min(1e-6)
-        q = torch.quantile(_distance(stats, mean, std), torch.tensor([0.5, 1.0 - TAIL], dtype=stats.dtype))
+        median, q_high = tail_reference(_distance(stats, mean, std))
         ref["mean"].append(mean.tolist())
         ref["std"].append(std.tolist())
-        ref["median"].append(float(q[0]))
-        ref["q_high"].append(float(q[1]))
+        ref["median"].append(median)
+        ref["q_high"].append(q_high)
     return ref
 
 
@@ -96,6 +94,5 @@ def feature_shift_score(model: YModel, frame: torch.Tensor, reference: dict | No
     for s, stats in enumerate(per_map):
         mean, std = (torch.tensor(reference[k][s], dtype=stats.dtype, device=stats.device) for k in ("mean", "std"))
         d = float(_distance(stats, mean, std)[0])
-        med, high = reference["median"][s], reference["q_high"][s]
-        scores.append((d - med) / max(high - med, 1e-9))
+        scores.append(in_tail_units(d, reference["median"][s], reference["q_high"][s]))
     return max(scores)
