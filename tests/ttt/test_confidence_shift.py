@@ -175,3 +175,16 @@ def test_confidence_every_reuses_the_last_score_between_forwards_of_theta0(gated
     every = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
     assert [every.step(scene(s)).stats.confidence_score for s in range(3)][1] != scores[1]
     assert len(forwards) == 3
+
+
+def test_a_stream_at_theta0_scores_every_frame_from_its_prediction_even_with_confidence_every(
+    gated_model, monkeypatch
+) -> None:
+    """The reuse of an old score is for streams that would pay a forward; one at θ0 has each frame's own score."""
+    forwards = count_theta0_forwards(monkeypatch)
+    closed = {"shift_gate": NEVER, "confidence_gate": (1e5, 2e5), "pipelined": True}
+    sparse = build_adapter(gated_model, "online", "full", confidence_every=4, **closed)
+    dense = build_adapter(gated_model, "online", "full", **closed)
+    got = [sparse.step(scene(s)).stats.confidence_score for s in range(4)][1:]
+    want = [dense.step(scene(s)).stats.confidence_score for s in range(4)][1:]
+    assert forwards == [] and got == pytest.approx(want, rel=1e-6) and len(set(got)) == 3
