@@ -195,11 +195,12 @@ def evaluate(
         raise typer.BadParameter(str(exc), param_hint="'--guard'") from None
     if shuffle_frames:
         selected = with_shuffled_twins(selected)
+    final_clean = final_clean_ranges(data_root, split, manifest)
     scores = run_benchmark(
         model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
-        run=not report_only, threads=threads,
+        run=not report_only, threads=threads, segments=final_clean,
     )
-    summary = aggregate(scores, manifest, [r.name for r in selected], final_clean_ranges(data_root, split, manifest))
+    summary = aggregate(scores, manifest, [r.name for r in selected], final_clean)
     summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir), "max_frames": max_frames,
                            "guard": guard_overrides}
     for target in filter(None, [out_dir, docs_dir]):

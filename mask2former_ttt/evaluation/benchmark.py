@@ -59,10 +59,11 @@ def _init_worker(model_dir: str, threads: int) -> None:
     _MODEL = load_checkpoint(model_dir)
 
 
-def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames: int | None) -> dict:
+def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames: int | None,
+             segment: tuple[int, int] | None = None) -> dict:
     frames = load_video(Path(root), split, video, max_frames)
     parsed = Row.model_validate(row)
-    score = evaluate_video(_MODEL, frames, parsed, seed, video, parsed.panoptic_metrics, parsed.panoptic_metrics)
+    score = evaluate_video(_MODEL, frames, parsed, seed, video, parsed.panoptic_metrics, parsed.panoptic_metrics, segment)
     return asdict(score)
 
 
@@ -125,10 +126,12 @@ def run_benchmark(
     families: dict[str, str] | None = None,
     run: bool = True,
     threads: int | None = None,
+    segments: dict[str, tuple[int, int]] | None = None,
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores.
 
-    `threads`: torch threads in each worker process (default: the machine's cores divided by `workers`)."""
+    `threads`: torch threads in each worker process (default: the machine's cores divided by `workers`).
+    `segments`: video -> (start, stop) frames scored on their own as well (`final_clean_ranges`)."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
     computed = [r for r in rows if r.alias_of is None]
     jobs = [
@@ -146,17 +149,19 @@ def run_benchmark(
     log.info("%d jobs, %d cached, %d to run on %d workers x %d torch threads", len(jobs), len(jobs) - len(todo),
              len(todo), workers, threads)
     if todo:
-        _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames)
+        _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames, segments or {})
     scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s, keys[r.name]).read_text())) for v, r, s in jobs]
     for alias in (r for r in rows if r.alias_of is not None):
         scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
     return scores
 
 
-def _run_jobs(todo: list, keys: dict[str, str], model_dir: Path, root: Path, split: str, out_dir: Path, workers: int, threads: int, max_frames: int | None) -> None:
+def _run_jobs(todo: list, keys: dict[str, str], model_dir: Path, root: Path, split: str, out_dir: Path, workers: int,
+              threads: int, max_frames: int | None, segments: dict[str, tuple[int, int]]) -> None:
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), threads)) as pool:
         futures = {
-            pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames): (v, r.name, s) for v, r, s in todo
+            pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames, segments.get(v)): (v, r.name, s)
+            for v, r, s in todo
         }
         failed = []
         for fut in tqdm(as_completed(futures), total=len(futures), desc="benchmark", unit="video"):

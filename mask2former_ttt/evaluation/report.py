@@ -113,7 +113,24 @@ def _final_clean(row_scores: list[VideoScore], ranges: dict[str, tuple[int, int]
         return None
     return {"miou": _avg([seg(s) for s in ss]),
             "miou_vs_main": _avg([seg(s) - seg(main[s.video]) for s in ss if s.video in main]),
+            "miou_pooled_vs_main": _segment_pooled_vs_main(ss, ranges, main),
             "videos": len({s.video for s in ss}), "runs": len(ss)}
+
+
+def _segment_pooled_vs_main(ss: list[VideoScore], ranges: dict[str, tuple[int, int]],
+                            main: dict[str, VideoScore]) -> float | None:
+    """The final clean segment, dataset-style: mIoU of the confusion matrix summed over the runs' segment frames minus
+    Main's over the same videos (stray pixels of a class in a few frames count only against that class's IoU over the
+    pool, where each frame's own mIoU loses 1/K for them). None unless every run and its Main run scored the segment."""
+
+    def scored(s: VideoScore) -> bool:
+        return s.segment_confusion is not None and s.segment == list(ranges[s.video])
+
+    if not all(scored(s) and s.video in main and scored(main[s.video]) for s in ss):
+        return None
+    row = pooled_miou([s.segment_confusion for s in ss])  # type: ignore[misc]
+    ref = pooled_miou([main[s.video].segment_confusion for s in ss])  # type: ignore[misc]
+    return None if row is None or ref is None else row - ref
 
 
 def safe_adaptation(summary: dict, guarded: str = "full_preset", unguarded: str = "online_k16") -> dict | None:
@@ -172,8 +189,10 @@ def markdown_table(summary: dict) -> str:
     text += "\n" + delta_table(summary, fams) + "\n" + video_table(summary)
     finals = {n: m["final_clean"] for n, m in summary["methods"].items() if m.get("final_clean")}
     if finals:
-        text += "\nFinal clean segment of the return videos (forgetting; mean per-frame mIoU, Δ vs main paired): " + \
-            "; ".join(f"{n} {_fmt(f['miou'])} ({_fmt(f['miou_vs_main'], 2)})" for n, f in finals.items()) + ".\n"
+        text += "\nFinal clean segment of the return videos (forgetting; mean per-frame mIoU, Δ vs main paired; " \
+            "pooled Δ from one confusion matrix over the segment's frames): " + \
+            "; ".join(f"{n} {_fmt(f['miou'])} ({_fmt(f['miou_vs_main'], 2)}; pooled {_fmt(f.get('miou_pooled_vs_main'), 2)})"
+                      for n, f in finals.items()) + ".\n"
     safe = summary.get("safe_adaptation")
     if safe:
         g, u = safe["guarded"], safe["unguarded"]

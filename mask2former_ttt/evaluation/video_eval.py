@@ -42,18 +42,24 @@ class VideoScore:
     per_frame_confidence_score: list[float | None] = field(default_factory=list)  # the confidence gate's (None: off)
     per_frame_step_scale: list[float] = field(default_factory=list)  # the guard's step multiplier (1.0: gate off)
     confusion: list[list[int]] | None = None  # (K, K) pixel counts, label x prediction (metrics.pooled_miou)
+    segment: list[int] | None = None  # [start, stop) of the frames `segment_confusion` covers (a final clean segment)
+    segment_confusion: list[list[int]] | None = None  # (K, K) pixel counts over those frames only
 
 
 def evaluate_video(
-    model: YModel, frames: list[LabelledFrame], row: Row, seed: int, video: str, panoptic: bool = True, instance: bool = True
+    model: YModel, frames: list[LabelledFrame], row: Row, seed: int, video: str, panoptic: bool = True, instance: bool = True,
+    segment: tuple[int, int] | None = None,
 ) -> VideoScore:
-    """Stream `frames` through `row`'s adapter in order (or shuffled for the control) and score each prediction."""
+    """Stream `frames` through `row`'s adapter in order (or shuffled for the control) and score each prediction.
+    `segment` ((start, stop) frame indices, e.g. a return video's final clean stretch) also gets its own confusion
+    matrix, for a pooled figure over those frames."""
     adapter = build_adapter(model, row.method, row.preset, seed, **row.overrides)
     order = list(range(len(frames)))
     if row.shuffle_frames:
         random.Random(seed).shuffle(order)
     things = model.cfg.thing_class_ids
     sem_meter = SemanticMeter(model.cfg.num_classes)
+    segment_meter = SemanticMeter(model.cfg.num_classes) if segment is not None else None
     pan_meter = PanopticMeter(model.cfg.num_classes, things) if panoptic else None
     ins_meter = InstanceMeter(things) if instance and things else None
     per_frame = [0.0] * len(frames)
@@ -75,6 +81,8 @@ def evaluate_video(
         step_time += time.perf_counter() - t0
         res = step.logits
         per_frame[i] = sem_meter.update(step.result.label_map, f.semantic)
+        if segment_meter is not None and segment[0] <= i < segment[1]:
+            segment_meter.update(step.result.label_map, f.semantic)
         shift_scores[i], step_scales[i] = res.stats.shift_score, res.stats.step_scale
         feature_scores[i], confidence_scores[i] = res.stats.feature_score, res.stats.confidence_score
         if res.stats.loss is not None:
@@ -101,4 +109,6 @@ def evaluate_video(
         per_frame_confidence_score=confidence_scores,
         per_frame_step_scale=step_scales,
         confusion=sem_meter.confusion(),
+        segment=list(segment) if segment is not None else None,
+        segment_confusion=segment_meter.confusion() if segment_meter is not None else None,
     )

@@ -149,6 +149,26 @@ def _assert_full_call(rec: _Recorder) -> dict:
     return kwargs
 
 
+def test_evaluate_scores_the_final_clean_segment_of_return_videos_on_its_own(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A return video's last clean frames get their own confusion matrix in each job, and results.json a pooled
+    forgetting figure beside the per-frame one."""
+    from mask2former_ttt.evaluation.benchmark import final_clean_ranges
+
+    data, ckpt = trained
+    out = tmp_path / "out"
+    invoke("evaluate", "--model-dir", str(ckpt), "--data-root", str(data), "--seeds", "1", "--workers", "1",
+           "--out-dir", str(out), "--row", "main_task_only", "--row", "default_preset", "--family", "return")
+    (start, stop), = final_clean_ranges(data, "test", {"test-return-w00": "return"}).values()
+    for job in (out / "jobs").glob("*.json"):
+        score = json.loads(job.read_text())
+        assert score["segment"] == [start, stop]
+        assert score["segment_confusion"] is not None and sum(map(sum, score["segment_confusion"])) > 0
+    final = json.loads((out / "results.json").read_text())["methods"]["default_preset"]["final_clean"]
+    assert final["runs"] == 1 and final["miou_pooled_vs_main"] is not None
+
+
 def test_benchmark_generates_the_protocol_data_retrains_with_the_bundled_recipe_and_evaluates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,6 +224,7 @@ def test_benchmark_hands_the_full_protocol_to_run_benchmark(
     """benchmark -> the real evaluate -> run_benchmark: all standard rows (k sweep 1 4 16 64), every test video of the
     data root, the seeds and workers given, whole videos, running (not report-only)."""
     import mask2former_ttt.evaluation.benchmark as bench
+    from mask2former_ttt.evaluation.benchmark import final_clean_ranges
     from mask2former_ttt.evaluation.protocol import rows_by_name
     from model.checkpoint import bundled_model_dir
 
@@ -211,10 +232,10 @@ def test_benchmark_hands_the_full_protocol_to_run_benchmark(
     seen: dict = {}
 
     def fake_run_benchmark(model_dir, root, split, videos, rows, seeds, out_dir, workers=2, max_frames=None,
-                           families=None, run=True, threads=None):
+                           families=None, run=True, threads=None, segments=None):
         seen.update(model_dir=model_dir, root=root, split=split, videos=videos, rows=rows, seeds=seeds,
                     out_dir=out_dir, workers=workers, max_frames=max_frames, families=families, run=run,
-                    threads=threads)
+                    threads=threads, segments=segments)
         raise _Captured
 
     monkeypatch.setattr(bench, "run_benchmark", fake_run_benchmark)
@@ -226,5 +247,6 @@ def test_benchmark_hands_the_full_protocol_to_run_benchmark(
     assert seen.pop("videos") == test_videos and len(test_videos) >= 2
     assert set(seen.pop("families")) == set(test_videos)
     assert [r.name for r in seen.pop("rows")] == [r.name for r in rows_by_name(None, (1, 4, 16, 64))]
+    assert seen.pop("segments") == final_clean_ranges(data, "test", {v: "return" for v in test_videos})
     assert seen == {"model_dir": bundled_model_dir(), "root": data, "split": "test", "seeds": 3, "out_dir": out,
                     "workers": 1, "max_frames": None, "run": True, "threads": None}

@@ -54,3 +54,22 @@ def test_each_job_records_per_frame_shift_scores_and_step_scales(tiny_model) -> 
     assert len(score.per_frame_shift_score) == len(score.per_frame_step_scale) == 3
     assert score.per_frame_step_scale[1] == 1.0 and score.per_frame_shift_score[1] > 2.0
     assert score.per_frame_step_scale[0] < 1.0 and score.per_frame_shift_score[0] < score.per_frame_shift_score[1]
+
+
+def test_a_segment_gets_a_confusion_matrix_of_its_own_frames_only(tiny_model) -> None:
+    """evaluate_video(segment=(start, stop)): the pooled final-clean figure's input counts exactly those frames."""
+    from mask2former_ttt.evaluation.protocol import Row
+    from mask2former_ttt.evaluation.video_eval import LabelledFrame, evaluate_video
+
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, 64, 80, generator=g) * 255).to(torch.uint8)
+    labels = [torch.full((64, 80), c, dtype=torch.long) for c in (0, 1, 1, 0)]
+    labels[2][:, :40] = 255  # ignored pixels count nowhere
+    frames = [LabelledFrame(image, lab, torch.zeros(64, 80, dtype=torch.long)) for lab in labels]
+    row = Row(name="main_task_only", method="main_only", preset="full")
+    score = evaluate_video(tiny_model, frames, row, 0, "v", panoptic=False, instance=False, segment=(1, 3))
+    per_label = [sum(r) for r in score.segment_confusion]
+    assert per_label[0] == 0 and per_label[1] == 64 * 80 + 64 * 40  # frames 1 and 2 only, frame 2 half ignored
+    assert score.segment == [1, 3]
+    assert sum(map(sum, score.confusion)) == 3 * 64 * 80 + 64 * 40
+    assert evaluate_video(tiny_model, frames, row, 0, "v", panoptic=False, instance=False).segment_confusion is None

@@ -119,7 +119,7 @@ def test_evaluate_threads_reach_the_workers(videos_only: Path, tmp_path: Path, m
 
     seen: dict = {}
 
-    def fake_run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames):  # noqa: ANN001
+    def fake_run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames, segments):  # noqa: ANN001
         seen["threads"] = threads
         raise RuntimeError("captured")
 
