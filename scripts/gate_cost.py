@@ -1,5 +1,5 @@
-"""What the confidence gate costs: per-frame time of `default` with and without `confidence_gate`, and of
-`main_only`, on whole videos streamed in order (adaptation + prediction + semantic post-processing).
+"""What the confidence gate costs: per-frame time of a preset (`--preset`, `default` unless given) with and without
+`confidence_gate`, and of `main_only`, on whole videos streamed in order (adaptation + prediction + semantic post-processing).
 
 Variants run interleaved video by video and repeat; the report gives each variant's median s/frame per video and
 its ratio to `main_only` measured in the same run. A clean video from its first frame is the stream that never
@@ -7,7 +7,7 @@ steps (the gate reuses the frame's own prediction); a drift-and-return video end
 weights, where the gate pays one forward of θ0 per frame.
 
     .venv/bin/python scripts/gate_cost.py --data-root /work/data/synth --split val \
-        --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--json out.json]
+        --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--preset full] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from mask2former_ttt.evaluation.benchmark import load_video
 from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
 
-VARIANTS = {
-    "main_only": ("main_only", {}),
-    "default": ("online", {}),
-    "default_without_confidence_gate": ("online", {"confidence_gate": None}),
-}
+def variants(preset: str) -> dict[str, tuple[str, dict]]:
+    """Name -> (method, overrides of `preset`) of the timed variants."""
+    return {"main_only": ("main_only", {}), preset: ("online", {}),
+            f"{preset}_without_confidence_gate": ("online", {"confidence_gate": None})}
 
 
-def time_video(model, frames, method: str, overrides: dict) -> tuple[float, int]:
+def time_video(model, frames, method: str, preset: str, overrides: dict) -> tuple[float, int]:
     """Seconds per frame over the whole video, and on how many frames the confidence gate scored the frame."""
-    adapter = build_adapter(model, method, "default", seed=0, **overrides)
+    adapter = build_adapter(model, method, preset, seed=0, **overrides)
     scored = 0
     t0 = time.perf_counter()
     for f in frames:
@@ -51,22 +50,24 @@ def main() -> None:
     ap.add_argument("--video", action="append", required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--preset", default="default", help="the adapting preset timed with and without the gate")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    timed = variants(a.preset)
     torch.set_num_threads(a.threads)
     model = load_checkpoint(a.model_dir or bundled_model_dir()).eval()
-    report = {"threads": a.threads, "repeats": a.repeats, "videos": {}}
+    report = {"preset": a.preset, "threads": a.threads, "repeats": a.repeats, "videos": {}}
     for video in a.video:
         frames = load_video(a.data_root, a.split, video)
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        times: dict[str, list[float]] = {v: [] for v in timed}
         scored: dict[str, int] = {}
         for _ in range(a.repeats):
-            for name, (method, overrides) in VARIANTS.items():
-                s, scored[name] = time_video(model, frames, method, overrides)
+            for name, (method, overrides) in timed.items():
+                s, scored[name] = time_video(model, frames, method, a.preset, overrides)
                 times[name].append(s)
         med = {v: statistics.median(t) for v, t in times.items()}
         row = {v: {"s_per_frame": round(med[v], 5), "x_main_only": round(med[v] / med["main_only"], 3),
-                   "frames_confidence_scored": scored[v]} for v in VARIANTS}
+                   "frames_confidence_scored": scored[v]} for v in timed}
         report["videos"][video] = {"frames": len(frames), **row}
         print(video, json.dumps(row), flush=True)
     if a.json:

@@ -45,8 +45,9 @@ def check_gate_opens_where_the_pixel_gate_stays_closed(model, frame: torch.Tenso
     the frame's score, half way when they straddle it."""
     from mask2former_ttt.ttt import build_adapter
 
-    def adapter(**kw):
-        return build_adapter(model, "online", "full", shift_gate=NEVER, **kw)
+    def adapter(**kw):  # the other optional gates off (`full` carries the confidence gate), `gate` as given
+        return build_adapter(model, "online", "full", **{"shift_gate": NEVER, "feature_gate": None,
+                                                         "confidence_gate": None, **kw})
 
     r = adapter().step(frame)
     assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and getattr(r.stats, score) is None
