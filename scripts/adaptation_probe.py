@@ -17,7 +17,6 @@ frames (or high ℓ_s) to be the harmed ones on every domain.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 
@@ -32,6 +31,7 @@ from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import semantic_probs
+from probe_args import video_probe_parser
 
 
 def uncertainty_and_accuracy(class_logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -72,12 +72,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", required=True)
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--video", action="append", required=True)
-    ap.add_argument("--preset", default="default")
+    ap = video_probe_parser(__doc__, "val")
     ap.add_argument("--seed", type=int, default=0, help="mask seed")
     ap.add_argument("--out", default=None, help="write the per-frame rows as JSON here")
     a = ap.parse_args()

@@ -9,7 +9,6 @@ distribution). A negative cosine means a small MAE step raises the supervised lo
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -23,6 +22,7 @@ from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss, semantic_probs
 from mask2former_ttt.ttt.param_groups import mae_names
+from probe_args import video_probe_parser
 
 
 def grads(model, names, loss) -> torch.Tensor:
@@ -59,13 +59,8 @@ def probe(model, cfg, frame, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", required=True)
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--video", action="append", required=True)
+    ap = video_probe_parser(__doc__, "test")
     ap.add_argument("--every", type=int, default=20)
-    ap.add_argument("--preset", default="default")
     ap.add_argument("--out", default=None, help="write the per-frame rows as JSON here")
     a = ap.parse_args()
     torch.set_num_threads(1)
