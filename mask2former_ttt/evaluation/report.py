@@ -35,7 +35,8 @@ def aggregate(scores: list[VideoScore], family_of: dict[str, str], row_order: li
     "ratio_to_main", "headline_miou", "headline_vs_main"}}, "safe_adaptation": {...}}.
 
     `final_clean` (video -> frame range, e.g. the return videos' last clean segment) adds "final_clean": {"miou",
-    "miou_vs_main", "videos"}: the mean per-frame mIoU over those frames, paired against Main (forgetting).
+    "miou_vs_main", "miou_pooled_vs_main", "videos", "runs"}: the mean per-frame mIoU over those frames, paired
+    against Main (forgetting), and the same frames scored from one confusion matrix (`_segment_pooled_vs_main`).
     `miou_vs_main` is paired: the mean over the row's runs of (run mIoU − Main Task Only's mIoU on the same video),
     so a row that covers fewer videos than Main is still compared like for like. `headline_miou` (drift, noise,
     fog) is None unless the row covers all three families.
@@ -120,8 +121,9 @@ def _final_clean(row_scores: list[VideoScore], ranges: dict[str, tuple[int, int]
 def _segment_pooled_vs_main(ss: list[VideoScore], ranges: dict[str, tuple[int, int]],
                             main: dict[str, VideoScore]) -> float | None:
     """The final clean segment, dataset-style: mIoU of the confusion matrix summed over the runs' segment frames minus
-    Main's over the same videos (stray pixels of a class in a few frames count only against that class's IoU over the
-    pool, where each frame's own mIoU loses 1/K for them). None unless every run and its Main run scored the segment."""
+    Main's over the same videos. Pixels count once over the segment instead of per frame; a class predicted but absent
+    from the segment's labels scores IoU 0 over the whole pool (1/K of it, as detectron2's SemSegEvaluator counts).
+    None unless every run and its Main run scored this segment."""
 
     def scored(s: VideoScore) -> bool:
         return s.segment_confusion is not None and s.segment == list(ranges[s.video])
