@@ -28,6 +28,7 @@ from model.main_head import HeadOutput
 from model.masking import normalize, with_flag
 from mask2former_ttt.evaluation.benchmark import load_video
 from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt.confidence_shift import uncertainty_from_logits
 from mask2former_ttt.ttt.frame_step import step_frame
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import semantic_probs
@@ -40,7 +41,8 @@ def uncertainty_and_accuracy(class_logits: torch.Tensor, mask_logits: torch.Tens
     probs = semantic_probs(HeadOutput(class_logits=class_logits[None], mask_logits=mask_logits[None], aux=[]))[0]
     pred = F.interpolate(probs.argmax(0)[None, None].float(), size=labels.shape, mode="nearest")[0, 0].long()
     valid = labels != 255
-    return float((1 - probs.max(0).values).mean()), float((pred[valid] == labels[valid]).float().mean())
+    uncertainty = uncertainty_from_logits(class_logits[None], mask_logits[None])[0]  # the confidence gate's statistic
+    return float(uncertainty), float((pred[valid] == labels[valid]).float().mean())
 
 
 def probe_video(model, frames, preset: str, seed: int) -> list[dict]:  # noqa: ANN001
