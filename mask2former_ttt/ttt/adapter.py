@@ -113,6 +113,8 @@ class StreamAdapter:
         self.closed_frames = 0  # consecutive adapt calls with the shift gate closed (return detection)
         self.stepped = False  # whether any update has moved the weights off θ0 since the reset
         self._theta0_uncertainty: tuple[torch.Tensor, float] | None = None  # (frame, θ0's uncertainty on it)
+        # (frame, class logits, mask logits): θ0's prediction the confidence gate made before the frame's own
+        self._theta0_prediction: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._confidence_cache: tuple[float, int] | None = None  # (last confidence score, frame_index it was taken)
         self.loss_mean: float | None = None
         self.pending_step = False  # pipelined: the last frame's step is still to be taken
@@ -364,6 +366,9 @@ class StreamAdapter:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
+        known = self.take_theta0_prediction(x)
+        if known is not None:
+            return known
         out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", self.prediction_tensors())
         class_logits, mask_logits = out.class_logits[0].float(), out.mask_logits[0].float()
         self.remember_prediction(x, class_logits, mask_logits)
@@ -374,6 +379,14 @@ class StreamAdapter:
         its predictions are θ0's, so the confidence gate reuses this one for `x` instead of a second forward."""
         if self.confidence_gate is not None and not self.stepped:
             self._theta0_uncertainty = (x, float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0]))
+
+    def take_theta0_prediction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The prediction of `x` the confidence gate already made with θ0 this frame ((Q, K+1), (Q, h/4, w/4)),
+        when the stream is still at θ0 (its gate stayed shut), else None; taken once."""
+        known, self._theta0_prediction = self._theta0_prediction, None
+        if known is None or known[0] is not x or self.stepped:
+            return None
+        return known[1], known[2]
 
     def adapt(self, stats: StepStats) -> None:
         """`steps_per_frame` TTT steps on samples of the window."""
@@ -540,11 +553,17 @@ class StreamAdapter:
         return scale
 
     def _confidence_score(self, frame: torch.Tensor) -> float:
-        """The confidence gate's score of `frame` ((3, h, w), the window's newest): from the frame's own prediction
-        while the stream has never stepped (its predictions are θ0's); else one forward of θ0 on every
-        `confidence_every`-th frame, the last score reused in between."""
+        """The confidence gate's score of `frame` ((3, h, w), the window's newest): while the stream is at θ0, from
+        the frame's own prediction (made here when the frame has not been predicted yet, and then handed to
+        `predict`); else one forward of θ0 on every `confidence_every`-th frame, the last score reused in between."""
         known = self._theta0_uncertainty
         u = known[1] if known is not None and known[0] is frame else None  # kept only while the stream is at θ0
+        if u is None and not self.stepped:
+            # at θ0 with the frame not yet predicted (a step before the prediction, `full`): θ0's forward here is
+            # the frame's prediction too, should the gate stay shut; `predict` returns it instead of a second one
+            class_logits, mask_logits = self.predict(frame)
+            self._theta0_prediction = (frame, class_logits, mask_logits)
+            u = float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0])
         cached = self._confidence_cache
         if u is None and cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every:
             return cached[0]

@@ -101,7 +101,8 @@ class TTTConfig(BaseModel):
         "units of the training images' own 99.5 % tail): the step scale is the largest of this gate's, "
         "`feature_gate`'s and `shift_gate`'s, so it opens where the frozen model starts to fail before the pixels "
         "look unusual. Needs `shift_gate` and `confidence_reference` in the checkpoint (`m2f-ttt calibrate`); costs "
-        "one forward of h∘f without gradients per frame the other gates leave not fully open. None = off",
+        "one forward of h∘f without gradients per frame the other gates leave not fully open, except while the "
+        "stream is at θ0: that forward is then the frame's prediction. None = off",
     )
     confidence_every: int = Field(
         1, ge=1,

@@ -69,7 +69,16 @@ def _functional(model: YModel, params: dict[str, torch.Tensor], x: torch.Tensor,
 @torch.no_grad()
 def predict_many(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """xs[i]: (3, h, w) uint8 of stream i (one shape) -> per stream (class logits (Q, K+1), mask logits
-    (Q, h/4, w/4)) with its own tensors, as `adapters[i].predict(xs[i])` gives them."""
+    (Q, h/4, w/4)) with its own tensors, as `adapters[i].predict(xs[i])` gives them: the streams whose confidence
+    gate already made this frame's θ0 prediction hand it over, the others run in one vmapped call."""
+    known = [a.take_theta0_prediction(x) for a, x in zip(adapters, xs)]
+    todo = [i for i, k in enumerate(known) if k is None]
+    fresh = iter(_predict_batched([adapters[i] for i in todo], [xs[i] for i in todo]) if todo else [])
+    return [k if k is not None else next(fresh) for k in known]
+
+
+def _predict_batched(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`predict_many` for streams that all need a forward: one vmapped call over their own tensors."""
     model = adapters[0].model
     cfg = model.cfg
     inputs = torch.stack([with_flag(normalize(x[None], cfg)) for x in xs])  # (N, 1, 4, h, w)

@@ -39,6 +39,19 @@ def count_theta0_forwards(monkeypatch) -> list[int]:
     return forwards
 
 
+def count_predictions(model) -> list[str]:
+    """A list that grows by one entry per forward of `model` (a per-test copy: the hook goes with it) in "predict"
+    mode: the gate's θ0 forwards and the frames' predictions alike."""
+    calls: list[str] = []
+
+    def hook(module, args, kwargs):
+        if kwargs.get("mode") == "predict":
+            calls.append("predict")
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls
+
+
 @pytest.fixture
 def gated_model(tiny_model, training):
     model = pixel_gated(tiny_model, training)
@@ -119,8 +132,7 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
     frame = scene(99)
     reference = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
     expected = [reference.step(scene(s)).stats.confidence_score for s in (99, 98)]  # not pipelined: adapt first
-    assert len(forwards) == 2  # the step comes before the frame's prediction: nothing to reuse
-    forwards.clear()
+    assert forwards == []  # the gate's forward of θ0 is the frame's prediction (test below)
     piped = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5), pipelined=True)
     piped.step(frame)
     r = piped.step(scene(98))  # reports frame 99's step, gated on frame 99's own θ0 prediction
@@ -169,13 +181,13 @@ def test_confidence_every_reuses_the_last_score_between_forwards_of_theta0(gated
     forwards = count_theta0_forwards(monkeypatch)
     a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, confidence_every=3)
     scores = [a.step(scene(s)).stats.confidence_score for s in range(7)]  # steps before predictions: θ0 each time
-    assert len(forwards) == 3  # frames 0, 3 and 6
+    assert len(forwards) == 2  # frames 3 and 6; frame 0's, at θ0, was its prediction's forward
     assert scores[0] == scores[1] == scores[2] and scores[3] == scores[4] == scores[5]
     assert len({scores[0], scores[3], scores[6]}) == 3
     forwards.clear()
     every = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
     assert [every.step(scene(s)).stats.confidence_score for s in range(3)][1] != scores[1]
-    assert len(forwards) == 3
+    assert len(forwards) == 2  # frames 1 and 2
 
 
 def test_a_stream_at_theta0_scores_every_frame_from_its_prediction_even_with_confidence_every(
@@ -189,3 +201,71 @@ def test_a_stream_at_theta0_scores_every_frame_from_its_prediction_even_with_con
     got = [sparse.step(scene(s)).stats.confidence_score for s in range(4)][1:]
     want = [dense.step(scene(s)).stats.confidence_score for s in range(4)][1:]
     assert forwards == [] and got == pytest.approx(want, rel=1e-6) and len(set(got)) == 3
+
+
+def test_a_step_before_the_prediction_reuses_the_gates_forward_of_theta0_while_the_gate_stays_shut(
+    gated_model,
+) -> None:
+    """`full` (not pipelined) scores a frame before predicting it: at θ0 with the gate shut, the gate's forward is
+    the frame's prediction, so each frame costs one forward, and the prediction is exactly θ0's."""
+    frames = [scene(s) for s in (99, 98, 97)]
+    plain = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=None)
+    want = [plain.step(f) for f in frames]
+    calls = count_predictions(gated_model)
+    shut = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
+    got = [shut.step(f) for f in frames]
+    assert calls == ["predict"] * 3, "one forward per frame, not the gate's and the prediction's"
+    assert [r.stats.confidence_score is not None for r in got] == [True] * 3
+    for g, w in zip(got, want):
+        assert torch.equal(g.class_logits, w.class_logits) and torch.equal(g.mask_logits, w.mask_logits)
+
+
+def test_a_gate_that_opens_predicts_with_the_adapted_weights_not_the_gates_theta0_forward(gated_model) -> None:
+    frame = scene(99)
+    theta0 = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5)).step(frame)
+    calls = count_predictions(gated_model)
+    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
+    r = opened.step(frame)
+    assert opened.stepped and r.stats.steps_taken == 1
+    assert calls == ["predict", "predict"]  # θ0 for the gate, then the adapted weights for the frame
+    assert not torch.allclose(r.mask_logits, theta0.mask_logits, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
+def test_batched_streams_hand_over_the_gates_theta0_prediction_and_batch_the_rest(gated_model, monkeypatch) -> None:
+    """step_many with a step before the prediction: streams whose gate stayed shut return their gate's θ0 forward,
+    the one whose gate opened is predicted in the vmapped call with its adapted weights; each as its serial step."""
+    import mask2former_ttt.ttt.cross_stream as cross_stream
+    from mask2former_ttt.ttt.cross_stream import batch_key, step_many
+
+    frames = [scene(99), scene(98), scene(97)]
+    probe = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
+    scores = [probe.step(f).stats.confidence_score for f in frames]
+    top, second = sorted(scores)[-1], sorted(scores)[-2]
+    gate = {"shift_gate": NEVER, "confidence_gate": ((top + second) / 2, top)}  # opens on the least sure frame only
+    want = [build_adapter(gated_model, "online", "full", seed=i, **gate).step(f) for i, f in enumerate(frames)]
+    assert [r.stats.steps_taken for r in want] == [int(v == top) for v in scores]
+    streams = [build_adapter(gated_model, "online", "full", seed=i, **gate) for i in range(3)]
+    assert len({batch_key(a, tuple(frames[0].shape[1:])) for a in streams}) == 1
+    calls = count_predictions(gated_model)
+    batched: list[int] = []
+    real = cross_stream._predict_batched
+    monkeypatch.setattr(cross_stream, "_predict_batched", lambda a, xs: batched.append(len(a)) or real(a, xs))
+    got = step_many(streams, frames)
+    assert len(calls) == 4 and batched == [1]  # three gates' θ0 forwards, then the opened stream's prediction
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.class_logits, w.class_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(g.mask_logits, w.mask_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_the_gates_theta0_prediction_is_handed_only_to_the_frame_it_was_made_for(gated_model) -> None:
+    """A caller driving the stream's parts (begin_frame, adapt, predict) that predicts another frame gets that
+    frame's own prediction, not the gated frame's."""
+    shut = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
+    x, stats, due = shut.begin_frame(scene(99))
+    assert due
+    shut.adapt(stats)
+    other = to_working_resolution(scene(98), gated_model.cfg.image_size, gated_model.cfg.max_size)
+    want = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=None).predict(other)
+    got = shut.predict(other)
+    assert torch.equal(got[1], want[1])
