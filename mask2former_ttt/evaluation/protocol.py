@@ -103,7 +103,7 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
 
 GUARD_FIELDS = (
     "shift_gate", "shift_score", "feature_gate", "confidence_gate", "confidence_every", "anchor", "loss_gate",
-    "loss_ceiling", "return_frames", "return_anchor", "return_snap_frames", "predict_ema",
+    "loss_ceiling", "return_frames", "return_anchor", "return_snap_frames", "predict_ema", "theta0_when_shut",
 )
 # the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
 STEP_FIELDS = (

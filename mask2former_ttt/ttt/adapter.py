@@ -251,9 +251,18 @@ class StreamAdapter:
         params = self.params if params is None else params
         return self.lowrank.applied(params) if self.lowrank and params else params
 
+    @property
+    def predicts_with_theta0(self) -> bool:
+        """Whether this stream's next prediction is θ0's: it never stepped (or was set back to θ0), or it serves θ0
+        while its gate is shut (`cfg.theta0_when_shut`)."""
+        return not self.stepped or (self.cfg.theta0_when_shut and self.closed_frames > 0)
+
     def prediction_tensors(self) -> dict[str, torch.Tensor]:
         """What predictions run with, under the shared model's names: the moving average of the adapted tensors
-        with `cfg.predict_ema`, else the adapted tensors (empty before the first step: θ0)."""
+        with `cfg.predict_ema`, else the adapted tensors (empty before the first step, and while the stream serves
+        θ0 with its gate shut: θ0)."""
+        if self.cfg.theta0_when_shut and self.closed_frames > 0:
+            return {}
         if self._ema_views is not None:
             return self._applied(self._ema_views)
         return self._applied()
@@ -364,6 +373,12 @@ class StreamAdapter:
             setattr(stats, name, getattr(done, name))
 
     @torch.no_grad()
+    def _predict_theta0(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (3, h, w) uint8 -> θ0's class logits (Q, K+1), mask logits (Q, h/4, w/4) (the shared weights)."""
+        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", {})
+        return out.class_logits[0].float(), out.mask_logits[0].float()
+
+    @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with this stream's weights."""
         known = self.take_theta0_prediction(x)
@@ -375,16 +390,17 @@ class StreamAdapter:
         return class_logits, mask_logits
 
     def remember_prediction(self, x: torch.Tensor, class_logits: torch.Tensor, mask_logits: torch.Tensor) -> None:
-        """After predicting frame `x` ((3, h, w); logits (Q, K+1), (Q, h/4, w/4)): while the stream has never stepped
-        its predictions are θ0's, so the confidence gate reuses this one for `x` instead of a second forward."""
-        if self.confidence_gate is not None and not self.stepped:
+        """After predicting frame `x` ((3, h, w); logits (Q, K+1), (Q, h/4, w/4)): a prediction made with θ0 (see
+        `predicts_with_theta0`) is kept, and the confidence gate reuses it for `x` instead of a second forward."""
+        if self.confidence_gate is not None and self.predicts_with_theta0:
             self._theta0_uncertainty = (x, float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0]))
 
     def take_theta0_prediction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The prediction of `x` the confidence gate already made with θ0 this frame ((Q, K+1), (Q, h/4, w/4)),
-        when the stream is still at θ0 (its gate stayed shut), else None; taken once."""
+        when the stream predicts with θ0 now (still at θ0, or serving θ0 with its gate shut), else None; taken
+        once."""
         known, self._theta0_prediction = self._theta0_prediction, None
-        if known is None or known[0] is not x or self.stepped:
+        if known is None or known[0] is not x or not self.predicts_with_theta0:
             return None
         return known[1], known[2]
 
@@ -558,15 +574,17 @@ class StreamAdapter:
         `predict`); else one forward of θ0 on every `confidence_every`-th frame, the last score reused in between."""
         known = self._theta0_uncertainty
         u = known[1] if known is not None and known[0] is frame else None  # kept only while the stream is at θ0
-        if u is None and not self.stepped:
-            # at θ0 with the frame not yet predicted (a step before the prediction, `full`): θ0's forward here is
-            # the frame's prediction too, should the gate stay shut; `predict` returns it instead of a second one
-            class_logits, mask_logits = self.predict(frame)
+        cached = self._confidence_cache
+        recent = cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every
+        if u is None and self.stepped and recent:
+            return cached[0]
+        if u is None:
+            # θ0's forward on a frame not predicted with θ0 yet (a step before the prediction, as in `full`, or a
+            # stream whose weights moved): should the frame be served by θ0 (at θ0 with the gate shut, or with
+            # `theta0_when_shut`), `predict` returns this forward instead of running a second one
+            class_logits, mask_logits = self._predict_theta0(frame)
             self._theta0_prediction = (frame, class_logits, mask_logits)
             u = float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0])
-        cached = self._confidence_cache
-        if u is None and cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every:
-            return cached[0]
         score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
         self._confidence_cache = (score, self.frame_index)
         return score

@@ -122,6 +122,13 @@ class TTTConfig(BaseModel):
         "teacher): after each frame's update or relaxation, ema <- predict_ema * ema + (1 - predict_ema) * weights; "
         "the TTT steps still train the weights themselves. 0 = off (predict with the latest weights)",
     )
+    theta0_when_shut: bool = Field(
+        False,
+        description="predict with θ0 (the model as trained) while the stream's latest gate decision was shut (step "
+        "scale 0): a frame the guard finds typical of the training images is served by the model trained on them, "
+        "and the adapted weights wait, unchanged, for the gate to open again. The forward of θ0 the confidence gate "
+        "runs on such a frame is then its prediction too. A pipelined stream goes by the previous frame's decision",
+    )
     return_snap_frames: int | None = Field(
         50, ge=1,
         description="with return detection: after this many further closed frames the weights and their moving "

@@ -30,12 +30,12 @@ ALWAYS = (-1e6, -1e5)  # a confidence gate that is always open
 
 
 def count_theta0_forwards(monkeypatch) -> list[int]:
-    """A list that grows by one entry per forward of θ0 the confidence gate runs."""
-    import mask2former_ttt.ttt.confidence_shift as cs
+    """A list that grows by one entry per forward of θ0 the confidence gate runs besides the frames' predictions."""
+    from mask2former_ttt.ttt.adapter import StreamAdapter
 
     forwards: list[int] = []
-    real = cs.prediction_uncertainty
-    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or real(m, f))
+    real = StreamAdapter._predict_theta0
+    monkeypatch.setattr(StreamAdapter, "_predict_theta0", lambda self, x: forwards.append(1) or real(self, x))
     return forwards
 
 
@@ -132,7 +132,8 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
     frame = scene(99)
     reference = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
     expected = [reference.step(scene(s)).stats.confidence_score for s in (99, 98)]  # not pipelined: adapt first
-    assert forwards == []  # the gate's forward of θ0 is the frame's prediction (test below)
+    assert len(forwards) == 2  # the step comes before the prediction: the gate runs θ0, and that is the prediction
+    forwards.clear()
     piped = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5), pipelined=True)
     piped.step(frame)
     r = piped.step(scene(98))  # reports frame 99's step, gated on frame 99's own θ0 prediction
@@ -181,13 +182,13 @@ def test_confidence_every_reuses_the_last_score_between_forwards_of_theta0(gated
     forwards = count_theta0_forwards(monkeypatch)
     a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, confidence_every=3)
     scores = [a.step(scene(s)).stats.confidence_score for s in range(7)]  # steps before predictions: θ0 each time
-    assert len(forwards) == 2  # frames 3 and 6; frame 0's, at θ0, was its prediction's forward
+    assert len(forwards) == 3  # frames 0, 3 and 6 (frame 0's, at θ0, is also its prediction)
     assert scores[0] == scores[1] == scores[2] and scores[3] == scores[4] == scores[5]
     assert len({scores[0], scores[3], scores[6]}) == 3
     forwards.clear()
     every = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
     assert [every.step(scene(s)).stats.confidence_score for s in range(3)][1] != scores[1]
-    assert len(forwards) == 2  # frames 1 and 2
+    assert len(forwards) == 3
 
 
 def test_a_stream_at_theta0_scores_every_frame_from_its_prediction_even_with_confidence_every(

@@ -1,0 +1,87 @@
+"""`TTTConfig.theta0_when_shut`: a stream whose gate is shut is served by θ0, its adapted weights kept unchanged for
+when the gate opens again; the confidence gate's forward of θ0 on such a frame is its prediction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt.frames import to_working_resolution
+from tests.gate_scenes import NEVER, scene
+from tests.ttt.test_confidence_shift import count_predictions, count_theta0_forwards, gated_model  # noqa: F401
+
+
+@pytest.fixture
+def frames_and_gate(gated_model):
+    """Four scenes and a confidence gate that opens on the first only (the one θ0 is least sure of)."""
+    frames = [scene(s) for s in (99, 98, 97, 96)]
+    probe = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
+    scores = [probe.step(f).stats.confidence_score for f in frames]
+    order = sorted(range(4), key=lambda i: -scores[i])
+    frames = [frames[i] for i in order]
+    top, second = scores[order[0]], scores[order[1]]
+    return frames, {"shift_gate": NEVER, "confidence_gate": ((top + second) / 2, top)}
+
+
+def theta0_prediction(model, frame: torch.Tensor) -> torch.Tensor:
+    """θ0's mask logits (Q, h/4, w/4) on `frame`."""
+    return build_adapter(model, "online", "full", shift_gate=NEVER, confidence_gate=None).step(frame).mask_logits
+
+
+def test_a_step_before_the_prediction_serves_theta0_on_a_shut_frame_with_one_forward(gated_model, frames_and_gate):
+    frames, gate = frames_and_gate
+    served = build_adapter(gated_model, "online", "full", theta0_when_shut=True, **gate)
+    kept = build_adapter(gated_model, "online", "full", **gate)
+    assert served.step(frames[0]).stats.steps_taken == kept.step(frames[0]).stats.steps_taken == 1
+    calls = count_predictions(gated_model)
+    shut = served.step(frames[1])
+    assert shut.stats.step_scale == 0.0 and len(calls) == 1, "the gate's forward of θ0 is the prediction"
+    assert torch.equal(shut.mask_logits, theta0_prediction(gated_model, frames[1]))
+    calls.clear()
+    adapted = kept.step(frames[1])
+    assert len(calls) == 2  # without it: θ0 for the gate, the adapted weights for the frame
+    assert not torch.allclose(adapted.mask_logits, shut.mask_logits, atol=1e-5)
+    reopened = served.step(frames[0])
+    assert reopened.stats.steps_taken == 1 and torch.equal(reopened.mask_logits, kept.step(frames[0]).mask_logits)
+    assert torch.equal(served.flat.data, kept.flat.data), "serving θ0 leaves the adaptation as it was"
+
+
+def test_a_pipelined_stream_goes_by_the_previous_frames_gate(gated_model, frames_and_gate, monkeypatch):
+    frames, gate = frames_and_gate
+    sequence = [frames[0], frames[1], frames[2], frames[0], frames[3]]  # open, shut, shut, open, shut
+    served = build_adapter(gated_model, "online", "default", theta0_when_shut=True, **gate)
+    kept = build_adapter(gated_model, "online", "default", **gate)
+    forwards = count_theta0_forwards(monkeypatch)
+    got = [served.step(f).mask_logits for f in sequence]
+    extra_served, forwards[:] = len(forwards), []
+    want = [kept.step(f).mask_logits for f in sequence]
+    assert (extra_served, len(forwards)) == (1, 3)  # the gates of frames 1-3; served: frame 1's only
+    theta0 = [theta0_prediction(gated_model, f) for f in sequence]
+    assert torch.equal(got[0], theta0[0]) and torch.equal(want[0], theta0[0])  # never stepped yet
+    assert torch.equal(got[1], want[1]) and not torch.allclose(got[1], theta0[1], atol=1e-5)  # frame 0 opened
+    assert torch.equal(got[2], theta0[2]) and torch.equal(got[3], theta0[3])  # frames 1 and 2 were shut
+    assert not torch.allclose(want[2], theta0[2], atol=1e-5)
+    assert torch.equal(got[4], want[4]) and not torch.allclose(got[4], theta0[4], atol=1e-5)  # frame 3 opened
+    assert torch.equal(served.flat.data, kept.flat.data) and torch.equal(served.ema, kept.ema)
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
+@pytest.mark.parametrize("preset", ["full", "default"])
+def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, frames_and_gate, preset):
+    from mask2former_ttt.ttt.cross_stream import finish_pending_many, step_many
+
+    frames, gate = frames_and_gate
+    clips = [[frames[0], frames[1], frames[2]], [frames[1], frames[0], frames[3]], [frames[0], frames[0], frames[1]]]
+    serial = [build_adapter(gated_model, "online", preset, seed=i, theta0_when_shut=True, **gate) for i in range(3)]
+    batched = [build_adapter(gated_model, "online", preset, seed=i, theta0_when_shut=True, **gate) for i in range(3)]
+    for t in range(3):
+        want = []
+        for a, clip in zip(serial, clips):
+            want.append(a.step(clip[t]))
+            a.finish_pending()
+        got = step_many(batched, [clip[t] for clip in clips])
+        finish_pending_many(batched)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.mask_logits, w.mask_logits, atol=1e-4, rtol=1e-4)
+    assert any(a.closed_frames > 0 and a.stepped for a in serial), "a stream served θ0 after adapting"
