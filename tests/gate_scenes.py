@@ -35,6 +35,39 @@ def pixel_gated(model, training: list[torch.Tensor]):
     return gated
 
 
+def confidence_gated(model, training: list[torch.Tensor]):
+    """`pixel_gated(model, training)` with the confidence gate's reference of `training` too."""
+    from mask2former_ttt.ttt.confidence_shift import confidence_reference
+
+    gated = pixel_gated(model, training)
+    gated.cfg.confidence_reference = confidence_reference(gated, training)
+    return gated
+
+
+def count_theta0_forwards(monkeypatch) -> list[int]:
+    """A list that grows by one entry per forward of θ0 a stream runs for its confidence gate (on a frame it has
+    not predicted with θ0)."""
+    from mask2former_ttt.ttt.adapter import StreamAdapter
+
+    forwards: list[int] = []
+    real = StreamAdapter._predict_theta0
+    monkeypatch.setattr(StreamAdapter, "_predict_theta0", lambda self, x: forwards.append(1) or real(self, x))
+    return forwards
+
+
+def count_predictions(model) -> list[str]:
+    """A list that grows by one entry per forward of `model` (a per-test copy: the hook goes with it) in "predict"
+    mode: the gate's θ0 forwards and the frames' predictions alike."""
+    calls: list[str] = []
+
+    def hook(module, args, kwargs):
+        if kwargs.get("mode") == "predict":
+            calls.append("predict")
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls
+
+
 NEVER = (1e6, 2e6)  # a pixel gate that never opens
 
 

@@ -22,41 +22,18 @@ from tests.gate_scenes import (
     NEVER,
     check_gate_opens_where_the_pixel_gate_stays_closed,
     check_score_is_theta0s,
-    pixel_gated,
+    confidence_gated,
+    count_predictions,
+    count_theta0_forwards,
     scene,
 )
 
 ALWAYS = (-1e6, -1e5)  # a confidence gate that is always open
 
 
-def count_theta0_forwards(monkeypatch) -> list[int]:
-    """A list that grows by one entry per forward of θ0 the confidence gate runs besides the frames' predictions."""
-    from mask2former_ttt.ttt.adapter import StreamAdapter
-
-    forwards: list[int] = []
-    real = StreamAdapter._predict_theta0
-    monkeypatch.setattr(StreamAdapter, "_predict_theta0", lambda self, x: forwards.append(1) or real(self, x))
-    return forwards
-
-
-def count_predictions(model) -> list[str]:
-    """A list that grows by one entry per forward of `model` (a per-test copy: the hook goes with it) in "predict"
-    mode: the gate's θ0 forwards and the frames' predictions alike."""
-    calls: list[str] = []
-
-    def hook(module, args, kwargs):
-        if kwargs.get("mode") == "predict":
-            calls.append("predict")
-
-    model.register_forward_pre_hook(hook, with_kwargs=True)
-    return calls
-
-
 @pytest.fixture
 def gated_model(tiny_model, training):
-    model = pixel_gated(tiny_model, training)
-    model.cfg.confidence_reference = confidence_reference(model, training)
-    return model
+    return confidence_gated(tiny_model, training)
 
 
 def test_uncertainty_is_one_minus_the_top_class_probability(tiny_model, training) -> None:

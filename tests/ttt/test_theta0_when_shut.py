@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from mask2former_ttt.ttt import build_adapter
-from mask2former_ttt.ttt.frames import to_working_resolution
-from tests.gate_scenes import NEVER, scene
-from tests.ttt.test_confidence_shift import count_predictions, count_theta0_forwards, gated_model  # noqa: F401
+from tests.gate_scenes import NEVER, confidence_gated, count_predictions, count_theta0_forwards, scene
+
+
+@pytest.fixture
+def gated_model(tiny_model, training):
+    return confidence_gated(tiny_model, training)
 
 
 @pytest.fixture
