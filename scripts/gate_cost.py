@@ -7,7 +7,8 @@ steps (the gate reuses the frame's own prediction); a drift-and-return video end
 weights, where the gate pays one forward of θ0 per frame.
 
     .venv/bin/python scripts/gate_cost.py --data-root /work/data/synth --split val \
-        --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--preset full] [--json out.json]
+        --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--preset full] \
+        [--with theta0_when_shut=true] [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import torch
 
 from model.checkpoint import bundled_model_dir, load_checkpoint
 from mask2former_ttt.evaluation.benchmark import load_video
+from mask2former_ttt.evaluation.protocol import parse_guard_overrides
 from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
 
-def variants(preset: str) -> dict[str, tuple[str, dict]]:
-    """Name -> (method, overrides of `preset`) of the timed variants."""
-    return {"main_only": ("main_only", {}), preset: ("online", {}),
-            f"{preset}_without_confidence_gate": ("online", {"confidence_gate": None})}
+def variants(preset: str, extra: list[str] | None = None) -> dict[str, tuple[str, dict]]:
+    """Name -> (method, overrides of `preset`) of the timed variants; each of `extra` ("FIELD=VALUE", a guard
+    field as `evaluate --guard` takes it) adds `preset` with that one change."""
+    out = {"main_only": ("main_only", {}), preset: ("online", {}),
+           f"{preset}_without_confidence_gate": ("online", {"confidence_gate": None})}
+    for item in extra or []:
+        out[f"{preset}_with_{item}"] = ("online", parse_guard_overrides([item]))
+    return out
 
 
 def time_video(model, frames, method: str, preset: str, overrides: dict) -> tuple[float, int]:
@@ -51,9 +57,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--preset", default="default", help="the adapting preset timed with and without the gate")
+    ap.add_argument("--with", dest="extra", action="append", default=[], metavar="FIELD=VALUE",
+                    help="also time the preset with this guard field changed (repeatable), e.g. theta0_when_shut=true")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    timed = variants(a.preset)
+    timed = variants(a.preset, a.extra)
     torch.set_num_threads(a.threads)
     model = load_checkpoint(a.model_dir or bundled_model_dir()).eval()
     report = {"preset": a.preset, "threads": a.threads, "repeats": a.repeats, "videos": {}}

@@ -44,7 +44,7 @@ def _assert_same(serial, batched, pairs) -> None:
         assert (got.stats.steps_taken, got.stats.step_scale) == (want.stats.steps_taken, want.stats.step_scale)
         assert (got.stats.loss is None) == (want.stats.loss is None)
         if want.stats.loss is not None:
-            assert got.stats.loss == pytest.approx(want.stats.loss, abs=1e-5)
+            assert got.stats.loss == pytest.approx(want.stats.loss, rel=1e-4, abs=1e-5)  # fp32 order of sums
     for a, b in zip(serial, batched):
         torch.testing.assert_close(b.flat.data, a.flat.data, atol=1e-4, rtol=1e-4)
         assert torch.equal(b.generator.get_state(), a.generator.get_state())  # same draws, same order

@@ -35,7 +35,7 @@ def theta0_prediction(model, frame: torch.Tensor) -> torch.Tensor:
 def test_a_step_before_the_prediction_serves_theta0_on_a_shut_frame_with_one_forward(gated_model, frames_and_gate):
     frames, gate = frames_and_gate
     served = build_adapter(gated_model, "online", "full", theta0_when_shut=True, **gate)
-    kept = build_adapter(gated_model, "online", "full", **gate)
+    kept = build_adapter(gated_model, "online", "full", theta0_when_shut=False, **gate)
     assert served.step(frames[0]).stats.steps_taken == kept.step(frames[0]).stats.steps_taken == 1
     calls = count_predictions(gated_model)
     shut = served.step(frames[1])
@@ -54,7 +54,7 @@ def test_a_pipelined_stream_goes_by_the_previous_frames_gate(gated_model, frames
     frames, gate = frames_and_gate
     sequence = [frames[0], frames[1], frames[2], frames[0], frames[3]]  # open, shut, shut, open, shut
     served = build_adapter(gated_model, "online", "default", theta0_when_shut=True, **gate)
-    kept = build_adapter(gated_model, "online", "default", **gate)
+    kept = build_adapter(gated_model, "online", "default", theta0_when_shut=False, **gate)
     forwards = count_theta0_forwards(monkeypatch)
     got = [served.step(f).mask_logits for f in sequence]
     extra_served, forwards[:] = len(forwards), []
@@ -88,3 +88,14 @@ def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, fram
         for g, w in zip(got, want):
             torch.testing.assert_close(g.mask_logits, w.mask_logits, atol=1e-4, rtol=1e-4)
     assert any(a.closed_frames > 0 and a.stepped for a in serial), "a stream served θ0 after adapting"
+
+
+def test_full_and_default_serve_theta0_when_shut_fast_does_not_and_only_full_drops_the_anchor() -> None:
+    """Session 14, chosen on domain A's validation videos: `full` without the per-step pull toward θ0; both it and
+    `default` serve θ0 on shut frames; `fast` (not measured) keeps its settings."""
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    assert ttt_preset("full").theta0_when_shut and ttt_preset("default").theta0_when_shut
+    assert not ttt_preset("fast").theta0_when_shut and not ttt_preset("release").theta0_when_shut
+    assert ttt_preset("full").anchor == 0.0
+    assert ttt_preset("default").anchor == ttt_preset("fast").anchor == 0.01
