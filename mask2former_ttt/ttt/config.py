@@ -162,10 +162,10 @@ def full_preset() -> TTTConfig:
     """Session 3's default, at full cost: a step on every frame with B = 4 full frames. Chosen on the project's
     validation videos only (scripts/tune_default_preset.py, docs/benchmark/tuning.md): SGD lr 3e-3 with momentum,
     persistent optimizer, masked-pixel loss, k = 16, and the safe-adaptation guard: steps are scaled by the
-    frame's shift score (0 below 2.5, full above 4; skipped frames relax toward θ0) and every update is pulled
-    1 % back toward θ0. Return detection (issue 12, session 7): after 5 frames in a row with the gate closed the
-    stream counts as back on the training domain, drops its optimizer state once and relaxes 20 % per frame toward
-    θ0 (was 1 %), so the clean stretch after a shift no longer pays for the adaptation left in the weights
+    frame's shift score (0 below 2.5, full above 4) and, until session 14, every update and skipped frame pulled
+    the weights 1 % back toward θ0. Return detection (issue 12, session 7): after 5 frames in a row with the gate
+    closed the stream counts as back on the training domain, drops its optimizer state once and relaxes 20 % per
+    frame toward θ0 (before it: the 1 %), so the clean stretch after a shift no longer pays for the adaptation left in the weights
     (docs/benchmark/domains.md). The paper's rows (evaluation/protocol.py) run on its optimizer settings without
     the guard. The confidence gate (`confidence_gate=(0.5, 1.5)`, issue 12, sessions 12-13) opens the step where
     the frozen model grows unsure before the pixels look unusual; chosen on domain A's validation videos (+6.33 vs
