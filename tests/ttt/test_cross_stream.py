@@ -8,10 +8,11 @@ import copy
 import pytest
 import torch
 
-from mask2former_ttt.ttt.cross_stream import batch_key, finish_pending_many, step_many
+from mask2former_ttt.ttt.cross_stream import batch_key
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.methods import build_adapter
 from mask2former_ttt.ttt.shift_score import reference_statistics
+from tests.serial_and_batched import run_serial_and_batched
 
 pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
 
@@ -20,21 +21,6 @@ def _clips(n_streams: int, n_frames: int) -> list[list[torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     return [[(torch.rand(3, 96, 128, generator=g) * 255).to(torch.uint8) for _ in range(n_frames)]
             for _ in range(n_streams)]
-
-
-def _run_both(model, clips, preset: str, **overrides):
-    serial = [build_adapter(model, preset=preset, seed=i, **overrides) for i in range(len(clips))]
-    batched = [build_adapter(model, preset=preset, seed=i, **overrides) for i in range(len(clips))]
-    pairs = []
-    for t in range(len(clips[0])):
-        want = []
-        for a, clip in zip(serial, clips):
-            want.append(a.step(clip[t]))
-            a.finish_pending()
-        got = step_many(batched, [clip[t] for clip in clips])
-        finish_pending_many(batched)
-        pairs += list(zip(want, got))
-    return serial, batched, pairs
 
 
 def _assert_same(serial, batched, pairs) -> None:
@@ -57,7 +43,7 @@ def _assert_same(serial, batched, pairs) -> None:
     ("default", {"predict_ema": 0.5}),  # predictions with the weights' moving average
 ])
 def test_batched_streams_match_their_serial_steps(tiny_model, preset, overrides) -> None:
-    serial, batched, pairs = _run_both(tiny_model, _clips(3, 3), preset, **overrides)
+    serial, batched, pairs = run_serial_and_batched(tiny_model, _clips(3, 3), preset, **overrides)
     assert sum(got.stats.steps_taken for _, got in pairs) >= 6  # the streams did adapt
     # the streams diverged from each other: a batch that used one stream's tensors for all would not match
     assert (serial[0].flat.data - serial[1].flat.data).abs().max() > 1e-4
@@ -66,8 +52,8 @@ def test_batched_streams_match_their_serial_steps(tiny_model, preset, overrides)
 
 def test_drop_path_draws_are_replayed_per_stream(tiny_model) -> None:
     # with drop-path off the results differ from the drop-path run: the replay is what makes the latter match
-    on = _run_both(tiny_model, _clips(2, 2), "full")
-    off = _run_both(tiny_model, _clips(2, 2), "full", drop_path=False)
+    on = run_serial_and_batched(tiny_model, _clips(2, 2), "full")
+    off = run_serial_and_batched(tiny_model, _clips(2, 2), "full", drop_path=False)
     _assert_same(*off)
     assert on[2][-1][0].stats.loss != pytest.approx(off[2][-1][0].stats.loss, abs=1e-5)
 
@@ -79,7 +65,7 @@ def test_a_closed_shift_gate_skips_that_stream_only(tiny_model) -> None:
     ref = reference_statistics(to_working_resolution(f, model.cfg.image_size) for f in clean)
     model.cfg.input_stats_reference = {**ref, "std": [max(s, 0.02) for s in ref["std"]]}
     clips[1] = [(f.float() * 0.3).to(torch.uint8) for f in clips[1]]  # dark: far from the reference
-    serial, batched, pairs = _run_both(model, clips, "full", anchor=0.1)
+    serial, batched, pairs = run_serial_and_batched(model, clips, "full", anchor=0.1)
     scales = [(got.stats.step_scale, i % 2) for i, (_, got) in enumerate(pairs)]
     assert {s for s, i in scales if i == 0} == {0.0} and {s for s, i in scales if i == 1} == {1.0}
     _assert_same(serial, batched, pairs)
@@ -105,7 +91,7 @@ def test_a_loss_gated_step_is_skipped_for_that_stream_only(tiny_model) -> None:
     model = copy.deepcopy(tiny_model)
     model.cfg.recon_loss_reference = 1.0
     # ℓ_s of these streams' steps lies around 0.73-0.83: a gate at 0.77 skips some of them and not others
-    serial, batched, pairs = _run_both(model, _clips(3, 3), "full", loss_gate=0.77)
+    serial, batched, pairs = run_serial_and_batched(model, _clips(3, 3), "full", loss_gate=0.77)
     taken = [got.stats.steps_taken for _, got in pairs if got.stats.loss is not None]
     assert 0 in taken and 1 in taken
     _assert_same(serial, batched, pairs)

@@ -8,6 +8,7 @@ import torch
 
 from mask2former_ttt.ttt import build_adapter
 from tests.gate_scenes import NEVER, confidence_gated, count_predictions, count_theta0_forwards, scene
+from tests.serial_and_batched import run_serial_and_batched
 
 
 @pytest.fixture
@@ -72,21 +73,11 @@ def test_a_pipelined_stream_goes_by_the_previous_frames_gate(gated_model, frames
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
 @pytest.mark.parametrize("preset", ["full", "default"])
 def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, frames_and_gate, preset):
-    from mask2former_ttt.ttt.cross_stream import finish_pending_many, step_many
-
     frames, gate = frames_and_gate
     clips = [[frames[0], frames[1], frames[2]], [frames[1], frames[0], frames[3]], [frames[0], frames[0], frames[1]]]
-    serial = [build_adapter(gated_model, "online", preset, seed=i, theta0_when_shut=True, **gate) for i in range(3)]
-    batched = [build_adapter(gated_model, "online", preset, seed=i, theta0_when_shut=True, **gate) for i in range(3)]
-    for t in range(3):
-        want = []
-        for a, clip in zip(serial, clips):
-            want.append(a.step(clip[t]))
-            a.finish_pending()
-        got = step_many(batched, [clip[t] for clip in clips])
-        finish_pending_many(batched)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g.mask_logits, w.mask_logits, atol=1e-4, rtol=1e-4)
+    serial, _, pairs = run_serial_and_batched(gated_model, clips, preset, theta0_when_shut=True, **gate)
+    for want, got in pairs:
+        torch.testing.assert_close(got.mask_logits, want.mask_logits, atol=1e-4, rtol=1e-4)
     assert any(a.closed_frames > 0 and a.stepped for a in serial), "a stream served θ0 after adapting"
 
 
