@@ -46,12 +46,15 @@ def confidence_gated(model, training: list[torch.Tensor]):
 
 def count_theta0_forwards(monkeypatch) -> list[int]:
     """A list that grows by one entry per forward of θ0 a stream runs for its confidence gate (on a frame it has
-    not predicted with θ0)."""
+    not predicted with θ0), by either route: the adapter's own, or confidence_shift's without a known uncertainty."""
+    import mask2former_ttt.ttt.confidence_shift as cs
     from mask2former_ttt.ttt.adapter import StreamAdapter
 
     forwards: list[int] = []
     real = StreamAdapter._predict_theta0
     monkeypatch.setattr(StreamAdapter, "_predict_theta0", lambda self, x: forwards.append(1) or real(self, x))
+    uncertainty = cs.prediction_uncertainty
+    monkeypatch.setattr(cs, "prediction_uncertainty", lambda m, f: forwards.append(1) or uncertainty(m, f))
     return forwards
 
 

@@ -579,11 +579,13 @@ class StreamAdapter:
         if u is None and self.stepped and recent:
             return cached[0]
         if u is None:
-            # θ0's forward on a frame not predicted with θ0 yet (a step before the prediction, as in `full`, or a
-            # stream whose weights moved): should the frame be served by θ0 (at θ0 with the gate shut, or with
-            # `theta0_when_shut`), `predict` returns this forward instead of running a second one
+            # θ0's forward on a frame not predicted with θ0: when the frame's prediction is still to come (a step
+            # before the prediction, as in `full`) and the frame is served by θ0 (at θ0 with the gate shut, or with
+            # `theta0_when_shut`), `predict` returns this forward instead of running a second one. A pipelined
+            # stream has predicted the frame already: nothing is kept
             class_logits, mask_logits = self._predict_theta0(frame)
-            self._theta0_prediction = (frame, class_logits, mask_logits)
+            if not self.cfg.pipelined:
+                self._theta0_prediction = (frame, class_logits, mask_logits)
             u = float(uncertainty_from_logits(class_logits[None], mask_logits[None])[0])
         score = confidence_shift_score(self.model, frame, self.model.cfg.confidence_reference, u)
         self._confidence_cache = (score, self.frame_index)

@@ -125,9 +125,11 @@ class TTTConfig(BaseModel):
     theta0_when_shut: bool = Field(
         False,
         description="predict with θ0 (the model as trained) while the stream's latest gate decision was shut (step "
-        "scale 0): a frame the guard finds typical of the training images is served by the model trained on them, "
-        "and the adapted weights wait, unchanged, for the gate to open again. The forward of θ0 the confidence gate "
-        "runs on such a frame is then its prediction too. A pipelined stream goes by the previous frame's decision",
+        "scale 0): a frame the guard finds typical of the training images is served by the model trained on them. "
+        "The adapted weights are kept for when the gate opens again; they relax toward θ0 as on any shut frame "
+        "(`anchor`, then `return_anchor` and the snap once a return is detected). The forward of θ0 the confidence "
+        "gate runs on such a frame is then its prediction too. A pipelined stream goes by the previous frame's "
+        "decision",
     )
     return_snap_frames: int | None = Field(
         50, ge=1,

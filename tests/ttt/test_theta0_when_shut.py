@@ -1,5 +1,6 @@
-"""`TTTConfig.theta0_when_shut`: a stream whose gate is shut is served by θ0, its adapted weights kept unchanged for
-when the gate opens again; the confidence gate's forward of θ0 on such a frame is its prediction."""
+"""`TTTConfig.theta0_when_shut`: a stream whose gate is shut is served by θ0, its adapted weights kept (relaxing as
+on any shut frame) for when the gate opens again; the confidence gate's forward of θ0 on such a frame is its
+prediction."""
 
 from __future__ import annotations
 
@@ -57,10 +58,17 @@ def test_a_pipelined_stream_goes_by_the_previous_frames_gate(gated_model, frames
     served = build_adapter(gated_model, "online", "default", theta0_when_shut=True, **gate)
     kept = build_adapter(gated_model, "online", "default", theta0_when_shut=False, **gate)
     forwards = count_theta0_forwards(monkeypatch)
-    got = [served.step(f).mask_logits for f in sequence]
+    got = []
+    for f in sequence:
+        got.append(served.step(f).mask_logits)
+        served.finish_pending()  # as the service does after sending the result
+        assert served._theta0_prediction is None, "the gate's θ0 forward of a predicted frame is not kept"
     extra_served, forwards[:] = len(forwards), []
-    want = [kept.step(f).mask_logits for f in sequence]
-    assert (extra_served, len(forwards)) == (1, 3)  # the gates of frames 1-3; served: frame 1's only
+    want = []
+    for f in sequence:
+        want.append(kept.step(f).mask_logits)
+        kept.finish_pending()
+    assert (extra_served, len(forwards)) == (2, 4)  # the gates of frames 1-4; served: frames 1 and 4 (adapted)
     theta0 = [theta0_prediction(gated_model, f) for f in sequence]
     assert torch.equal(got[0], theta0[0]) and torch.equal(want[0], theta0[0])  # never stepped yet
     assert torch.equal(got[1], want[1]) and not torch.allclose(got[1], theta0[1], atol=1e-5)  # frame 0 opened
@@ -72,13 +80,30 @@ def test_a_pipelined_stream_goes_by_the_previous_frames_gate(gated_model, frames
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
 @pytest.mark.parametrize("preset", ["full", "default"])
-def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, frames_and_gate, preset):
+def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, frames_and_gate, preset, monkeypatch):
+    import mask2former_ttt.ttt.cross_stream as cross_stream
+
+    served_after_stepping: list[bool] = []
+    real = cross_stream.predict_many
+
+    def spy(adapters, xs):
+        served_after_stepping.extend(a.stepped and a.predicts_with_theta0 for a in adapters)
+        return real(adapters, xs)
+
+    monkeypatch.setattr(cross_stream, "predict_many", spy)
     frames, gate = frames_and_gate
     clips = [[frames[0], frames[1], frames[2]], [frames[1], frames[0], frames[3]], [frames[0], frames[0], frames[1]]]
-    serial, _, pairs = run_serial_and_batched(gated_model, clips, preset, theta0_when_shut=True, **gate)
+    serial, batched, pairs = run_serial_and_batched(gated_model, clips, preset, theta0_when_shut=True, **gate)
+    assert any(served_after_stepping), "a batched stream was served θ0 after it had adapted"
     for want, got in pairs:
+        torch.testing.assert_close(got.class_logits, want.class_logits, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(got.mask_logits, want.mask_logits, atol=1e-4, rtol=1e-4)
-    assert any(a.closed_frames > 0 and a.stepped for a in serial), "a stream served θ0 after adapting"
+        assert (got.stats.step_scale, got.stats.steps_taken) == (want.stats.step_scale, want.stats.steps_taken)
+    for a, b in zip(serial, batched):
+        torch.testing.assert_close(b.flat.data, a.flat.data, atol=1e-5, rtol=1e-5)
+        assert (a.ema is None) == (b.ema is None)
+        if a.ema is not None:
+            torch.testing.assert_close(b.ema, a.ema, atol=1e-5, rtol=1e-5)
 
 
 def test_full_and_default_serve_theta0_when_shut_fast_does_not_and_only_full_drops_the_anchor() -> None:
