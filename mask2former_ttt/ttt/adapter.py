@@ -569,11 +569,12 @@ class StreamAdapter:
         return scale
 
     def _confidence_score(self, frame: torch.Tensor) -> float:
-        """The confidence gate's score of `frame` ((3, h, w), the window's newest): while the stream is at θ0, from
-        the frame's own prediction (made here when the frame has not been predicted yet, and then handed to
-        `predict`); else one forward of θ0 on every `confidence_every`-th frame, the last score reused in between."""
+        """The confidence gate's score of `frame` ((3, h, w), the window's newest): from the frame's own prediction
+        when it was made with θ0; while the stream is at θ0, from a forward of θ0 made here (and handed to
+        `predict` when the frame's prediction is still to come); else one forward of θ0 on every
+        `confidence_every`-th frame, the last score reused in between."""
         known = self._theta0_uncertainty
-        u = known[1] if known is not None and known[0] is frame else None  # kept only while the stream is at θ0
+        u = known[1] if known is not None and known[0] is frame else None  # kept only for predictions made with θ0
         cached = self._confidence_cache
         recent = cached is not None and self.frame_index - cached[1] < self.cfg.confidence_every
         if u is None and self.stepped and recent:
