@@ -1,10 +1,12 @@
 """What the confidence gate costs: per-frame time of a preset (`--preset`, `default` unless given) with and without
-`confidence_gate`, and of `main_only`, on whole videos streamed in order (adaptation + prediction + semantic post-processing).
+`confidence_gate`, and of `main_only`, on whole videos streamed in order (adaptation + prediction + semantic
+post-processing).
 
 Variants run interleaved video by video and repeat; the report gives each variant's median s/frame per video and
 its ratio to `main_only` measured in the same run. A clean video from its first frame is the stream that never
 steps (the gate reuses the frame's own prediction); a drift-and-return video ends in a clean stretch with adapted
-weights, where the gate pays one forward of θ0 per frame.
+weights, where the gate pays one forward of θ0 per frame (with `theta0_when_shut` that forward is the frame's
+prediction on frames the gate finds typical).
 
     .venv/bin/python scripts/gate_cost.py --data-root /work/data/synth --split val \
         --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--preset full] \
@@ -26,6 +28,7 @@ from mask2former_ttt.evaluation.benchmark import load_video
 from mask2former_ttt.evaluation.protocol import parse_guard_overrides
 from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
+
 
 def variants(preset: str, extra: list[str] | None = None) -> dict[str, tuple[str, dict]]:
     """Name -> (method, overrides of `preset`) of the timed variants; each of `extra` ("FIELD=VALUE", a guard

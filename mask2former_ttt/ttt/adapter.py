@@ -252,16 +252,21 @@ class StreamAdapter:
         return self.lowrank.applied(params) if self.lowrank and params else params
 
     @property
+    def serves_theta0_while_shut(self) -> bool:
+        """Whether the stream's latest gate decision was shut and it serves θ0 then (`cfg.theta0_when_shut`)."""
+        return self.cfg.theta0_when_shut and self.closed_frames > 0
+
+    @property
     def predicts_with_theta0(self) -> bool:
         """Whether this stream's next prediction is θ0's: it never stepped (or was set back to θ0), or it serves θ0
-        while its gate is shut (`cfg.theta0_when_shut`)."""
-        return not self.stepped or (self.cfg.theta0_when_shut and self.closed_frames > 0)
+        while its gate is shut."""
+        return not self.stepped or self.serves_theta0_while_shut
 
     def prediction_tensors(self) -> dict[str, torch.Tensor]:
         """What predictions run with, under the shared model's names: the moving average of the adapted tensors
         with `cfg.predict_ema`, else the adapted tensors (empty before the first step, and while the stream serves
         θ0 with its gate shut: θ0)."""
-        if self.cfg.theta0_when_shut and self.closed_frames > 0:
+        if self.serves_theta0_while_shut:
             return {}
         if self._ema_views is not None:
             return self._applied(self._ema_views)
