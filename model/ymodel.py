@@ -41,13 +41,16 @@ class YModel(nn.Module):
         """g∘f. x4: (B, 4, H, W) masked input -> (B, 3, H, W) normalized pixels."""
         return self.recon(self.encode(x4))
 
-    def forward(self, x: torch.Tensor, mode: str = "predict") -> HeadOutput | torch.Tensor:
-        """Dispatch for `torch.func.functional_call`: mode `predict` (h∘f) or `reconstruct` (g∘f)."""
+    def forward(self, x: torch.Tensor, mode: str = "predict") -> HeadOutput | torch.Tensor | list[torch.Tensor]:
+        """Dispatch for `torch.func.functional_call`: mode `predict` (h∘f), `reconstruct` (g∘f) or `encode` (f's
+        four maps; x: (B, 4, H, W))."""
         if mode == "predict":
             return self.predict(x)
         if mode == "reconstruct":
             return self.reconstruct(x)
-        raise ValueError(f"mode must be 'predict' or 'reconstruct', got {mode!r}")
+        if mode == "encode":
+            return self.encode(x)
+        raise ValueError(f"mode must be 'predict', 'reconstruct' or 'encode', got {mode!r}")
 
 
 def _hf_main(cfg: ModelConfig) -> Mask2FormerForUniversalSegmentation:

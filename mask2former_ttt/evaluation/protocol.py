@@ -108,7 +108,7 @@ GUARD_FIELDS = (
 # the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
 STEP_FIELDS = (
     "optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult", "grad_clip", "reset_optimizer_each_frame",
-    "loss_on",
+    "loss_on", "feature_align",
 )
 
 

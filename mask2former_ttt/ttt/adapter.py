@@ -27,6 +27,7 @@ from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.confidence_shift import confidence_gate_in_use, confidence_shift_score, uncertainty_from_logits
 from mask2former_ttt.ttt.feature_shift import feature_gate_in_use, feature_shift_score
+from mask2former_ttt.ttt.feature_align import alignment_in_use, with_alignment
 from mask2former_ttt.ttt.shift_score import check_reference, gate_scale, shift_score
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0, flatten
 from mask2former_ttt.ttt.low_rank import LowRankDeltas
@@ -84,7 +85,8 @@ class StreamAdapter:
         # what the stream trains, at its start: references to the shared weights (free), or the low-rank factors
         self.theta0 = self.lowrank.init if self.lowrank else {n: shared[n] for n in self.names}
         self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
-        self.objective = objective
+        reference = alignment_in_use(model.cfg, cfg)
+        self.objective = objective if reference is None else with_alignment(objective, reference, cfg.feature_align)
         self.augment = sample_augment.resolve(cfg.sample_augment, model.cfg)  # `auto` -> the model's recipe
         self.use_amp = cfg.amp and self.device.type == "cuda"
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles

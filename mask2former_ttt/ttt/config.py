@@ -74,6 +74,13 @@ class TTTConfig(BaseModel):
     rollback_to: Literal["theta0", "last_good"] = "theta0"
     # safe adaptation guard (default preset)
     anchor: float = Field(0.0, ge=0.0, le=1.0, description="after each step pull weights this fraction toward θ0")
+    feature_align: float = Field(
+        0.0, ge=0.0,
+        description="weight of a feature-alignment term added to the objective (TTT++; ttt/feature_align.py): the "
+        "mean squared z-score of f's per-channel feature statistics on the unmasked sample against the training "
+        "images' (`feature_stats_reference`, `m2f-ttt calibrate`), so adapting keeps f's maps where h reads them. "
+        "Costs one more forward and backward of f per sample. 0 = off; off without the reference",
+    )
     loss_gate: float | None = Field(
         None, description="skip the step when ℓ_s < loss_gate × the model's clean reference loss"
     )

@@ -1,0 +1,67 @@
+"""Feature alignment beside the self-supervised loss (TTT++, Liu et al. 2021): keep the adapting encoder's feature
+statistics near the training images' (issue 12, session 15).
+
+The MAE step moves f wherever reconstruction needs it; h, which is not adapted, reads f's maps as they were on the
+training images. On a shift the reconstruction learns quickly (domain B's haze: ℓ_s falls from 7× to 0.8× the
+clean reference within a few frames) the features can move where h no longer reads them. This term pulls the
+per-channel spatial mean and standard deviation of each of f's four maps, on the unmasked frame, back toward the
+training images' (the feature gate's `feature_stats_reference`, ttt/feature_shift.py): the mean squared z-score
+over the 2·C statistics of a map, averaged over the maps. On a typical training image it is ≈ 1.
+
+It costs one more forward and backward of f (without g) per sample. The stream adds it to its objective with
+`TTTConfig.feature_align` as the weight; a checkpoint without the reference runs without it (warned once).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+
+from model.config import ModelConfig
+from model.masking import with_flag
+from mask2former_ttt.ttt.config import TTTConfig
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+Objective = Callable[..., torch.Tensor]
+
+
+def alignment_loss(maps: list[torch.Tensor], reference: dict[str, list]) -> torch.Tensor:
+    """maps: f's four maps (B, C_s, h_s, w_s) -> () the mean over maps and samples of the mean squared z-score of
+    the per-channel spatial mean and std against the training images' `reference["mean"]` / `["std"]` (2·C_s,)."""
+    per_map = []
+    for s, m in enumerate(maps):
+        m = m.float()
+        stats = torch.cat([m.mean((2, 3)), m.std((2, 3))], dim=1)
+        mean, std = (torch.tensor(reference[k][s], dtype=stats.dtype, device=stats.device) for k in ("mean", "std"))
+        per_map.append(((stats - mean) / std).pow(2).mean())
+    return torch.stack(per_map).mean()
+
+
+def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> dict[str, list] | None:
+    """The reference to align to when `cfg.feature_align` is on and the checkpoint has one, else None (warned once
+    per checkpoint name: `m2f-ttt calibrate` writes it)."""
+    if cfg.feature_align <= 0.0:
+        return None
+    reference = model_cfg.feature_stats_reference
+    if reference is None and model_cfg.name not in _WARNED:
+        _WARNED.add(model_cfg.name)
+        log.warning("%s: no feature_stats_reference, so feature_align is off; turn it on with `m2f-ttt calibrate "
+                    "--model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
+    return reference
+
+
+def with_alignment(objective: Objective, reference: dict[str, list], weight: float) -> Objective:
+    """`objective` + `weight` × `alignment_loss` of f's maps of the unmasked samples (padding, `valid` = 0, fed as
+    masked as the objective does)."""
+
+    def aligned(forward, x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator, **kw) -> torch.Tensor:
+        loss = objective(forward, x, cfg, generator, **kw)
+        maps = forward(with_flag(x, kw.get("valid")), "encode")
+        return loss + weight * alignment_loss(maps, reference)
+
+    aligned.base = objective  # type: ignore[attr-defined]
+    return aligned
