@@ -8,7 +8,8 @@ generator, in the order the serial step draws it (samples, then the patch mask, 
 `model.stochastic_depth.drop_path_plan`); everything after the gradient (divergence check, clipping, optimizer,
 pull toward θ0) runs per stream (`StreamAdapter.apply_gradient`: flat, a few operator calls).
 
-What can be batched (`batch_key`): plain online TTT-MAE streams (`StreamAdapter` with `mae_loss`) on the same
+What can be batched (`batch_key`): plain online TTT-MAE streams (`StreamAdapter` with `mae_loss`, with or without
+`feature_align`'s term, ttt/feature_align.py) on the same
 model replica, with the same configuration and working resolution, one step of one micro-batch per frame, whole
 frames as samples (no crop / augmentation: each stream's samples must have one shape), no fp16 grad scaler and no
 low-rank deltas. Anything else goes through the serial path. On the CPU a batched call is about as fast as N serial
@@ -34,18 +35,19 @@ from model.masking import normalize, random_patch_mask, reconstruction_loss, wit
 from model.stochastic_depth import drop_path_plan, draw_keeps
 from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
+from mask2former_ttt.ttt.feature_align import alignment_loss, alignment_of
 from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
 Calls = list[tuple[tuple[int, ...], float]]
-_DROP_PATH_CALLS: "weakref.WeakKeyDictionary[YModel, dict[tuple[int, ...], Calls]]" = weakref.WeakKeyDictionary()
+_DROP_PATH_CALLS: "weakref.WeakKeyDictionary[YModel, dict[tuple, Calls]]" = weakref.WeakKeyDictionary()
 _DROP_PATH_LOCK = threading.Lock()
 
 
 def batch_key(adapter: object, frame_hw: tuple[int, int]) -> Hashable | None:
     """The key under which `adapter`'s frame of working size `frame_hw` can share a batched call with others, or
     None when it must run serially (see the module docstring)."""
-    if type(adapter) is not StreamAdapter or adapter.objective is not mae_loss:
+    if type(adapter) is not StreamAdapter or alignment_of(adapter.objective)[0] is not mae_loss:
         return None
     cfg = adapter.cfg
     if (cfg.steps_per_frame != 1 or cfg.micro_batch < cfg.batch_size or cfg.crop is not None or adapter.augment != "none"
@@ -95,17 +97,20 @@ def _predict_batched(adapters: list[StreamAdapter], xs: list[torch.Tensor]) -> l
     return results
 
 
-def _drop_path_calls(model: YModel, sample: torch.Tensor) -> Calls:
-    """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w)), recorded once
-    per model replica and input shape (one forward without gradients)."""
+def _drop_path_calls(model: YModel, sample: torch.Tensor, aligned: bool = False) -> Calls:
+    """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w)) (with `aligned`:
+    then f's forward for the feature-alignment term, as the serial objective runs them), recorded once per model
+    replica, input shape and kind (forwards without gradients)."""
     with _DROP_PATH_LOCK:
         known = _DROP_PATH_CALLS.setdefault(model, {})
-    shape = tuple(sample.shape)
-    if shape not in known:  # lanes record on their own replicas: no two threads fill one entry
+    key = (*sample.shape, aligned)
+    if key not in known:  # lanes record on their own replicas: no two threads fill one entry
         with torch.no_grad(), drop_path_plan() as plan:
             model(sample, mode="reconstruct")
-        known[shape] = plan.calls
-    return known[shape]
+            if aligned:
+                model(sample, mode="encode")
+        known[key] = plan.calls
+    return known[key]
 
 
 @dataclass
@@ -131,7 +136,9 @@ def adapt_many(adapters: list[StreamAdapter], stats: list[StepStats]) -> None:
         visible = random_patch_mask(batch.shape[0], batch.shape[2], batch.shape[3], cfg.mask_patch, cfg.mask_ratio,
                                     a.generator).to(batch.device)
         if cfg.drop_path:
-            keep = draw_keeps(_drop_path_calls(a.model, with_flag(batch, visible)), a.generator).to(batch.device)
+            aligned = alignment_of(a.objective)[1] is not None
+            keep = draw_keeps(_drop_path_calls(a.model, with_flag(batch, visible), aligned), a.generator)
+            keep = keep.to(batch.device)
         else:
             keep = batch.new_zeros(1)  # unused: no drop-path
         by_shape.setdefault(tuple(batch.shape), []).append(_Sampled(a, s, batch, visible, keep))
@@ -143,12 +150,19 @@ def _step_group(group: list[_Sampled]) -> None:
     """One vmapped gradient call for `group` (samples of one shape), then each stream's own update."""
     first = group[0].adapter
     model, cfg = first.model, first.cfg
+    _, reference, weight = alignment_of(first.objective)
 
     def loss_of(params: dict[str, torch.Tensor], x: torch.Tensor, visible: torch.Tensor,
                 keep: torch.Tensor) -> torch.Tensor:
-        with drop_path_plan(keep) if cfg.drop_path else nullcontext(), autocast(first.device, first.use_amp):
-            pred = _functional(model, params, with_flag(x, visible), "reconstruct")
-        return reconstruction_loss(pred, x, visible, cfg.loss_on, None)
+        with drop_path_plan(keep) if cfg.drop_path else nullcontext():
+            with autocast(first.device, first.use_amp):
+                pred = _functional(model, params, with_flag(x, visible), "reconstruct")
+            loss = reconstruction_loss(pred, x, visible, cfg.loss_on, None)
+            if reference is not None:  # feature_align's term, after the MAE forward as in the serial objective
+                with autocast(first.device, first.use_amp):
+                    maps = _functional(model, params, with_flag(x), "encode")
+                loss = loss + weight * alignment_loss(maps, reference)
+        return loss
 
     t0 = time.perf_counter()
     grads, losses = vmap(grad_and_value(loss_of))(

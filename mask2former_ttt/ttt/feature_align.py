@@ -9,7 +9,8 @@ training images' (the feature gate's `feature_stats_reference`, ttt/feature_shif
 over the 2·C statistics of a map, averaged over the maps. On a typical training image it is ≈ 1.
 
 It costs one more forward and backward of f (without g) per sample. The stream adds it to its objective with
-`TTTConfig.feature_align` as the weight; a checkpoint without the reference runs without it (warned once).
+`TTTConfig.feature_align` as the weight; a checkpoint without the reference runs without it (warned once). The
+service's batched path computes the same sum for MAE streams (ttt/cross_stream.py).
 """
 
 from __future__ import annotations
@@ -63,5 +64,12 @@ def with_alignment(objective: Objective, reference: dict[str, list], weight: flo
         maps = forward(with_flag(x, kw.get("valid")), "encode")
         return loss + weight * alignment_loss(maps, reference)
 
-    aligned.base = objective  # type: ignore[attr-defined]
+    aligned.base, aligned.reference, aligned.weight = objective, reference, weight  # type: ignore[attr-defined]
     return aligned
+
+
+def alignment_of(objective: Objective) -> tuple[Objective, dict[str, list] | None, float]:
+    """(the objective under any alignment, the reference it aligns to or None, its weight): how the batched path
+    (ttt/cross_stream.py) reads a stream's objective."""
+    return (getattr(objective, "base", objective), getattr(objective, "reference", None),
+            getattr(objective, "weight", 0.0))

@@ -116,3 +116,16 @@ def test_streams_whose_samples_differ_in_shape_still_match(tiny_model) -> None:
     adapt_many(twins[1], [StepStats(frame_index=0) for _ in range(3)])
     for a, b in zip(*twins):
         torch.testing.assert_close(b.flat.data, a.flat.data, atol=1e-4, rtol=1e-4)
+
+
+def test_streams_with_feature_alignment_batch_and_match_their_serial_steps(tiny_model) -> None:
+    from mask2former_ttt.ttt.feature_shift import feature_reference
+    from tests.gate_scenes import training_stills
+
+    model = copy.deepcopy(tiny_model)
+    model.cfg.feature_stats_reference = feature_reference(model, training_stills(model.cfg.image_size))
+    aligned = build_adapter(model, preset="default", feature_align=0.5)
+    assert batch_key(aligned, (96, 128)) is not None  # the batched path takes these streams
+    assert batch_key(aligned, (96, 128)) != batch_key(build_adapter(model, preset="default"), (96, 128))
+    for preset in ("default", "full"):
+        _assert_same(*run_serial_and_batched(model, _clips(2, 3), preset, feature_align=0.5))
