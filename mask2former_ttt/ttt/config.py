@@ -185,7 +185,10 @@ def full_preset() -> TTTConfig:
     +6.38 / +6.96 per video / pooled vs +6.32 / +6.81; on the test videos A +4.40 vs +4.75 per video, B +0.45 vs
     +0.08 pooled), and frames the gate finds typical of the training images are served by θ0
     (`theta0_when_shut`; a tie on A's validation videos, and it spares the second forward on such frames).
-    Costs ≈ 5× a plain forward on shifted video on the 2-core CPU (docs/benchmark/cost_levers.md)."""
+    Session 15: the feature-alignment term `default` chose (`feature_align=0.03`, ttt/feature_align.py); on A's
+    validation videos +10.20 / +9.99 per video / pooled vs +6.38 / +6.96, clean -0.44 (was -0.04). Costs ≈ 5× a
+    plain forward on shifted video on the 2-core CPU before it (docs/benchmark/cost_levers.md), plus one forward and
+    backward of f per sample."""
     return TTTConfig(
         window=16,
         batch_size=4,
@@ -205,6 +208,7 @@ def full_preset() -> TTTConfig:
         return_frames=5,
         return_anchor=0.2,
         theta0_when_shut=True,
+        feature_align=0.03,
     )
 
 
@@ -226,10 +230,9 @@ def default_preset() -> TTTConfig:
     the training images' while it adapts; chosen on A's validation videos (+10.01 / +9.99 per video / pooled vs
     +6.00 / +6.59; 0.01: +9.66 / +9.88, 0.1: +9.88 / +9.73, 1.0: +9.38 / +9.22); on domain B's held-out test videos
     it took drift+noise+fog from -0.63 to +2.06 pooled (2 mask seeds, clean 0.00). It costs one more forward and
-    backward of f per step (docs/benchmark/domains.md)."""
+    backward of f per step (docs/benchmark/domains.md); `full` carries it since, and `default` inherits it."""
     return full_preset().model_copy(
-        update={"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True, "predict_ema": 0.9, "anchor": 0.01,
-                "feature_align": 0.03}
+        update={"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True, "predict_ema": 0.9, "anchor": 0.01}
     )
 
 
@@ -238,11 +241,13 @@ def fast_preset() -> TTTConfig:
     third frame at three times `full`'s step size, pipelined; ≈ 1.5× a plain forward on the 2-core CPU, for about
     40 % of `full`'s val gain (+2.6 mIoU on drift+noise+fog). Without `full`'s confidence gate: on domain A's
     validation videos it gained there (+2.96 vs +2.58 per video) but let the return videos' final clean segment fall
-    to -1.53 against `main_task_only` (+0.02 without), and clean to -0.17 (-0.08) (issue 12, session 13). `full`'s
-    session-14 changes (`anchor` 0, `theta0_when_shut`) were not measured here: it keeps 1 % and its own weights."""
+    to -1.53 against `main_task_only` (+0.02 without), and clean to -0.17 (-0.08) (issue 12, session 13). Of
+    `full`'s session-14 changes it keeps 1 % `anchor` (not measured at 0) and takes `theta0_when_shut`, and it takes
+    session 15's `feature_align` 0.03: on A's validation videos +7.23 / +7.66 per video / pooled with both, against
+    +2.58 / +3.00 (`theta0_when_shut` alone: +2.57 / +2.98, a tie), clean -0.21 (-0.10)."""
     return full_preset().model_copy(
         update={"batch_size": 1, "micro_batch": 1, "lr": 9e-3, "every_n_frames": 3, "pipelined": True,
-                "confidence_gate": None, "anchor": 0.01, "theta0_when_shut": False}
+                "confidence_gate": None, "anchor": 0.01}
     )
 
 

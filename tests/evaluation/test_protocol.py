@@ -79,3 +79,15 @@ def test_run_key_follows_model_and_resolved_configuration(tmp_path: Path) -> Non
     assert run_key(model_dir, row, 50) != base
     (model_dir / "config.json").write_text('{"changed": true}')
     assert run_key(model_dir, row, None) != base
+
+
+def test_the_papers_rows_run_without_the_feature_alignment_term_the_presets_carry() -> None:
+    from mask2former_ttt.evaluation.protocol import rows_by_name
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    def align(name: str) -> float:
+        row = rows_by_name([name])[0]
+        return ttt_preset(row.preset, **row.overrides).feature_align
+
+    assert align("online_k16") == align("tent") == align("self_train") == 0.0
+    assert align("full_preset") == align("default_preset") == 0.03

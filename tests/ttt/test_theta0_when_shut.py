@@ -106,12 +106,12 @@ def test_batched_streams_serve_theta0_as_their_serial_steps_do(gated_model, fram
             torch.testing.assert_close(b.ema, a.ema, atol=1e-5, rtol=1e-5)
 
 
-def test_full_and_default_serve_theta0_when_shut_fast_does_not_and_only_full_drops_the_anchor() -> None:
-    """Session 14, chosen on domain A's validation videos: `full` without the per-step pull toward θ0; both it and
-    `default` serve θ0 on shut frames; `fast` (not measured) keeps its settings."""
+def test_the_adapting_presets_serve_theta0_when_shut_and_only_full_drops_the_anchor() -> None:
+    """Sessions 14-15, chosen on domain A's validation videos: `full` without the per-step pull toward θ0; `full`,
+    `default` and `fast` serve θ0 on shut frames (for `fast` a tie, session 15); the authors' release does not."""
     from mask2former_ttt.ttt.config import ttt_preset
 
     assert ttt_preset("full").theta0_when_shut and ttt_preset("default").theta0_when_shut
-    assert not ttt_preset("fast").theta0_when_shut and not ttt_preset("release").theta0_when_shut
+    assert ttt_preset("fast").theta0_when_shut and not ttt_preset("release").theta0_when_shut
     assert ttt_preset("full").anchor == 0.0
     assert ttt_preset("default").anchor == ttt_preset("fast").anchor == 0.01
