@@ -25,7 +25,7 @@ BASE: dict = {
     "window": 16, "batch_size": 4, "micro_batch": 4, "sampling": "with_replacement", "optimizer": "sgd", "lr": 3e-3,
     "momentum": 0.9, "weight_decay": 0.0, "backbone_lr_mult": 1.0, "grad_clip": 1.0,
     "reset_optimizer_each_frame": False, "loss_on": "masked", "anchor": 0.01, "shift_gate": (2.5, 4.0), "crop": None,
-    "every_n_frames": 1, "adapt_scope": "all", "pipelined": False,
+    "every_n_frames": 1, "adapt_scope": "all", "pipelined": False, "feature_align": 0.0,
 }
 CANDIDATES: dict[str, dict] = {
     "default": {},

@@ -85,7 +85,8 @@ class StreamAdapter:
         # what the stream trains, at its start: references to the shared weights (free), or the low-rank factors
         self.theta0 = self.lowrank.init if self.lowrank else {n: shared[n] for n in self.names}
         self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
-        reference = alignment_in_use(model.cfg, cfg)
+        # feature_align is a term of TTT-MAE's objective: Tent, self-training and custom objectives stay as given
+        reference = alignment_in_use(model.cfg, cfg) if objective is mae_loss else None
         self.objective = objective if reference is None else with_alignment(objective, reference, cfg.feature_align)
         self.augment = sample_augment.resolve(cfg.sample_augment, model.cfg)  # `auto` -> the model's recipe
         self.use_amp = cfg.amp and self.device.type == "cuda"

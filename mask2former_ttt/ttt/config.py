@@ -79,7 +79,9 @@ class TTTConfig(BaseModel):
         description="weight of a feature-alignment term added to the objective (TTT++; ttt/feature_align.py): the "
         "mean squared z-score of f's per-channel feature statistics on the unmasked sample against the training "
         "images' (`feature_stats_reference`, `m2f-ttt calibrate`), so adapting keeps f's maps where h reads them. "
-        "Costs one more forward and backward of f per sample. 0 = off; off without the reference",
+        "Costs one more forward and backward of f per sample. Only with the MAE objective (Tent and self-training "
+        "stay as they are). The step's reported loss, and what `loss_gate` / `loss_ceiling` compare, include the "
+        "term. 0 = off; off without the reference",
     )
     loss_gate: float | None = Field(
         None, description="skip the step when ℓ_s < loss_gate × the model's clean reference loss"
@@ -217,7 +219,8 @@ def default_preset() -> TTTConfig:
     (scripts/cost_levers.py, docs/benchmark/cost_levers.md): one full frame per step (B = 1) at twice the step
     size, pipelined (a frame is predicted with the weights adapted through the previous one, so the step leaves
     the service's latency path; no measurable quality cost on val). Val drift+noise+fog gain +5.6 mIoU vs
-    `full`'s +6.4, at 2.5× a plain forward instead of 5.2×. Predictions use a moving average of the adapted
+    `full`'s +6.4, at 2.5× a plain forward instead of 5.2× (session 3's figures; since session 15's feature
+    alignment: 3.4× vs 5.9× on a fog video). Predictions use a moving average of the adapted
     weights (`predict_ema=0.9`, issue 12, session 10): it smooths the noise of single-sample steps; chosen on
     domain A's validation videos (+5.74 vs +5.61 without, 0.7: +5.66), it also gained on both domains' test videos
     (docs/benchmark/domains.md). The confidence gate (`confidence_gate=(0.5, 1.5)`, issue 12, session 12) opens
@@ -239,7 +242,8 @@ def default_preset() -> TTTConfig:
 def fast_preset() -> TTTConfig:
     """The cheapest useful point of the frontier (docs/benchmark/cost_levers.md): one full frame per step on every
     third frame at three times `full`'s step size, pipelined; ≈ 1.5× a plain forward on the 2-core CPU, for about
-    40 % of `full`'s val gain (+2.6 mIoU on drift+noise+fog). Without `full`'s confidence gate: on domain A's
+    40 % of `full`'s val gain (+2.6 mIoU on drift+noise+fog), both before session 15's feature alignment (its
+    extra forward and backward of f now comes on every third frame). Without `full`'s confidence gate: on domain A's
     validation videos it gained there (+2.96 vs +2.58 per video) but let the return videos' final clean segment fall
     to -1.53 against `main_task_only` (+0.02 without), and clean to -0.17 (-0.08) (issue 12, session 13). Of
     `full`'s session-14 changes it keeps 1 % `anchor` (not measured at 0) and takes `theta0_when_shut`, and it takes

@@ -56,8 +56,9 @@ def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> dict[str, list] 
 
 
 def with_alignment(objective: Objective, reference: dict[str, list], weight: float) -> Objective:
-    """`objective` + `weight` × `alignment_loss` of f's maps of the unmasked samples (padding, `valid` = 0, fed as
-    masked as the objective does)."""
+    """`objective` + `weight` × `alignment_loss` of f's maps of the unmasked samples. Padding (`valid` = 0, from the
+    release's COCO augmentation; the project's presets use whole frames) is fed as masked, as the objective does,
+    and counts in the maps' statistics."""
 
     def aligned(forward, x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator, **kw) -> torch.Tensor:
         loss = objective(forward, x, cfg, generator, **kw)

@@ -68,6 +68,13 @@ def test_steps_with_alignment_bring_the_features_closer_to_the_training_statisti
     assert alignment_after_steps(20.0) < 0.8 * alignment_after_steps(0.0)
 
 
+def test_tent_and_self_training_keep_their_own_objectives(aligned_model) -> None:
+    from mask2former_ttt.ttt.objectives import entropy_loss, self_train_loss
+
+    assert build_adapter(aligned_model, "tent", "full", feature_align=0.5, **UNGATED).objective is entropy_loss
+    assert build_adapter(aligned_model, "self_train", "full", feature_align=0.5).objective is self_train_loss
+
+
 def test_without_the_reference_feature_align_is_off_and_the_log_says_how_to_turn_it_on(tiny_model, caplog) -> None:
     model = copy.deepcopy(tiny_model)
     model.cfg.name = "no-feature-reference"
