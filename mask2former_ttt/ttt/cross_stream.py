@@ -35,7 +35,7 @@ from model.masking import normalize, random_patch_mask, reconstruction_loss, wit
 from model.stochastic_depth import drop_path_plan, draw_keeps
 from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
-from mask2former_ttt.ttt.feature_align import alignment_loss, alignment_of
+from mask2former_ttt.ttt.feature_align import alignment_of
 from mask2former_ttt.ttt.objectives import mae_loss
 from mask2former_ttt.ttt.stats import StepResult, StepStats
 
@@ -150,7 +150,7 @@ def _step_group(group: list[_Sampled]) -> None:
     """One vmapped gradient call for `group` (samples of one shape), then each stream's own update."""
     first = group[0].adapter
     model, cfg = first.model, first.cfg
-    _, reference, weight = alignment_of(first.objective)
+    _, targets, weight = alignment_of(first.objective)
 
     def loss_of(params: dict[str, torch.Tensor], x: torch.Tensor, visible: torch.Tensor,
                 keep: torch.Tensor) -> torch.Tensor:
@@ -158,10 +158,10 @@ def _step_group(group: list[_Sampled]) -> None:
             with autocast(first.device, first.use_amp):
                 pred = _functional(model, params, with_flag(x, visible), "reconstruct")
             loss = reconstruction_loss(pred, x, visible, cfg.loss_on, None)
-            if reference is not None:  # feature_align's term, after the MAE forward as in the serial objective
+            if targets is not None:  # feature_align's term, after the MAE forward as in the serial objective
                 with autocast(first.device, first.use_amp):
                     maps = _functional(model, params, with_flag(x), "encode")
-                loss = loss + weight * alignment_loss(maps, reference)
+                loss = loss + weight * targets.loss(maps)
         return loss
 
     t0 = time.perf_counter()

@@ -23,6 +23,7 @@ import torch
 from model.config import ModelConfig
 from model.masking import with_flag
 from mask2former_ttt.ttt.config import TTTConfig
+from mask2former_ttt.ttt.feature_shift import map_statistics
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -30,16 +31,28 @@ _WARNED: set[str] = set()
 Objective = Callable[..., torch.Tensor]
 
 
-def alignment_loss(maps: list[torch.Tensor], reference: dict[str, list]) -> torch.Tensor:
-    """maps: f's four maps (B, C_s, h_s, w_s) -> () the mean over maps and samples of the mean squared z-score of
-    the per-channel spatial mean and std against the training images' `reference["mean"]` / `["std"]` (2·C_s,)."""
-    per_map = []
-    for s, m in enumerate(maps):
-        m = m.float()
-        stats = torch.cat([m.mean((2, 3)), m.std((2, 3))], dim=1)
-        mean, std = (torch.tensor(reference[k][s], dtype=stats.dtype, device=stats.device) for k in ("mean", "std"))
-        per_map.append(((stats - mean) / std).pow(2).mean())
-    return torch.stack(per_map).mean()
+class FeatureTargets:
+    """The training images' per-map statistics (`feature_stats_reference`: "mean" / "std", (2·C_s,) per map) as
+    tensors, made once and kept per device, so a step costs no conversion or host-to-device copy."""
+
+    def __init__(self, reference: dict[str, list]) -> None:
+        self._by_device = {torch.device("cpu"): [
+            (torch.tensor(m, dtype=torch.float32), torch.tensor(s, dtype=torch.float32))
+            for m, s in zip(reference["mean"], reference["std"])
+        ]}
+
+    def on(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per map, (mean, std) (2·C_s,) float32 on `device`."""
+        if device not in self._by_device:
+            self._by_device[device] = [(m.to(device), s.to(device)) for m, s in self._by_device[torch.device("cpu")]]
+        return self._by_device[device]
+
+    def loss(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """maps: f's four maps (B, C_s, h_s, w_s) -> () the mean over maps and samples of the mean squared z-score
+        of `map_statistics` against the training images' mean and std."""
+        targets = self.on(maps[0].device)
+        per_map = [((map_statistics(m) - mean) / std).pow(2).mean() for m, (mean, std) in zip(maps, targets)]
+        return torch.stack(per_map).mean()
 
 
 def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> dict[str, list] | None:
@@ -56,21 +69,23 @@ def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> dict[str, list] 
 
 
 def with_alignment(objective: Objective, reference: dict[str, list], weight: float) -> Objective:
-    """`objective` + `weight` × `alignment_loss` of f's maps of the unmasked samples. Padding (`valid` = 0, from the
-    release's COCO augmentation; the project's presets use whole frames) is fed as masked, as the objective does,
-    and counts in the maps' statistics."""
+    """`objective` + `weight` × `FeatureTargets.loss` of f's maps of the unmasked samples. Padding (`valid` = 0,
+    from the release's COCO augmentation; the project's presets use whole frames) is fed as masked, as the objective
+    does, and counts in the maps' statistics."""
+
+    targets = FeatureTargets(reference)
 
     def aligned(forward, x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator, **kw) -> torch.Tensor:
         loss = objective(forward, x, cfg, generator, **kw)
         maps = forward(with_flag(x, kw.get("valid")), "encode")
-        return loss + weight * alignment_loss(maps, reference)
+        return loss + weight * targets.loss(maps)
 
-    aligned.base, aligned.reference, aligned.weight = objective, reference, weight  # type: ignore[attr-defined]
+    aligned.base, aligned.targets, aligned.weight = objective, targets, weight  # type: ignore[attr-defined]
     return aligned
 
 
-def alignment_of(objective: Objective) -> tuple[Objective, dict[str, list] | None, float]:
-    """(the objective under any alignment, the reference it aligns to or None, its weight): how the batched path
+def alignment_of(objective: Objective) -> tuple[Objective, FeatureTargets | None, float]:
+    """(the objective under any alignment, the targets it aligns to or None, its weight): how the batched path
     (ttt/cross_stream.py) reads a stream's objective."""
-    return (getattr(objective, "base", objective), getattr(objective, "reference", None),
+    return (getattr(objective, "base", objective), getattr(objective, "targets", None),
             getattr(objective, "weight", 0.0))

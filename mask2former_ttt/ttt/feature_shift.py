@@ -42,12 +42,19 @@ def feature_gate_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> tuple[float, 
     return gate_in_use(model_cfg, cfg, cfg.feature_gate, "feature_stats_reference", "feature gate")
 
 
+def map_statistics(m: torch.Tensor) -> torch.Tensor:
+    """One encoder map (B, C, h, w) -> (B, 2·C) float32: the per-channel spatial mean, then the per-channel spatial
+    standard deviation (differentiable: ttt/feature_align.py trains on them)."""
+    m = m.float()
+    return torch.cat([m.mean((2, 3)), m.std((2, 3))], dim=1)
+
+
 @torch.no_grad()
 def encoder_statistics(model: YModel, frames: torch.Tensor) -> list[torch.Tensor]:
     """frames: (B, 3, h, w) uint8 at the working resolution -> one (B, 2·C_s) float64 per map of the θ0 encoder
-    (strides 4, 8, 16, 32): the per-channel spatial mean, then the per-channel spatial standard deviation."""
+    (strides 4, 8, 16, 32): `map_statistics`."""
     maps = model.encode(with_flag(normalize(frames, model.cfg)))
-    return [torch.cat([m.float().mean((2, 3)), m.float().std((2, 3))], dim=1).double() for m in maps]
+    return [map_statistics(m).double() for m in maps]
 
 
 def _distance(stats: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ import torch
 from model.masking import normalize, with_flag
 from mask2former_ttt.evaluation.protocol import parse_guard_overrides
 from mask2former_ttt.ttt import build_adapter
-from mask2former_ttt.ttt.feature_align import alignment_loss
-from mask2former_ttt.ttt.feature_shift import feature_reference
+from mask2former_ttt.ttt.feature_align import FeatureTargets
+from mask2former_ttt.ttt.feature_shift import feature_reference, map_statistics
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import mae_loss
 from tests.gate_scenes import scene
@@ -28,20 +28,16 @@ def aligned_model(tiny_model, training):
     return model
 
 
-def _stats(m: torch.Tensor) -> torch.Tensor:
-    return torch.cat([m.mean((2, 3)), m.std((2, 3))], dim=1)[0]
-
-
 def test_alignment_loss_is_the_mean_squared_z_score_over_statistics_then_maps() -> None:
     g = torch.Generator().manual_seed(0)
     maps = [torch.randn(1, c, 6, 8, generator=g) for c in (4, 8, 16, 32)]
-    reference = {"mean": [_stats(m).tolist() for m in maps],
+    reference = {"mean": [map_statistics(m)[0].tolist() for m in maps],
                  "std": [(torch.rand(2 * m.shape[1], generator=g) + 0.5).tolist() for m in maps]}
-    assert alignment_loss(maps, reference).item() == pytest.approx(0.0, abs=1e-10)
+    assert FeatureTargets(reference).loss(maps).item() == pytest.approx(0.0, abs=1e-10)
     offset = torch.randn(4, generator=g)  # per channel of the first map: moves its means, not its stds
     moved = [maps[0] + offset[None, :, None, None]] + maps[1:]
     z = offset / torch.tensor(reference["std"][0][:4])
-    assert alignment_loss(moved, reference).item() == pytest.approx((z.pow(2).sum() / 8 / 4).item(), rel=1e-5)
+    assert FeatureTargets(reference).loss(moved).item() == pytest.approx((z.pow(2).sum() / 8 / 4).item(), rel=1e-5)
 
 
 def test_a_streams_objective_is_mae_plus_the_weighted_alignment_of_the_unmasked_sample(aligned_model) -> None:
@@ -49,7 +45,7 @@ def test_a_streams_objective_is_mae_plus_the_weighted_alignment_of_the_unmasked_
     x = normalize(to_working_resolution(scene(7, 0.5), aligned_model.cfg.image_size)[None], aligned_model.cfg)
     got = stream.objective(stream.forward, x, stream.cfg, torch.Generator().manual_seed(3))
     mae = mae_loss(stream.forward, x, stream.cfg, torch.Generator().manual_seed(3))
-    align = alignment_loss(aligned_model.encode(with_flag(x)), aligned_model.cfg.feature_stats_reference)
+    align = FeatureTargets(aligned_model.cfg.feature_stats_reference).loss(aligned_model.encode(with_flag(x)))
     assert align.item() > 0.1  # the shifted scene is away from the training statistics: the term is not 0
     assert got.item() == pytest.approx((mae + 0.5 * align).item(), rel=1e-5)
 
@@ -63,7 +59,7 @@ def test_steps_with_alignment_bring_the_features_closer_to_the_training_statisti
         for _ in range(4):
             stream.step(frame)
         maps = stream.forward(with_flag(normalize(frame[None], aligned_model.cfg)), "encode")
-        return alignment_loss(maps, ref).item()
+        return FeatureTargets(ref).loss(maps).item()
 
     assert alignment_after_steps(20.0) < 0.8 * alignment_after_steps(0.0)
 
