@@ -40,14 +40,16 @@ def read_manifest(root: Path, split: str) -> dict[str, str | None]:
     return {v.name: v.family for v in list_videos(root, split)}
 
 
-def final_clean_ranges(root: Path, split: str, videos: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """Video -> (start, stop) of its final clean segment, for the `return` videos among `videos` (forgetting)."""
+def final_clean_ranges(root: Path, split: str, videos: dict[str, str],
+                       max_frames: int | None = None) -> dict[str, tuple[int, int]]:
+    """Video -> (start, stop) of its final clean segment, for the `return` videos among `videos` (forgetting).
+    With `max_frames`, of the frames that are scored: a video cut before its clean ending has none."""
     from mask2former_ttt.evaluation.report import final_clean_segment
 
     out = {}
     for seq in list_videos(root, split):
         if seq.name in videos and seq.family == "return" and "frame_family" in seq.info:
-            rng = final_clean_segment(seq.info["frame_family"])
+            rng = final_clean_segment(seq.info["frame_family"][:max_frames])
             if rng is not None:
                 out[seq.name] = rng
     return out

@@ -275,7 +275,20 @@ def plot_curves(scores: list[VideoScore], out_dir: Path, rows: list[str]) -> lis
     return paths
 
 
+RECORDS_SCHEMA = "m2f-ttt benchmark records v1"  # docs/benchmark/results.json, written by scripts/benchmark_results.py
+
+
 def write_report(summary: dict, out_dir: Path) -> None:
+    """results.json and results.md of one run in `out_dir`; refuses to overwrite the benchmark records."""
+    existing = out_dir / "results.json"
+    if existing.is_file():
+        try:
+            is_records = json.loads(existing.read_text()).get("schema") == RECORDS_SCHEMA
+        except (ValueError, AttributeError):
+            is_records = False
+        if is_records:
+            raise ValueError(f"{existing} holds the benchmark records; regenerate them with "
+                             "scripts/benchmark_results.py instead of writing one run's report over them")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "results.md").write_text(markdown_table(summary))
