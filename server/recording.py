@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mask2former_ttt.outputs.writer import VideoResultWriter
-from server.worker.stream_session import FrameResult, SessionClosed
+from server.events import FrameResult, SessionClosed
 
 log = logging.getLogger(__name__)
 

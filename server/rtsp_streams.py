@@ -29,7 +29,8 @@ from server.recording import StreamRecorder
 from server.settings import Settings
 from server.streaming import LoopForwarder
 from server.wire.outbound import outgoing_message
-from server.worker import DeviceWorker, FrameItem, FrameResult, SessionClosed, StreamSession
+from server.events import FrameResult, SessionClosed
+from server.worker import DeviceWorker, FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from server.jobs.webhook import WebhookSender
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.settings import Settings
-from server.worker import CapacityError, DeviceWorker, FrameError, FrameItem, FrameResult, StreamSession
-from server.worker.stream_session import ControlReply, SessionClosed
+from server.events import ControlReply, FrameError, FrameResult, SessionClosed
+from server.worker import CapacityError, DeviceWorker, FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 0.5

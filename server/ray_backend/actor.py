@@ -1,8 +1,8 @@
 """The device-worker actor: one per device, running the same `DeviceWorker` as the single-process service.
 
 A plain class (so it is importable and testable without Ray); `remote_actor_class()` wraps it with `ray.remote`.
-Frames go the service's path: `DeviceWorker.put` -> the lane's `step_frame` -> `FrameResult`, turned into the
-outbound JSON message of `server.wire.outbound` here, in the actor, so only small JSON-ready dicts cross processes.
+Frames go the service's path: `DeviceWorker.put` -> the lane's `step_frame` -> `FrameResult`, returned as it is (it
+pickles): the front-end encodes it for the wire (`server.wire.outbound`), as for the local backend.
 Checkpoints are the stream state file format as bytes (`server.ray_backend.state_bytes`), taken and restored as
 in-order controls on the stream's lane, like the service's checkpoint / restore.
 """
@@ -23,10 +23,10 @@ from server.metrics import Metrics
 from server.ray_backend.state_bytes import load_state_bytes, state_bytes
 from server.settings import Settings
 from server.wire.inbound import encodings_for
-from server.wire.outbound import frame_error_message, result_message
 from server.worker.admission import CapacityError
 from server.worker.device_worker import AdapterFactory, DeviceWorker, default_adapter_factory
-from server.worker.stream_session import FrameError, FrameItem, FrameResult, SessionClosed, StreamSession
+from server.events import FrameError, FrameResult, SessionClosed
+from server.worker.stream_session import FrameItem, StreamSession
 
 
 def session_view(session: StreamSession) -> dict[str, Any]:
@@ -125,14 +125,6 @@ class DeviceWorkerActor:
             return self.streams[stream_id]
         except KeyError:
             raise StreamNotFound(f"stream {stream_id!r} is not on this actor") from None
-
-    def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
-        """Run one encoded image (JPEG / PNG) through the stream's adapter; returns its `result` message (or its
-        `error` message: a bad image or a failed step does not end the stream)."""
-        obj, _ = self.process(stream_id, FrameItem(frame_id=frame_id, data=frame, capture_ts=capture_ts))
-        if isinstance(obj, FrameError):
-            return frame_error_message(obj)
-        return result_message(obj, obj.encodings, self.model.cfg.class_names, self.model.cfg.class_colors)
 
     def process(self, stream_id: str, item: FrameItem) -> tuple[FrameResult | FrameError, dict]:
         """Run one frame (encoded bytes or an (H, W, 3) uint8 array) through the stream's lane, as the

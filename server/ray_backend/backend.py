@@ -10,6 +10,7 @@ is reported on the stream's next result as `"migrated": {from_actor, to_actor, f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -17,13 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from model.checkpoint import load_config
+from model.config import ModelConfig
+from server.events import FrameError
 from server.logging_setup import kv
 from server.ray_backend.checkpoint_storage import write_checkpoint
 from server.ray_backend.actor import ActorFull, remote_actor_class
 from server.ray_backend.registry import NoLiveActor, registry_actor
 from server.settings import Settings
 from server.worker.admission import CapacityError
+from server.wire.outbound import frame_error_message, result_message
 from server.worker.device_worker import AdapterFactory
+from server.worker.stream_session import FrameItem
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +161,25 @@ class RayBackend:
             self._checkpoint(stream_id, stream)
 
     def submit(self, stream_id: str, frame: bytes, frame_id: Any, capture_ts: float | None = None) -> dict:
-        """The stream's result (or error) message for one encoded image, from its owning actor; a failover since
-        the last result is reported on it as `migrated`."""
-        msg = self.call(stream_id, "submit", frame, frame_id, capture_ts)
+        """The stream's result (or error) message for one encoded image: its owning actor returns the
+        `FrameResult` / `FrameError` (`DeviceWorkerActor.process`), encoded here by `server.wire.outbound`, the
+        service's one encoder; a failover since the last result is reported on it as `migrated`."""
+        obj, _ = self.call(stream_id, "process", FrameItem(frame_id=frame_id, data=frame, capture_ts=capture_ts))
+        if isinstance(obj, FrameError):
+            msg = frame_error_message(obj)
+        else:
+            cfg = self.model_config
+            msg = result_message(obj, obj.encodings, cfg.class_names, cfg.class_colors)
         self.frame_done(stream_id)
         stream = self.streams[stream_id]
         if stream.migrated is not None:
             msg["migrated"], stream.migrated = stream.migrated, None
         return msg
+
+    @functools.cached_property
+    def model_config(self) -> ModelConfig:
+        """The served checkpoint's config (class names and colours of the encoded results)."""
+        return load_config(self.settings.model_path)
 
     def checkpoint_now(self, stream_id: str) -> None:
         """Take the stream's failover checkpoint now (after a reset or restore changed its state)."""

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from server.jobs.resume import RESTORE
 from server.worker.controls import StreamControls
+from server.worker.scheduler import Scheduler
 from server.worker.state_store import StreamStateStore, state_blob
 from server.worker.stream_session import StreamSession
 
@@ -29,11 +30,20 @@ def cause(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-class RemoteControls(StreamControls):
-    """Mixin of `RayDeviceWorker`: needs `backend` (a `RayBackend`), `states`, `scheduler` and `_deliver`."""
+def mirror(session: StreamSession, view: dict) -> None:
+    """Copy the owner's counters, task and encodings onto the front-end's session (its stats, its consumers)."""
+    session.task, session.encodings = view["task"], tuple(view["encodings"])
+    for name in ("processed", "rollbacks", "last_loss", "memory_bytes", "reserved_bytes"):
+        setattr(session, name, view[name])
 
-    backend: Any
-    states: StreamStateStore
+
+class RemoteControls(StreamControls):
+    """`StreamControls` whose bodies run on the stream's owning actor: a collaborator of `RayDeviceWorker`, given
+    its scheduler, its state store and `backend` (a `RayBackend`)."""
+
+    def __init__(self, scheduler: Scheduler, states: StreamStateStore, backend: Any) -> None:
+        super().__init__(scheduler, states)
+        self.backend = backend
 
     # ---- controls: run on the owner ------------------------------------------------------------------------
     def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
@@ -45,12 +55,12 @@ class RemoteControls(StreamControls):
                 self.backend.checkpoint_now(s.id)
             return payload
 
-        return StreamControls.control(self, session, name, run)
+        return super().control(session, name, run)
 
     def checkpoint(self, session: StreamSession) -> Future:
         """Save the stream's adapted state here, under an id (`{checkpoint_id, bytes, frames}`)."""
-        return StreamControls.control(
-            self, session, "checkpoint", lambda s: self.states.save(s, self._on_owner(s, "checkpoint", state_blob))
+        return super().control(
+            session, "checkpoint", lambda s: self.states.save(s, self._on_owner(s, "checkpoint", state_blob))
         )
 
     def restore(self, session: StreamSession, checkpoint_id: str, caller: Any = None) -> Future:
@@ -63,19 +73,12 @@ class RemoteControls(StreamControls):
             self.backend.checkpoint_now(s.id)
             return {"checkpoint_id": checkpoint_id, "frames": blob["frames"]}
 
-        return StreamControls.control(self, session, "restore", run)
+        return super().control(session, "restore", run)
 
     def _on_owner(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Any:
         try:
             payload, view = self.backend.call(session.id, "run_control", name, fn)
         except Exception as exc:
             raise cause(exc) from None
-        self._mirror(session, view)
+        mirror(session, view)
         return payload
-
-    @staticmethod
-    def _mirror(session: StreamSession, view: dict) -> None:
-        """Copy the owner's counters, task and encodings onto the front-end's session (its stats, its consumers)."""
-        session.task, session.encodings = view["task"], tuple(view["encodings"])
-        for name in ("processed", "rollbacks", "last_loss", "memory_bytes", "reserved_bytes"):
-            setattr(session, name, view[name])

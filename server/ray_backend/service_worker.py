@@ -19,24 +19,25 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from model.ymodel import YModel
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.ray_backend.backend import RayBackend
-from server.ray_backend.remote_controls import RemoteControls, cause
+from server.ray_backend.remote_controls import RemoteControls, cause, mirror
 from server.settings import Settings
 from server.worker.admission import Admission, CapacityError
 from server.worker.device_worker import AdapterFactory
 from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
-from server.worker.stream_session import FrameError, FrameItem, SessionClosed, StreamSession
+from server.events import FrameError, SessionClosed
+from server.worker.stream_session import FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 
 
-class RayDeviceWorker(RemoteControls):
+class RayDeviceWorker:
     """The service's device worker, backed by `settings.ray_actors` device-worker actors (see the module doc)."""
 
     def __init__(
@@ -59,6 +60,7 @@ class RayDeviceWorker(RemoteControls):
                                    settings.max_streams_per_key if settings.auth_enabled else None)
         self.backend = RayBackend(settings, torch_threads=settings.torch_threads, adapter_factory=adapter_factory,
                                   actor_options=actor_options, on_moved=self._moved, on_lost=self._lost)
+        self.controls = RemoteControls(self.scheduler, states, self.backend)
         self.actor_stats: list[dict | None] = [None] * len(self.backend.actors)
         self._registry = threading.Lock()
         self._opener = ThreadPoolExecutor(2, thread_name_prefix="ray-admit")
@@ -177,7 +179,7 @@ class RayDeviceWorker(RemoteControls):
         except KeyError:
             pass
         log.info("stream closed", extra=kv(stream=session.id, reason=reason, processed=session.processed))
-        self._deliver(session, SessionClosed(session.id, reason))
+        session.send(SessionClosed(session.id, reason))
 
     def offer(self, session: StreamSession, item: FrameItem) -> bool:
         return self.scheduler.offer(session, item)
@@ -185,9 +187,22 @@ class RayDeviceWorker(RemoteControls):
     def put(self, session: StreamSession, item: FrameItem, timeout: float | None = None) -> bool:
         return self.scheduler.put(session, item, timeout)
 
+    # ---- in-order controls, run on the owner (`RemoteControls`) -----------------------------------------------
+    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
+        return self.controls.control(session, name, fn)
+
+    def reset(self, session: StreamSession) -> Future:
+        return self.controls.reset(session)
+
+    def checkpoint(self, session: StreamSession) -> Future:
+        return self.controls.checkpoint(session)
+
+    def restore(self, session: StreamSession, checkpoint_id: str, caller: Any = None) -> Future:
+        return self.controls.restore(session, checkpoint_id, caller)
+
     # ---- dispatch ------------------------------------------------------------------------------------------
     def _run(self, lane: int) -> None:
-        serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process)
+        serve_lane(self.scheduler, lane, self._stop, self.controls.run, self._process)
 
     def _process(self, session: StreamSession, item: FrameItem) -> None:
         """One frame on the stream's owner -> its FrameResult / FrameError delivered here, counters mirrored."""
@@ -199,11 +214,11 @@ class RayDeviceWorker(RemoteControls):
             log.warning("frame failed on its actor", extra=kv(stream=session.id, error=str(why)))
             obj, view = FrameError(session.id, item.frame_id, "adapter_error", f"frame {item.frame_id!r}: {why}"), None
         if view is not None:
-            self._mirror(session, view)
+            mirror(session, view)
         if isinstance(obj, FrameError):
             session.errors += 1
             self.metrics.frame_errors.labels(session.source).inc()
-            self._deliver(session, obj)
+            session.send(obj)
             return
         if obj.image is None:  # an RTSP / file frame: the actor did not send our own array back
             obj.image = item.data
@@ -215,14 +230,8 @@ class RayDeviceWorker(RemoteControls):
         self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
         if obj.step.ttt_record().get("rolled_back"):
             self.metrics.rollbacks.labels(session.source).inc()
-        self._deliver(session, obj)
+        session.send(obj)
         self.backend.frame_done(session.id)  # every ray_checkpoint_every results: the failover checkpoint
-
-    def _deliver(self, session: StreamSession, obj: Any) -> None:
-        try:
-            session.deliver(obj)
-        except Exception:  # noqa: BLE001 - a gone consumer must not stop dispatching
-            log.warning("delivery to a stream's consumer failed", extra=kv(stream=session.id), exc_info=True)
 
     # ---- failover and health -------------------------------------------------------------------------------
     def _moved(self, stream_id: str, migrated: dict) -> None:
@@ -234,7 +243,7 @@ class RayDeviceWorker(RemoteControls):
         self.scheduler.repin(session, migrated["to_actor"], lambda: None)
         self.backend.streams[stream_id].migrated = None  # told now, not on the next result
         self.metrics.ray_actor_alive.labels(str(migrated["from_actor"])).set(0)
-        self._deliver(session, {"type": "migrated", "stream_id": stream_id, **migrated})
+        session.send({"type": "migrated", "stream_id": stream_id, **migrated})
 
     def _lost(self, stream_id: str, reason: str) -> None:
         """A failover could not place the stream anywhere: it ends, its client told why (SessionClosed)."""

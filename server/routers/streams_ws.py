@@ -46,7 +46,8 @@ from server.origin import SameOrigin
 from server.settings import Settings
 from server.streaming import LoopForwarder, put_frame
 from server.worker.admission import QuotaError
-from server.worker import CapacityError, ControlReply, DeviceWorker, FrameItem, SessionClosed, StreamSession
+from server.events import ControlReply, SessionClosed
+from server.worker import CapacityError, DeviceWorker, FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"], dependencies=[SameOrigin])

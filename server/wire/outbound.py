@@ -17,7 +17,7 @@ from mask2former_ttt.outputs.frame import jpeg_encode
 from mask2former_ttt.ttt.view import TTTView
 from server.metrics import Metrics
 from server.wire.inbound import close_reason
-from server.worker.stream_session import ControlReply, FrameError, FrameResult, SessionClosed
+from server.events import ControlReply, FrameError, FrameResult, SessionClosed
 
 
 def _b64(value: Any) -> Any:

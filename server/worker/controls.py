@@ -1,5 +1,8 @@
 """In-order stream controls (reset, checkpoint, restore, or any `fn(session)`): queued with the stream's frames,
-run on its lane after the frames queued before them, answered both to the stream and on a Future."""
+run on its lane after the frames queued before them, answered both to the stream and on a Future.
+
+`StreamControls` is a collaborator of `DeviceWorker`: it is given the scheduler that queues the controls and the
+state store that checkpoints / restores write to."""
 
 from __future__ import annotations
 
@@ -7,20 +10,23 @@ import logging
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from server.events import ControlReply
+
 from server.logging_setup import kv
 from server.worker.scheduler import Scheduler
 from server.worker.state_store import StreamStateStore
-from server.worker.stream_session import ControlItem, ControlReply, StreamSession
+from server.worker.stream_session import ControlItem, StreamSession
 
 log = logging.getLogger(__name__)
 
 
 class StreamControls:
-    """Mixin of `DeviceWorker`: needs `scheduler`, `states` and `_deliver(session, obj)`."""
+    """The in-order controls of a worker's streams: queued on `scheduler`, run by the lane (`run`), replied to the
+    stream (`StreamSession.send`) and on the Future the caller holds."""
 
-    scheduler: Scheduler
-    states: StreamStateStore
-    _deliver: Callable[[StreamSession, Any], None]
+    def __init__(self, scheduler: Scheduler, states: StreamStateStore) -> None:
+        self.scheduler = scheduler
+        self.states = states
 
     def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
         """Queue an in-order control. Its outcome is both delivered to the session as a ControlReply and set on
@@ -65,12 +71,13 @@ class StreamControls:
         owns = caller.owns if caller is not None else None
         return self.control(session, "restore", lambda s: self.states.restore(s, checkpoint_id, owns))
 
-    def _run_control(self, session: StreamSession, item: ControlItem) -> None:
+    def run(self, session: StreamSession, item: ControlItem) -> None:
+        """Run a queued control on the lane (`serve_lane`'s `on_control`); its reply goes to the stream."""
         try:
             reply = ControlReply(session.id, item.name, item.fn(session))
         except Exception as exc:  # noqa: BLE001 - reported to this stream only
             log.warning("stream control failed", extra=kv(stream=session.id, control=item.name, error=str(exc)))
             reply = ControlReply(session.id, item.name, {}, f"{item.name} failed: {exc}")
         if item.notify:
-            self._deliver(session, reply)
+            session.send(reply)
 

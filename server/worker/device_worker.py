@@ -12,8 +12,10 @@ finds them decoded; with `decode_threads=0` the lane decodes them itself, lazily
 with `cross_stream_batch` > 1, the head frames of several of a lane's streams go through one batched call
 (`mask2former_ttt.ttt.cross_stream`); the consumers encode results (RLE / PNG / JPEG) on their own threads.
 
-Concerns live beside it: `FrameProcessing` (a lane's frames -> results), `Scheduler` (queues, round-robin),
-`Admission` (stream and memory limits), `StreamStateStore` (checkpoint / restore files).
+The worker is composed of collaborators, each with its own state, built in its constructor and given what they
+use: `Scheduler` (queues, round-robin), `FrameProcessor` (a lane's frames -> results), `StreamControls` (in-order
+controls), `LaneBalancer` (lane loads and moves), `Admission` (stream and memory limits), `StreamStateStore`
+(checkpoint / restore files) and `DecodeAhead` (image decoding off the lanes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -35,12 +37,13 @@ from server.logging_setup import kv
 from server.metrics import Metrics
 from server.worker.admission import Admission, CapacityError
 from server.worker.controls import StreamControls
-from server.worker.frame_processing import FrameProcessing
-from server.worker.rebalance import LaneRebalancing
+from server.events import SessionClosed
 from server.worker.decode_ahead import DecodeAhead
+from server.worker.frame_processing import FrameProcessor
+from server.worker.rebalance import LaneBalancer
 from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
-from server.worker.stream_session import FrameItem, SessionClosed, StreamSession
+from server.worker.stream_session import FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) 
     return build_adapter(model, method=method, preset=preset, seed=seed)
 
 
-class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
+class DeviceWorker:
     """Owner of the model: the session registry and the lanes that run every stream's frames and controls."""
 
     def __init__(
@@ -94,7 +97,9 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
         self.sessions: dict[str, StreamSession] = {}
         self.scheduler = Scheduler(on_drop=lambda s: metrics.drops.labels(s.source).inc())
         self._registry = threading.Lock()  # sessions, admission and lane loads: lanes admit and close concurrently
-        self._lane_load = [0] * lanes  # streams pinned to each lane (admitted or being admitted)
+        self.balancer = LaneBalancer(self.models, self.scheduler, adapter_factory, seed, self._registry)
+        self.controls = StreamControls(self.scheduler, self.states)
+        self.processor = FrameProcessor(self.decoder, metrics, self.admission, max_result_side)
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -144,15 +149,14 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
                 fut: Future = Future()
                 fut.set_exception(exc)
                 return fut
-            session.lane = min(range(self.lanes), key=lambda lane: self._lane_load[lane])
-            self._lane_load[session.lane] += 1
+            session.lane = self.balancer.pin()
         fut = self.scheduler.submit(lambda: self._admit(session), lane=session.lane)
         fut.add_done_callback(lambda f: None if not f.cancelled() and f.exception() is None else self._unpin(session))
         return fut
 
     def _unpin(self, session: StreamSession) -> None:
         with self._registry:
-            self._lane_load[session.lane] -= 1
+            self.balancer.unpin(session.lane)
 
     def close_session(self, session: StreamSession, reason: str = "closed") -> Future:
         """Drop the session's queue at once and release its adapter on the worker thread."""
@@ -189,10 +193,10 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
         with self._registry:
             if self.sessions.pop(session.id, None) is None:
                 return
-            self._lane_load[session.lane] -= 1
+            self.balancer.unpin(session.lane)
         session.adapter = None
         self.states.index.stream_ended(session.id)
-        self._rebalance()
+        self.balancer.rebalance(self.sessions)
         self.metrics.active_streams.labels(session.source).dec()
         try:
             self.metrics.stream_memory.remove(session.id)
@@ -204,7 +208,7 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
                 stream=session.id, reason=reason, processed=session.processed, dropped=session.dropped, errors=session.errors
             ),
         )
-        self._deliver(session, SessionClosed(session.id, reason))
+        session.send(SessionClosed(session.id, reason))
 
     # ---- producers ------------------------------------------------------------------------------------------
     def offer(self, session: StreamSession, item: FrameItem) -> bool:
@@ -215,6 +219,19 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
         self.decoder.start(item)
         return self.scheduler.put(session, item, timeout)
 
+    # ---- in-order controls (`StreamControls`) ----------------------------------------------------------------
+    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
+        """`fn(session)` on the stream's lane after its queued frames (`StreamControls.control`)."""
+        return self.controls.control(session, name, fn)
+
+    def reset(self, session: StreamSession) -> Future:
+        return self.controls.reset(session)
+
+    def checkpoint(self, session: StreamSession) -> Future:
+        return self.controls.checkpoint(session)
+
+    def restore(self, session: StreamSession, checkpoint_id: str, caller: Any = None) -> Future:
+        return self.controls.restore(session, checkpoint_id, caller)
 
     # ---- the thread -----------------------------------------------------------------------------------------
     def _run(self, lane: int) -> None:
@@ -223,8 +240,8 @@ class DeviceWorker(StreamControls, LaneRebalancing, FrameProcessing):
             torch.set_num_threads(self.torch_threads)  # restored when the worker stops
         log.info("device worker started", extra=kv(lane=lane, lanes=self.lanes, threads=torch.get_num_threads()))
         try:
-            serve_lane(self.scheduler, lane, self._stop, self._run_control, self._process, self._process_many,
-                       self.cross_stream_batch)
+            serve_lane(self.scheduler, lane, self._stop, self.controls.run, self.processor.process,
+                       self.processor.process_many, self.cross_stream_batch)
         finally:
             torch.set_num_threads(previous_threads)
             log.info("device worker stopped")

@@ -1,6 +1,8 @@
 """How a worker lane turns queued frames into results: decode, the adapter's step (one stream, or several in one
 batched call: ttt/cross_stream.py), post-processing, delivery, then a pipelined stream's deferred step. A bad
 frame or a failing step gives that frame a `FrameError`; the stream and the others go on.
+
+`FrameProcessor` is a collaborator of `DeviceWorker`: it is given the decoder, metrics and admission it uses.
 """
 
 from __future__ import annotations
@@ -19,38 +21,35 @@ from server.metrics import Metrics
 from server.worker.admission import Admission
 from server.worker.decode_ahead import DecodeAhead
 from server.worker.imaging import ImageDecodeError, result_size
-from server.worker.stream_session import FrameError, FrameItem, FrameResult, StreamSession
+from server.events import FrameError, FrameResult
+from server.worker.stream_session import FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
 
 Decoded = tuple[StreamSession, FrameItem, Any, float, torch.Tensor]  # session, item, RGB array, decode s, (3, H, W)
 
 
-class FrameProcessing:
-    """Mixin of `DeviceWorker`: needs `decoder`, `metrics`, `admission` and `max_result_side`."""
+class FrameProcessor:
+    """A lane's frames -> `FrameResult` / `FrameError` delivered to their streams (`StreamSession.send`), with the
+    counters, memory observations (`admission`) and metrics of each processed frame."""
 
-    decoder: DecodeAhead
-    metrics: Metrics
-    admission: Admission
-    max_result_side: int
+    def __init__(self, decoder: DecodeAhead, metrics: Metrics, admission: Admission, max_result_side: int) -> None:
+        self.decoder = decoder
+        self.metrics = metrics
+        self.admission = admission
+        self.max_result_side = max_result_side
 
-    def _deliver(self, session: StreamSession, obj: Any) -> None:
-        try:
-            session.deliver(obj)
-        except Exception:  # noqa: BLE001 - a gone consumer must not stop the worker
-            log.warning("delivery to a stream's consumer failed", extra=kv(stream=session.id), exc_info=True)
-
-    def _process(self, session: StreamSession, item: FrameItem) -> None:
+    def process(self, session: StreamSession, item: FrameItem) -> None:
         """Decode -> `step_frame` -> FrameResult (or FrameError: the stream goes on, the others are untouched)."""
         start = time.perf_counter()
         decoded = self._decode(session, item)
         if decoded is not None:
             self._step_one(session, item, *decoded, start)
 
-    def _process_many(self, work: list[tuple[StreamSession, FrameItem]]) -> None:
+    def process_many(self, work: list[tuple[StreamSession, FrameItem]]) -> None:
         """Several streams' frames (one each): those whose adapters share a `batch_key` go through batched calls
         (ttt/cross_stream.py: predictions in one call, the pipelined steps after the results in one call), the rest
-        one by one as `_process` does. A failing batched call fails that call's frames; the streams go on."""
+        one by one as `process` does. A failing batched call fails that call's frames; the streams go on."""
         start = time.perf_counter()
         groups: dict[Hashable, list[Decoded]] = {}
         for session, item in work:
@@ -128,8 +127,7 @@ class FrameProcessing:
         step.timings_s = {"queue": start - item.enqueued, "decode": item.decode_s + decode_s, **step.timings_s}
         self._account(session, step.ttt_record())
         self.metrics.observe_timings(step.timings_s)
-        self._deliver(
-            session,
+        session.send(
             FrameResult(
                 stream_id=session.id,
                 frame_id=item.frame_id,
@@ -170,4 +168,4 @@ class FrameProcessing:
     def _frame_failed(self, session: StreamSession, item: FrameItem, code: str, message: str) -> None:
         session.errors += 1
         self.metrics.frame_errors.labels(session.source).inc()
-        self._deliver(session, FrameError(session.id, item.frame_id, code, message))
+        session.send(FrameError(session.id, item.frame_id, code, message))

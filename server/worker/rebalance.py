@@ -6,6 +6,9 @@ a third of a lane each). After each close, while the busiest lane holds two stre
 its streams moves: an in-order control on its old lane (so it runs between that stream's frames) rebuilds the
 adapter on the target lane's replica from `state_dict()` - the stream continues exactly where it was - and then
 re-pins the stream, so its next items go to the new lane.
+
+`LaneBalancer` is a collaborator of `DeviceWorker`: it keeps the lanes' loads and is given the model replicas, the
+scheduler, the adapter factory and the worker's registry lock (sessions, admission and loads change together).
 """
 
 from __future__ import annotations
@@ -21,27 +24,44 @@ from server.worker.stream_session import ControlItem, StreamSession
 log = logging.getLogger(__name__)
 
 
-class LaneRebalancing:
-    """Mixin of `DeviceWorker`: needs `sessions`, `models`, `adapter_factory`, `seed`, `scheduler`, `_registry`
-    and `_lane_load`."""
+class LaneBalancer:
+    """Streams pinned to each lane (`load`), admission's lane choice (`pin`) and the moves after closes."""
 
-    sessions: dict[str, StreamSession]
-    models: list[Any]
-    adapter_factory: Callable[..., Any]
-    seed: int
-    scheduler: Scheduler
-    _registry: threading.Lock
-    _lane_load: list[int]
+    def __init__(
+        self,
+        models: list[Any],
+        scheduler: Scheduler,
+        adapter_factory: Callable[..., Any],
+        seed: int,
+        registry: threading.Lock,
+    ) -> None:
+        self.models = models  # one model replica per lane
+        self.scheduler = scheduler
+        self.adapter_factory = adapter_factory
+        self.seed = seed
+        self._registry = registry  # held by callers of `pin` / `unpin`; taken here by `rebalance` and moves
+        self.load = [0] * len(models)  # streams pinned to each lane (admitted or being admitted)
 
-    def _rebalance(self) -> None:
-        """Queue one move from the busiest lane to the idlest if they differ by two streams or more."""
+    def pin(self) -> int:
+        """The least-loaded lane, counted for a stream being admitted (caller holds the registry lock)."""
+        lane = min(range(len(self.load)), key=lambda i: self.load[i])
+        self.load[lane] += 1
+        return lane
+
+    def unpin(self, lane: int) -> None:
+        """A stream left `lane` (closed, or its admission failed; caller holds the registry lock)."""
+        self.load[lane] -= 1
+
+    def rebalance(self, sessions: dict[str, StreamSession]) -> None:
+        """Queue one move from the busiest lane to the idlest if they differ by two streams or more (`sessions`:
+        the worker's open streams, read under the registry lock)."""
         with self._registry:
-            loads = self._lane_load
+            loads = self.load
             busiest = max(range(len(loads)), key=lambda lane: loads[lane])
             idlest = min(range(len(loads)), key=lambda lane: loads[lane])
             if loads[busiest] - loads[idlest] < 2:
                 return
-            movable = [s for s in self.sessions.values() if s.lane == busiest and not s.moving]
+            movable = [s for s in sessions.values() if s.lane == busiest and not s.moving]
             if not movable:
                 return
             session = max(movable, key=lambda s: s.created)  # the newest: the oldest streams stay put
@@ -67,8 +87,8 @@ class LaneRebalancing:
             moved.load_state_dict(old.state_dict())
         except Exception:
             with self._registry:  # stays where it is
-                self._lane_load[target] -= 1
-                self._lane_load[session.lane] += 1
+                self.load[target] -= 1
+                self.load[session.lane] += 1
                 session.moving = False
             raise
         source = session.lane

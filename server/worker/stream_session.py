@@ -1,13 +1,15 @@
 """One stream's session: its queue, policy, task, adapter (owned by the device worker) and counters.
 
-Everything a session emits goes through its `deliver` callback, called on the device-worker thread, in order:
-`FrameResult` / `FrameError` per frame, `ControlReply` per in-order control (reset, set_task, checkpoint,
-restore) and finally `SessionClosed`. `deliver` must be quick and must not block (hand off to a queue / loop).
+Everything a session emits (the `server.events` types) goes through its `deliver` callback, called on the
+device-worker thread, in order: `FrameResult` / `FrameError` per frame, `ControlReply` per in-order control (reset,
+set_task, checkpoint, restore) and finally `SessionClosed`. `deliver` must be quick and must not block (hand off to
+a queue / loop).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections import deque
@@ -19,10 +21,12 @@ import numpy as np
 import torch
 
 from mask2former_ttt.tracking import MaskTracker
-from mask2former_ttt.ttt.frame_step import FrameStep
 from mask2former_ttt.ttt.protocol import Adapter
 from mask2former_ttt.ttt.view import TTTView, scheduled_view
 from model.postprocess import InstanceFilter
+from server.logging_setup import kv
+
+log = logging.getLogger(__name__)
 
 Source = Literal["ws", "rtsp", "job"]
 _ids = itertools.count()
@@ -58,55 +62,6 @@ class ControlItem:
     fn: Callable[["StreamSession"], dict]
     on_discard: Callable[[str], None] | None = None  # called if the stream closes before the control runs
     notify: bool = True  # deliver a ControlReply to the stream's consumer (internal controls do not)
-
-
-@dataclass
-class FrameResult:
-    """A processed frame: `step` is what `step_frame` returned (`step.result`: the Semantic/Instance/Panoptic
-    result on the CPU; `step.record()`: the results layout's `ttt` and `timings_ms` fields, timings with
-    queue/decode/ttt/predict/postprocess); `image` is the decoded RGB frame (for overlays)."""
-
-    stream_id: str
-    frame_id: Any
-    index: int
-    task: str
-    image: np.ndarray
-    step: FrameStep
-    encodings: tuple[str, ...]
-    received: float
-    capture_ts: float | None
-    pts_s: float | None
-    dropped: int
-    memory_bytes: int
-    ttt_view: TTTView | None = None  # only on the frames a client asked for (`ttt_view` every N results)
-
-
-@dataclass
-class FrameError:
-    """A frame that could not be processed (`code`: bad_image | adapter_error); the stream goes on."""
-
-    stream_id: str
-    frame_id: Any
-    code: str
-    message: str
-
-
-@dataclass
-class ControlReply:
-    """Outcome of a ControlItem: `payload` on success, `error` otherwise."""
-
-    stream_id: str
-    name: str
-    payload: dict
-    error: str | None = None
-
-
-@dataclass
-class SessionClosed:
-    """Last thing a session delivers."""
-
-    stream_id: str
-    reason: str
 
 
 class StreamSession:
@@ -161,6 +116,14 @@ class StreamSession:
         self.rollbacks = 0
         self.memory_bytes = 0
         self.last_loss: float | None = None
+
+    def send(self, obj: Any) -> None:
+        """Hand one delivery (a `server.events` object) to the stream's consumer; a consumer that fails is logged,
+        never raised: a gone client must not stop the lane (or the dispatch thread) that serves the others."""
+        try:
+            self.deliver(obj)
+        except Exception:  # noqa: BLE001 - a gone consumer must not stop the worker
+            log.warning("delivery to a stream's consumer failed", extra=kv(stream=self.id), exc_info=True)
 
     def ttt_view(self, frame: torch.Tensor) -> TTTView | None:
         """The TTT view of the frame just processed ((3, H, W) uint8) when the client asked for one on this frame

@@ -176,6 +176,6 @@ def test_a_close_that_leaves_lanes_uneven_moves_a_stream_with_its_state(model, t
         assert moving.adapter.model is worker.models[1]  # rebuilt on lane 1's replica ...
         # ... with its state: the running total carried over, plus the new frame's mean
         assert moving.adapter.total == pytest.approx(totals[moving.id] + float(rgb_frame(60).mean()), rel=1e-5)
-        assert worker._lane_load == [1, 1]
+        assert worker.balancer.load == [1, 1]
     finally:
         worker.stop()
