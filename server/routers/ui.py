@@ -1,4 +1,5 @@
-"""Browser demo: the webcam page at `/` (plain static files from `server/static/`) and `GET /v1/classes`.
+"""Browser demo: the webcam page at `/` and its assets under `/static/` (`server/static/`, served by Starlette's
+`StaticFiles`) and `GET /v1/classes`.
 
 The page streams the webcam over `WS /v1/streams/ws` (docs/websocket-protocol.md) and draws the returned masks
 with the colours served here, which are the same palettes the server's own overlays use
@@ -8,10 +9,13 @@ with the colours served here, which are the same palettes the server's own overl
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from mask2former_ttt.outputs.palette import class_colors, instance_palette
 from server.deps import Authorized, ModelDep
@@ -33,27 +37,28 @@ MEDIA_TYPES = {
 }
 
 
-def _static_file(name: str) -> FileResponse:
-    """A file of `server/static/` (no sub-directories, no escaping it); 404 otherwise."""
-    path = (STATIC_DIR / name).resolve()
-    if path.parent != STATIC_DIR or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no static file {name!r}")
-    # no-cache: the browser revalidates (ETag / Last-Modified) so a new release is picked up at once
-    return FileResponse(
-        path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers={"Cache-Control": "no-cache"}
-    )
+class StaticAssets(StaticFiles):
+    """`server/static/` with Starlette's `StaticFiles` (GET / HEAD, ETag / Last-Modified and 304, no path escapes),
+    each file sent with `Cache-Control: no-cache` (the browser revalidates, so a new release is picked up at once)
+    and the content types of `MEDIA_TYPES`."""
+
+    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Any, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        media_type = MEDIA_TYPES.get(Path(full_path).suffix)
+        if media_type is not None:
+            response.headers["Content-Type"] = media_type
+        return response
+
+
+STATIC = StaticAssets(directory=STATIC_DIR)
+router.mount("/static", STATIC, name="static")
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)
-async def index() -> FileResponse:
-    """The webcam demo page."""
-    return _static_file("index.html")
-
-
-@router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)
-async def static(name: str) -> FileResponse:
-    """The page's script and style sheet."""
-    return _static_file(name)
+async def index(request: Request) -> Response:
+    """The webcam demo page (`index.html` of the static files)."""
+    return await STATIC.get_response("index.html", request.scope)
 
 
 @router.api_route("/guides/real-weights.md", methods=["GET", "HEAD"], include_in_schema=False, response_class=FileResponse)

@@ -53,3 +53,22 @@ def test_classes_need_the_key_when_auth_is_on(tmp_path: Path) -> None:
     assert client.get("/v1/classes").status_code == 401
     assert client.get("/v1/classes", headers={"X-API-Key": "k1"}).status_code == 200
     assert client.get("/").status_code == 200  # the page itself is public (it holds no data)
+
+
+def test_static_files_revalidate_and_answer_only_get_and_head(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    first = client.get("/static/app.js")
+    again = client.get("/static/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304  # the browser's revalidation (Cache-Control: no-cache) costs no body
+    head = client.head("/static/style.css")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/css") and not head.content
+    assert client.get("/").headers["cache-control"] == "no-cache"
+
+
+def test_a_post_to_a_static_file_is_405_allowing_get_and_head(tmp_path: Path) -> None:
+    from server.allow import install_allow_header
+
+    client = _client(tmp_path)
+    install_allow_header(client.app)
+    r = client.post("/static/app.js")
+    assert (r.status_code, r.headers.get("allow")) == (405, "GET, HEAD")
