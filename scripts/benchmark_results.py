@@ -25,13 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from mask2former_ttt.evaluation.provenance import git_state  # noqa: E402
+from mask2former_ttt.evaluation.report import RECORDS_SCHEMA as SCHEMA  # noqa: E402
 
 RESULTS = REPO / "docs" / "benchmark" / "results.json"
 ROWS = ("main_task_only", "full_preset", "default_preset", "fast_preset", "online_k16")
@@ -45,7 +47,6 @@ DOMAINS = {
           "description": "aerial scenes (m2f-ttt generate --domain aerial: 7 classes, its own renderer, camera and "
                          "corruption code), held out from all tuning"},
 }
-from mask2former_ttt.evaluation.report import RECORDS_SCHEMA as SCHEMA  # noqa: E402
 
 
 def resolved_config(row_name: str) -> dict:
@@ -62,17 +63,6 @@ def row_spec(row_name: str) -> dict:
 
     row = next(r for r in rows_by_name([row_name]) if r.name == row_name)
     return {"method": row.method, "preset": row.preset}
-
-
-def git_state(repo: Path = REPO) -> dict:
-    """{"commit": HEAD, "dirty": uncommitted changes to tracked files} (None / None outside a git checkout)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def load_results(path: Path) -> dict:

@@ -265,12 +265,18 @@ def measure_memory(
     return row
 
 
-def as_json(rows: dict[str, RowTiming], memory: dict[str, MemoryRow], extra: dict[str, Any]) -> dict[str, Any]:
-    """The bench JSON: `{"rows": {name: {...}}, "memory": {name: {...}}, ...extra}`."""
+def as_json(rows: dict[str, RowTiming], memory: dict[str, MemoryRow], extra: dict[str, Any],
+            bench_rows: tuple[BenchRow, ...] = LIBRARY_ROWS) -> dict[str, Any]:
+    """The bench JSON: `{"rows": {name: {...}}, "memory": {name: {...}}, ...extra, "configs": {name: {"method",
+    "preset", "config"}}, "measured_at": {"commit", "dirty"}}`: what each timed row ran and at which commit."""
+    from mask2former_ttt.evaluation.provenance import git_state, method_config
+
     return {
         "rows": {k: asdict(v) for k, v in rows.items()},
         "memory": {k: {**asdict(v), "error": round(v.error, 4)} for k, v in memory.items()},
         **extra,
+        "configs": {r.name: method_config(r.method, r.preset, r.overrides) for r in bench_rows if r.name in rows},
+        "measured_at": git_state(),
     }
 
 

@@ -153,3 +153,20 @@ def test_an_evaluate_report_is_not_written_over_the_records(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="benchmark records"):
         write_report({"methods": {}}, tmp_path)
     assert (tmp_path / "results.json").read_text() == RESULTS.read_text()
+
+
+def test_the_bench_json_records_what_it_timed_and_where() -> None:
+    """`m2f-ttt bench --json` writes each row's resolved configuration and the commit, as the cost table needs."""
+    from mask2former_ttt.evaluation.bench import LIBRARY_ROWS, RowTiming, as_json
+    from mask2former_ttt.ttt.config import ttt_preset
+
+    timing = RowTiming(s_per_frame=0.1, median_s_per_frame=0.1, ratio=1.0, stages_ms={}, steps_per_frame=1.0, frames=2)
+    doc = as_json({"main_only": timing, "online_k16": timing}, {}, {})
+    k16 = next(r for r in LIBRARY_ROWS if r.name == "online_k16")
+    assert doc["configs"] == {
+        "main_only": {"method": "main_only"},
+        "online_k16": {"method": "online", "preset": "full",
+                       "config": ttt_preset("full", **k16.overrides).model_dump(mode="json")},
+    }
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert doc["measured_at"]["commit"] == head and isinstance(doc["measured_at"]["dirty"], bool)
