@@ -28,7 +28,6 @@ are bounded by the open/read timeouts (PyAV's interrupt callback), after which t
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -40,6 +39,7 @@ import numpy as np
 
 from mask2former_ttt.video_io import VideoFrame, redact_url, scaled_size
 
+from .backoff import Backoff
 from .diagnosis import LiveConnectError, describe_open_error, endpoint
 from .state import SourceState, SourceStats
 
@@ -205,7 +205,7 @@ class LiveReader:
         self._stop_event = threading.Event()
         self._state = SourceState.STOPPED
         self._stats = SourceStats()
-        self._rng = random.Random()
+        self._backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         self._begun = False
         self._pending: _Session | None = None
         self._out_size: tuple[int, int] | None = None
@@ -389,9 +389,7 @@ class LiveReader:
                     return
 
                 self._set_state(SourceState.RECONNECTING)
-                # Full jitter: uniform(0, min(cap, initial * 2**(n-1))) for the n-th consecutive failure.
-                ceiling = min(self.backoff_max_s, self.backoff_initial_s * (2.0 ** max(0, failures - 1)))
-                delay = self._rng.uniform(0.0, ceiling)
+                delay = self._backoff.delay(failures)  # full jitter: uniform(0, min(cap, initial * 2**(n-1)))
                 if self.max_outage_s is not None:
                     delay = min(delay, max(0.0, self.max_outage_s - outage))
                 logger.debug("live reader %s: retrying in %.2f s", self.name, delay)

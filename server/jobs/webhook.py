@@ -25,7 +25,6 @@ import hmac
 import http.client
 import json
 import logging
-import random
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from mask2former_ttt.live.backoff import Backoff
 from server.logging_setup import kv
 from server.settings import Settings
 from server.sources.url_policy import (
@@ -173,7 +173,7 @@ class WebhookSender:
         s = self.settings
         raw = json.dumps(payload, separators=(",", ":")).encode()
         delivery, shown = uuid.uuid4().hex, redact_url(url)
-        for attempt in range(1, s.webhook_max_attempts + 1):
+        for attempt in Backoff(s.webhook_backoff_s).attempts(s.webhook_max_attempts, self._stop):
             try:
                 status = self._post(url, raw, delivery)
                 if 200 <= status < 300:
@@ -186,10 +186,6 @@ class WebhookSender:
                     log.warning("webhook refused by the URL policy", extra=kv(url=shown, error=problem))
                     return False
             log.info("webhook attempt failed", extra=kv(url=shown, attempt=attempt, error=problem, **_ids(payload)))
-            if attempt < s.webhook_max_attempts:
-                wait = random.uniform(0, s.webhook_backoff_s * 2 ** (attempt - 1))
-                if self._stop.wait(wait):
-                    break
         log.warning("webhook not delivered", extra=kv(url=shown, attempts=attempt, **_ids(payload)))
         return False
 
