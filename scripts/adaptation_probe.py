@@ -1,4 +1,4 @@
-"""Can a stream tell, from signals it has while serving, that its adaptation hurts? (issue 12, session 13)
+"""Can a stream tell, from signals it has while serving, that its adaptation hurts? (docs/benchmark/domains.md)
 
 Streams each named video through a preset (`default`) and, per frame, records what a guard could read, beside what
 only the labels know:

@@ -1,10 +1,11 @@
-"""The cost/quality frontier of TTT's cost levers (issue 11), on the VALIDATION videos only.
+"""The cost/quality frontier of TTT's cost levers, on the VALIDATION videos only (docs/benchmark/cost_levers.md).
 
     python scripts/cost_levers.py cost    --out runs/levers/cost.json      # interleaved timing, 1 torch thread
     python scripts/cost_levers.py quality --out runs/levers/quality.json   # `m2f-ttt evaluate` rows on val
     python scripts/cost_levers.py report  --cost ... --quality ...         # docs/benchmark/cost_levers.{md,json,png}
 
-Every candidate is session 3's `default` preset (`BASE`) with overrides. Cost: seconds per frame through `step_frame` (TTT step,
+Every candidate is the frontier's base configuration (`BASE`: the shift-gated `full` preset the frontier was
+measured on) with overrides. Cost: seconds per frame through `step_frame` (TTT step,
 prediction, post-processing, PNG encode) relative to `main_only`, all candidates interleaved frame by frame on
 the same shifted frames (`mask2former_ttt/evaluation/bench.py`). Quality: mIoU on val drift / noise / fog /
 clean (3 worlds each, mask seed 0) against Main Task Only; the gain is the mean over drift, noise and fog.
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-# session 3's `default` preset spelled out, so that the candidates (and their cached scores) do not move when the
-# preset does
+# the frontier's base configuration spelled out (SGD 3e-3, B = 4 full frames, a step on every frame, shift gate +
+# 1 % anchor, no confidence gate or feature alignment), so that the candidates (and their cached scores) do not
+# move when the presets do
 BASE: dict = {
     "window": 16, "batch_size": 4, "micro_batch": 4, "sampling": "with_replacement", "optimizer": "sgd", "lr": 3e-3,
     "momentum": 0.9, "weight_decay": 0.0, "backbone_lr_mult": 1.0, "grad_clip": 1.0,
@@ -50,7 +52,7 @@ CANDIDATES: dict[str, dict] = {
     "batch_1_every_2": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 2},
     "crop_64x96_batch_1": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1},
     "crop_64x96_batch_1_every_2": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1, "every_n_frames": 2},
-    # round 2: fewer steps with a larger step size (every n-th frame moves the weights n times as far)
+    # fewer steps with a larger step size (every n-th frame moves the weights n times as far)
     "every_2_lr6e-3": {"every_n_frames": 2, "lr": 6e-3},
     "batch_2_every_2_lr6e-3": {"batch_size": 2, "micro_batch": 2, "every_n_frames": 2, "lr": 6e-3},
     "batch_1_every_2_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 2, "lr": 6e-3},
@@ -61,12 +63,12 @@ CANDIDATES: dict[str, dict] = {
     "batch_1_every_3_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 6e-3},
     "crop_64x96_batch_1_every_2_lr6e-3": {"crop": (64, 96), "batch_size": 1, "micro_batch": 1, "every_n_frames": 2,
                                           "lr": 6e-3},
-    # round 5: every 4th frame (a margin under 1.5x on noisy cores)
+    # every 4th frame (a margin under 1.5x on noisy cores)
     "batch_1_every_4_lr1.2e-2_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 1.2e-2,
                                            "pipelined": True},
     "batch_1_every_4_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 9e-3,
                                          "pipelined": True},
-    # round 6 (session 5): low-rank deltas (rank 4) at the default preset's step size and at 5x it
+    # low-rank deltas (rank 4) at the default preset's step size and at 5x it
     "batch_1_lr6e-3_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True,
                                           "adapt_scope": "lowrank", "lowrank_rank": 4},
     "batch_1_lr3e-2_pipelined_lowrank4": {"batch_size": 1, "micro_batch": 1, "lr": 3e-2, "pipelined": True,
@@ -75,7 +77,7 @@ CANDIDATES: dict[str, dict] = {
                                           "adapt_scope": "lowrank", "lowrank_rank": 4},
     "batch_1_lr3e-2_pipelined_lowrank16": {"batch_size": 1, "micro_batch": 1, "lr": 3e-2, "pipelined": True,
                                            "adapt_scope": "lowrank", "lowrank_rank": 16},
-    # round 4: the chosen points, pipelined (= the `default` and `fast` presets)
+    # the chosen points, pipelined (= the `default` and `fast` presets)
     "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
     "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,
                                          "pipelined": True},
@@ -145,7 +147,7 @@ def report(args: argparse.Namespace) -> None:
         {"threads": costs["threads"], "main_only_s_per_frame": costs["rows"]["main_only"]["s_per_frame"],
          "candidates": table, "frontier": frontier}, indent=2))
     _plot(table, frontier, out / "cost_levers.png")
-    lines = ["| candidate | overrides on `full` (session 3's default) | × main_only | drift | noise | fog | clean Δ | drift+noise+fog gain | on frontier |",
+    lines = ["| candidate | overrides on `full` | × main_only | drift | noise | fog | clean Δ | drift+noise+fog gain | on frontier |",
              "|---|---|---|---|---|---|---|---|---|"]
     for n, r in sorted(table.items(), key=lambda kv: kv[1]["ratio"]):
         m = r["miou"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check for a CUDA machine (issue 11): the bench for swin-s (random weights) at 512x1024 with 1, 4
+# One prepared check for a CUDA machine: the bench for swin-s (random weights) at 512x1024 with 1, 4
 # and 8 streams through a real server, plus the bundled tiny model, in under 8 minutes. Writes its JSON to
 # ${OUT:-.}/gpu_check_{swin_s,tiny}.json and prints the tables; commit the numbers under docs/benchmark/.
 #

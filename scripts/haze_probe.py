@@ -2,7 +2,8 @@
 masked-patch MSE, fixed masks), the MAE gradient's norm over the adapted tensors, the frame's contrast (pixel std
 in the normalized units ℓ_s is measured in), ℓ_s relative to that variance, and the cosine between the MAE
 gradient and the gradient of the supervised semantic loss on the frame's labels (per-pixel NLL of h∘f's class
-distribution). A negative cosine means a small MAE step raises the supervised loss (issue 12, domain B's haze).
+distribution). A negative cosine means a small MAE step raises the supervised loss (used to diagnose domain B's haze,
+docs/benchmark/domains.md).
 
     python scripts/haze_probe.py --model-dir DIR --data-root ROOT --split test --video test-fog-w00 ... --every 20
 """

@@ -1,4 +1,4 @@
-"""The researcher's path with their own data (issue 12): each friction met while bringing an independent dataset,
+"""The researcher's path with their own data (docs/own-data.md): each friction met while bringing an independent dataset,
 tested so that reverting its fix fails the test.
 
 - `evaluate` refuses a checkpoint whose classes are not the data's (it used to print mIoU 0.1);

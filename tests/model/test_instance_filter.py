@@ -1,4 +1,4 @@
-"""Instance score threshold and minimum area in post-processing (issue 14 item 3): low-score and tiny / empty
+"""Instance score threshold and minimum area in post-processing (`InstanceFilter`): low-score and tiny / empty
 instances are dropped from instance results and panoptic segments."""
 
 from __future__ import annotations
