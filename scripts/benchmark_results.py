@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mask2former_ttt.evaluation.provenance import git_state  # noqa: E402
-from mask2former_ttt.evaluation.report import RECORDS_SCHEMA as SCHEMA  # noqa: E402
+from mask2former_ttt.evaluation.provenance import git_state
+from mask2former_ttt.evaluation.report import RECORDS_SCHEMA as SCHEMA
 
 RESULTS = REPO / "docs" / "benchmark" / "results.json"
 ROWS = ("main_task_only", "full_preset", "default_preset", "fast_preset", "online_k16")
@@ -115,10 +115,10 @@ def run_domain(name: str, data_root: Path, model_dir: Path | None, out_dir: Path
                families: list[str], seeds: int, workers: int, threads: int | None, max_frames: int | None,
                split: str = "test") -> dict[str, dict]:
     """Evaluate `rows` on the domain's videos (cached jobs under `out_dir`) and return its records."""
-    from model.checkpoint import bundled_model_dir
     from mask2former_ttt.evaluation.benchmark import final_clean_ranges, read_manifest, run_benchmark
     from mask2former_ttt.evaluation.compat import check_model_matches_data
     from mask2former_ttt.evaluation.protocol import rows_by_name
+    from model.checkpoint import bundled_model_dir
 
     if not (data_root / "videos.json").is_file():
         from mask2former_ttt.cli import generate
@@ -167,10 +167,10 @@ def _fmt(value: float | None, digits: int = 2, signed: bool = True) -> str:
 def render_markdown(results: dict) -> str:
     """results.md: per domain, each row's pooled and mean per-video Δ mIoU per family, per-seed headline."""
     lines = ["# Benchmark results", "",
-             "Generated from `results.json` by `scripts/benchmark_results.py` (do not edit). Δ: mIoU against "
+             ("Generated from `results.json` by `scripts/benchmark_results.py` (do not edit). Δ: mIoU against "
              "`main_task_only` on the same videos; pooled: one confusion matrix over a family's videos and seeds "
              "(as dataset evaluators count); per video: the mean of each run's Δ. \"after return\": the clean "
-             "stretch that ends a drift-and-return video, mean per-frame Δ.", ""]
+             "stretch that ends a drift-and-return video, mean per-frame Δ."), ""]
     for domain, block in results["domains"].items():
         lines += [f"## Domain {domain}", "", block["description"] + ".", ""]
         rows = block["rows"]

@@ -76,10 +76,10 @@ def results_table(results: dict) -> str:
                 names.append(label)
     seeds = sorted({rec["protocol"]["seeds"] for d in domains for rec in results["domains"][d]["rows"].values()})
     measured = "; ".join(f"{', '.join(names)} at {commit}" for commit, names in by_commit.items())
-    lines += ["", f"Test videos, {'/'.join(map(str, seeds))} mask seeds. Δ mIoU against `main_task_only`, each "
+    lines += ["", (f"Test videos, {'/'.join(map(str, seeds))} mask seeds. Δ mIoU against `main_task_only`, each "
               "family's videos pooled in one confusion matrix; \"after a return\": mean per-frame Δ over the clean "
               f"stretch that ends a drift-and-return video. Measured: {measured}. Generated from "
-              "[results.json](docs/benchmark/results.json) by `scripts/readme_tables.py`."]
+              "[results.json](docs/benchmark/results.json) by `scripts/readme_tables.py`.")]
     return "\n".join(lines)
 
 

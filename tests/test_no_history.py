@@ -43,15 +43,16 @@ def history_mentions(root: Path) -> list[str]:
 
 
 def test_the_scanner_finds_each_spelling_and_skips_what_is_not_the_product(tmp_path: Path) -> None:
-    lines = ["Measured in Sess" "ion 12.", "sess" "ions 13-14 chose it", "see iss" "ue #7", "tu" "rn 3 of the review",
-             '"sess" "ion15": {}'.replace('" "', ""), "SESS" "ION_2 = []", "return 3  # not a turn",
+    session, issue, turn = "sess" + "ion", "iss" + "ue", "tu" + "rn"  # spelled in pieces: this file stays clean
+    lines = [f"Measured in {session.title()} 12.", f"{session}s 13-14 chose it", f"see {issue} #7",
+             f"{turn} 3 of the review", f'"{session}15": {{}}', f"{session.upper()}_2 = []", "return 3  # not a turn",
              "the stream's session id is 4a"]
     (tmp_path / "doc.md").write_text("\n".join(lines) + "\n")
     (tmp_path / ".venv").mkdir()
-    (tmp_path / ".venv" / "x.py").write_text("# sess" "ion 1\n")
+    (tmp_path / ".venv" / "x.py").write_text(f"# {session} 1\n")
     (tmp_path / "pkg.egg-info").mkdir()
-    (tmp_path / "pkg.egg-info" / "PKG-INFO").write_text("sess" "ion 1\n")
-    (tmp_path / "frame.png").write_bytes(b"\x89PNG sess" b"ion 1")
+    (tmp_path / "pkg.egg-info" / "PKG-INFO").write_text(f"{session} 1\n")
+    (tmp_path / "frame.png").write_bytes(b"\x89PNG " + f"{session} 1".encode())
     assert [m.split(":")[1] for m in history_mentions(tmp_path)] == ["1", "2", "3", "4", "5", "6"]
 
 

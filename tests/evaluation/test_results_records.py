@@ -103,7 +103,8 @@ def test_the_script_measures_records_with_commit_and_config_resumes_and_restamps
     written = json.loads(path.read_text())
     rows = written["domains"]["A"]["rows"]
     assert list(rows) == ["main_task_only", "default_preset"]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
     rec = rows["default_preset"]
     assert rec["measured_at"]["commit"] == head and isinstance(rec["measured_at"]["dirty"], bool)
     assert rec["config"] == br.resolved_config("default_preset")
@@ -168,5 +169,6 @@ def test_the_bench_json_records_what_it_timed_and_where() -> None:
         "online_k16": {"method": "online", "preset": "full",
                        "config": ttt_preset("full", **k16.overrides).model_dump(mode="json")},
     }
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
     assert doc["measured_at"]["commit"] == head and isinstance(doc["measured_at"]["dirty"], bool)
