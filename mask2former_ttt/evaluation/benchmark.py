@@ -89,8 +89,8 @@ def _world_index(video: str) -> int:
 
 
 def job_priority(video: str, row: Row, seed: int, row_names: list[str]) -> tuple:
-    """Run order: the headline rows (`HEADLINE_ROWS`) with all their seeds, the release preset (≈ 28× the fixed
-    model's cost on CPU) last among them; then every other row with seed 0; then the other seeds. Within a tier
+    """Run order: the headline rows (`HEADLINE_ROWS`) with all their seeds, the release preset (by far the
+    costliest: B = 32 samples per step) last among them; then every other row with seed 0; then the other seeds. Within a tier
     world by world (w00 of every family for every row, then w01 ...), so a run cut short has even coverage."""
     tier = 0 if row.name in HEADLINE_ROWS else (1 if seed == 0 else 2)
     return (tier, row.preset == "release", seed, _world_index(video), row_names.index(row.name), video)
