@@ -170,7 +170,8 @@ def render_markdown(results: dict) -> str:
              ("Generated from `results.json` by `scripts/benchmark_results.py` (do not edit). Δ: mIoU against "
              "`main_task_only` on the same videos; pooled: one confusion matrix over a family's videos and seeds "
              "(as dataset evaluators count); per video: the mean of each run's Δ. \"after return\": the clean "
-             "stretch that ends a drift-and-return video, mean per-frame Δ."), ""]
+             "stretch that ends a drift-and-return video, mean per-frame Δ. The `main_task_only` row gives the "
+             "mIoU itself."), ""]
     for domain, block in results["domains"].items():
         lines += [f"## Domain {domain}", "", block["description"] + ".", ""]
         rows = block["rows"]
@@ -181,22 +182,37 @@ def render_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, rec in rows.items():
             fig = rec["figures"]
-            seeds = fig.get("per_seed_pooled_headline_vs_main") or {}
-            cells = [f"`{name}`", _fmt(fig.get("headline_pooled_vs_main")),
-                     " / ".join(_fmt(v) for v in seeds.values()) or "–"]
-            for f in fams:
-                fam = fig["families"].get(f)
-                cells.append("–" if fam is None else
-                             f"{_fmt(fam.get('miou_pooled_vs_main'))} ({_fmt(fam.get('miou_vs_main'))})")
-            cells.append(_fmt((fig.get("final_clean") or {}).get("miou_vs_main")))
+            final = fig.get("final_clean") or {}
+            if name == "main_task_only":  # the reference: its mIoU, pooled (per video)
+                pooled = [fig["families"].get(f, {}).get("miou_pooled") for f in ("drift", "noise", "fog")]
+                cells = [f"`{name}` (mIoU)", _fmt(sum(pooled) / 3 if None not in pooled else None, 1, False), "–"]
+                for f in fams:
+                    fam = fig["families"].get(f)
+                    cells.append("–" if fam is None else f"{_fmt(fam.get('miou_pooled'), 1, False)} "
+                                 f"({_fmt(fam.get('miou'), 1, False)})")
+                cells.append(_fmt(final.get("miou"), 1, False))
+            else:
+                seeds = fig.get("per_seed_pooled_headline_vs_main") or {}
+                cells = [f"`{name}`", _fmt(fig.get("headline_pooled_vs_main")),
+                         " / ".join(_fmt(v) for v in seeds.values()) or "–"]
+                for f in fams:
+                    fam = fig["families"].get(f)
+                    cells.append("–" if fam is None else
+                                 f"{_fmt(fam.get('miou_pooled_vs_main'))} ({_fmt(fam.get('miou_vs_main'))})")
+                cells.append(_fmt(final.get("miou_vs_main")))
             commit = rec["measured_at"].get("commit") or "?"
             cells.append(f"`{commit[:7]}`" + (" (dirty)" if rec["measured_at"].get("dirty") else ""))
             lines.append("| " + " | ".join(cells) + " |")
-        main = rows.get("main_task_only")
-        if main:
-            mious = ", ".join(f"{f} {_fmt(d.get('miou_pooled'), 1, signed=False)}"
-                              for f, d in main["figures"]["families"].items())
-            lines += ["", f"`main_task_only` pooled mIoU: {mious}."]
+        videos = sorted({v for r in rows.values() for v in (r["figures"].get("videos") or {})})
+        if videos:  # records measured before per-video figures were kept have none
+            lines += ["", "Per video: mIoU, mean over the mask seeds (Δ against `main_task_only`).", "",
+                      "| video | " + " | ".join(f"`{n}`" for n in rows) + " |", "|" + "---|" * (len(rows) + 1)]
+            for video in videos:
+                cells = [video]
+                for rec in rows.values():
+                    v = (rec["figures"].get("videos") or {}).get(video)
+                    cells.append("–" if v is None else f"{_fmt(v.get('miou'), 1, False)} ({_fmt(v.get('miou_vs_main'))})")
+                lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
