@@ -5,12 +5,12 @@ post-processing).
 Variants run interleaved video by video and repeat; the report gives each variant's median s/frame per video and
 its ratio to `main_only` measured in the same run. A clean video from its first frame is the stream that never
 steps (the gate reuses the frame's own prediction); a drift-and-return video ends in a clean stretch with adapted
-weights, where the gate pays one forward of θ0 per frame (with `theta0_when_shut` that forward is the frame's
+weights, where the gate pays one forward of θ0 per frame (that forward is the frame's
 prediction on frames the gate finds typical).
 
     .venv/bin/python scripts/gate_cost.py --data-root /work/data/synth --split val \
         --video val-clean-w00 --video val-return-w00 --repeats 3 --threads 1 [--preset full] \
-        [--with theta0_when_shut=true] [--json out.json]
+        [--with feature_align=0.0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--preset", default="default", help="the adapting preset timed with and without the gate")
     ap.add_argument("--with", dest="extra", action="append", default=[], metavar="FIELD=VALUE",
-                    help="also time the preset with this guard field changed (repeatable), e.g. theta0_when_shut=true")
+                    help="also time the preset with this guard field changed (repeatable), e.g. feature_align=0.0")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     timed = variants(a.preset, a.extra)

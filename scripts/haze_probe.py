@@ -33,7 +33,7 @@ def grads(model, names, loss) -> torch.Tensor:
 
 
 def probe(model, cfg, frame, seed: int = 0) -> dict:
-    names = mae_names(model, cfg)
+    names = mae_names(model)
     params = dict(model.named_parameters())
     for n in names:
         params[n].requires_grad_(True)

@@ -1,4 +1,4 @@
-"""Frames for the safe-adaptation gates' tests (feature and confidence gates): scenes of random colour blocks, and
+"""Frames for the safe-adaptation guard's tests (pixel and confidence gates): scenes of random colour blocks, and
 a small training set of them at a model's working resolution."""
 
 from __future__ import annotations
@@ -72,18 +72,18 @@ def count_predictions(model) -> list[str]:
 
 
 NEVER = (1e6, 2e6)  # a pixel gate that never opens
+ALWAYS_OPEN = (-2.0, -1.0)  # a pixel gate that is always fully open (a score is ≥ 0)
 
 
 def check_gate_opens_where_the_pixel_gate_stays_closed(model, frame: torch.Tensor, gate: str, score: str,
                                                        always: tuple[float, float]) -> None:
-    """The optional gate `gate` (TTTConfig field; its per-frame score is StepStats field `score`) opens the step on
+    """The optional gate `gate` (GuardConfig field; its per-frame score is StepStats field `score`) opens the step on
     `frame` where the pixel gate stays closed: fully when always open (`always`), not when its thresholds sit above
     the frame's score, half way when they straddle it."""
     from mask2former_ttt.ttt import build_adapter
 
-    def adapter(**kw):  # the other optional gates off (`full` carries the confidence gate), `gate` as given
-        return build_adapter(model, "online", "full", **{"shift_gate": NEVER, "feature_gate": None,
-                                                         "confidence_gate": None, **kw})
+    def adapter(**kw):  # the confidence gate off (`full` carries it) unless it is `gate`
+        return build_adapter(model, "online", "full", **{"shift_gate": NEVER, "confidence_gate": None, **kw})
 
     r = adapter().step(frame)
     assert r.stats.step_scale == 0.0 and r.stats.steps_taken == 0 and getattr(r.stats, score) is None

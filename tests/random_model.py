@@ -18,3 +18,16 @@ def random_model(cfg: ModelConfig, seed: int) -> YModel:
         for p in model.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=g))
     return model
+
+
+def without_drop_path(model):
+    """A copy of `model` whose drop-path never drops (a TTT step then equals a plain forward and backward)."""
+    import copy
+
+    from model.stochastic_depth import StreamDropPath
+
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if isinstance(m, StreamDropPath):
+            m.drop_prob = 0.0
+    return plain

@@ -6,7 +6,7 @@ import json
 
 from pydantic import BaseModel, Field
 
-from mask2former_ttt.ttt.config import ttt_preset
+from mask2former_ttt.ttt.config import GUARD_FIELDS, ttt_preset
 
 
 class Row(BaseModel):
@@ -33,10 +33,10 @@ RELEASE_BUDGET = {"seeds": 1, "max_videos_per_family": 1}
 # no masks and no random sampling: the mask seed cannot change these rows, one seed is the whole story
 SEED_INVARIANT = {"seeds": 1}
 # the paper's methods and ablations run on the `full` preset's optimizer settings (a step on every frame, B = 4
-# full frames) without the project's safe-adaptation guard and its feature-alignment term (session 15), as the
-# paper's objectives alone; the `full_preset` row adds both; `default_preset` and `fast_preset` are cheaper points of
-# the cost frontier
-UNGUARDED = {"anchor": 0.0, "shift_gate": None, "feature_align": 0.0}
+# full frames) without the project's safe-adaptation guard (and so without its feature-alignment term), as the
+# paper's objectives alone; the `full_preset` row adds the guard; `default_preset` and `fast_preset` are cheaper
+# points of the cost frontier
+UNGUARDED = {"guard": None}
 
 
 def standard_rows(k_values: tuple[int, ...] = (1, 4, 16, 64)) -> list[Row]:
@@ -102,19 +102,14 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
     return rows + twins
 
 
-GUARD_FIELDS = (
-    "shift_gate", "shift_score", "feature_gate", "confidence_gate", "confidence_every", "anchor", "loss_gate",
-    "loss_ceiling", "return_frames", "return_anchor", "return_snap_frames", "predict_ema", "theta0_when_shut",
-)
-# the step the guard scales: tuned together with it (issue 12: does an A-tuned step size carry to another domain?)
+# the step the guard scales: tuned together with it (does a step size tuned on one domain carry to another?)
 STEP_FIELDS = (
-    "optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult", "grad_clip", "reset_optimizer_each_frame",
-    "loss_on", "feature_align",
+    "optimizer", "lr", "weight_decay", "backbone_lr_mult", "grad_clip", "reset_optimizer_each_frame", "loss_on",
 )
 
 
 def parse_guard_overrides(items: list[str]) -> dict:
-    """`["shift_gate=[1.0, 1.6]", "shift_score=quantile"]` -> a dict of safe-adaptation guard fields or fields of
+    """`["shift_gate=[1.0, 1.6]", "anchor=0.01"]` -> a dict of safe-adaptation guard fields or fields of
     the step it scales (`STEP_FIELDS`; values as JSON, else as plain strings); ValueError naming the problem for an
     unknown field or a missing `=`."""
     out: dict = {}
@@ -134,13 +129,13 @@ def parse_guard_overrides(items: list[str]) -> dict:
 
 
 def with_guard(rows: list[Row], guard: dict) -> list[Row]:
-    """`rows` with the guard fields in `guard` set on every guarded row (its resolved config has a shift gate);
+    """`rows` with the guard fields in `guard` set on every guarded row (its resolved config has a guard);
     unguarded rows (the paper's, `main_task_only`) are left as they are. The overrides are validated here."""
     if not guard:
         return rows
     out = []
     for row in rows:
-        if row.alias_of is None and ttt_preset(row.preset, **row.overrides).shift_gate is not None:
+        if row.alias_of is None and ttt_preset(row.preset, **row.overrides).guard is not None:
             row = row.model_copy(update={"overrides": {**row.overrides, **guard}})
             ttt_preset(row.preset, **row.overrides)  # raises on an invalid value, before any job runs
         out.append(row)

@@ -38,7 +38,6 @@ class VideoScore:
     mean_loss: float | None = None
     rollbacks: int = 0
     per_frame_shift_score: list[float | None] = field(default_factory=list)  # the guard's score (None: gate off)
-    per_frame_feature_score: list[float | None] = field(default_factory=list)  # the feature gate's (None: off)
     per_frame_confidence_score: list[float | None] = field(default_factory=list)  # the confidence gate's (None: off)
     per_frame_step_scale: list[float] = field(default_factory=list)  # the guard's step multiplier (1.0: gate off)
     confusion: list[list[int]] | None = None  # (K, K) pixel counts, label x prediction (metrics.pooled_miou)
@@ -64,7 +63,6 @@ def evaluate_video(
     ins_meter = InstanceMeter(things) if instance and things else None
     per_frame = [0.0] * len(frames)
     shift_scores: list[float | None] = [None] * len(frames)
-    feature_scores: list[float | None] = [None] * len(frames)
     confidence_scores: list[float | None] = [None] * len(frames)
     step_scales = [1.0] * len(frames)
     losses: list[float] = []
@@ -84,7 +82,7 @@ def evaluate_video(
         if segment_meter is not None and segment[0] <= i < segment[1]:
             segment_meter.update(step.result.label_map, f.semantic)
         shift_scores[i], step_scales[i] = res.stats.shift_score, res.stats.step_scale
-        feature_scores[i], confidence_scores[i] = res.stats.feature_score, res.stats.confidence_score
+        confidence_scores[i] = res.stats.confidence_score
         if res.stats.loss is not None:
             losses.append(res.stats.loss)
         if pan_meter is not None:
@@ -105,7 +103,6 @@ def evaluate_video(
         mean_loss=sum(losses) / len(losses) if losses else None,
         rollbacks=adapter.rollbacks,
         per_frame_shift_score=shift_scores,
-        per_frame_feature_score=feature_scores,
         per_frame_confidence_score=confidence_scores,
         per_frame_step_scale=step_scales,
         confusion=sem_meter.confusion(),

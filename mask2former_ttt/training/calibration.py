@@ -1,6 +1,6 @@
 """Reference statistics a checkpoint carries for the safe-adaptation guard: the training images' low-level
 appearance (`input_stats_reference`, see mask2former_ttt/ttt/shift_score.py) and the frozen encoder's feature
-statistics on them (`feature_stats_reference`, see mask2former_ttt/ttt/feature_shift.py) and its prediction
+statistics on them (`feature_stats_reference`, see mask2former_ttt/ttt/feature_stats.py) and its prediction
 uncertainty on them (`confidence_reference`, see mask2former_ttt/ttt/confidence_shift.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from model.checkpoint import load_checkpoint, load_config, save_config
 from model.ymodel import YModel
 from mask2former_ttt.data.readers import StillDataset
 from mask2former_ttt.ttt.confidence_shift import confidence_reference
-from mask2former_ttt.ttt.feature_shift import feature_reference
+from mask2former_ttt.ttt.feature_stats import feature_reference
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.shift_score import reference_statistics
 

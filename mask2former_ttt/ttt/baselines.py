@@ -13,7 +13,7 @@ from model.masking import normalize, with_flag
 from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
 from mask2former_ttt.ttt.frames import to_working_resolution
-from mask2former_ttt.ttt.stats import StepResult, StepStats
+from mask2former_ttt.ttt.stats import StepResult, StepStats, Theta0View
 
 
 class LNAdapt(StreamAdapter):
@@ -31,7 +31,7 @@ class LNAdapt(StreamAdapter):
         return False
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, x: torch.Tensor, view: Theta0View | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         frames = [f for f in self.window if f.shape == x.shape][:-1] + [x]
         batch = with_flag(normalize(torch.stack(frames), self.model.cfg))
         hooks = [m.register_forward_hook(self._hook) for m in self.model.encoder.modules() if isinstance(m, nn.LayerNorm)]
@@ -72,12 +72,12 @@ class OfflineAllFrames(StreamAdapter):
             if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
                 self.optimizer = self._new_optimizer()
             for _ in range(self.cfg.steps_per_frame):
-                batch, valid = self._sample_batch()
+                batch, valid = self.sample_batch(stats)
                 self.train_step(batch, stats, valid)
         self.window = deque(maxlen=1)
         self.prepared = True
 
-    def adapt(self, stats: StepStats) -> None:  # weights are fixed after `prepare`
+    def adapt(self, stats: StepStats, view: Theta0View | None = None) -> None:  # weights are fixed after `prepare`
         return None
 
 

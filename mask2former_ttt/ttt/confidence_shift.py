@@ -1,10 +1,10 @@
 """How unsure the frozen model is on a frame, against how unsure it is on its training images: the safe-adaptation
-guard's prediction-side shift detector (issue 12, session 12).
+guard's prediction-side shift detector.
 
 Pixel and encoder-feature statistics can miss a shift the model fails on: over the first 60 frames of domain B's
 drift videos the frozen model's mIoU falls from 69 to 20 while both scores *fall*, because the drifted frames grow
-more typical of the training images (docs/benchmark/domains.md, session 11). The model's own predictions do not
-miss it: its per-pixel confidence drops as it starts to fail.
+more typical of the training images (docs/benchmark/domains.md). The model's own predictions do not miss it: its
+per-pixel confidence drops as it starts to fail.
 
 The statistic is the frame's mean per-pixel uncertainty, 1 − max_k p(k), of h∘f's semantic class distribution
 (the per-query class and mask probabilities marginalised over queries; (K, h/4, w/4) at the working resolution).
@@ -20,6 +20,7 @@ score reuses the frame's own prediction (a clean stream pays nothing for the gat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import torch
@@ -28,19 +29,32 @@ from model.config import ModelConfig
 from model.main_head import HeadOutput
 from model.masking import normalize, with_flag
 from model.ymodel import YModel
-from mask2former_ttt.ttt.config import TTTConfig
-from mask2former_ttt.ttt.gate_reference import gate_in_use, in_tail_units, tail_reference
+from mask2former_ttt.ttt.gate_reference import in_tail_units, tail_reference
 from mask2former_ttt.ttt.objectives import semantic_probs
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+Gate = tuple[float, float]
 
 
 class ConfidenceReferenceMissing(ValueError):
     """The checkpoint has no `confidence_reference` (re-run `m2f-ttt calibrate`)."""
 
 
-def confidence_gate_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> tuple[float, float] | None:
-    """`cfg.confidence_gate` when it can run on this checkpoint, else None: like the feature gate, it needs the pixel
-    gate on, and a checkpoint calibrated before it existed keeps serving without it (one warning per checkpoint)."""
-    return gate_in_use(model_cfg, cfg, cfg.confidence_gate, "confidence_reference", "confidence gate")
+def confidence_gate_in_use(model_cfg: ModelConfig, shift_gate: Gate | None, gate: Gate | None) -> Gate | None:
+    """`gate` when it can run on this checkpoint, else None. It opens the pixel gate further, so it needs that gate
+    (and its `input_stats_reference`); a checkpoint without `confidence_reference` keeps serving without it (one
+    warning per checkpoint name, saying how to turn it on)."""
+    if gate is None or shift_gate is None or model_cfg.input_stats_reference is None:
+        return None
+    if model_cfg.confidence_reference is None:
+        if model_cfg.name not in _WARNED:
+            _WARNED.add(model_cfg.name)
+            log.warning("%s: no confidence_reference, so the confidence gate is off; turn it on with `m2f-ttt "
+                        "calibrate --model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
+        return None
+    return gate
 
 
 def uncertainty_from_logits(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -68,16 +82,12 @@ def confidence_reference(model: YModel, frames: Iterable[torch.Tensor]) -> dict[
     return {"median": median, "q_high": q_high}
 
 
-def confidence_shift_score(
-    model: YModel, frame: torch.Tensor, reference: dict | None, uncertainty: float | None = None
-) -> float:
-    """frame: (3, h, w) uint8 at the working resolution -> θ0's uncertainty on it in units of the training images'
-    tail (0 = the median training image, 1 = the 0.5 % least confident ones). `uncertainty`: θ0's, when the caller
-    already has it from a prediction made with θ0 (the forward is then skipped)."""
+def confidence_shift_score(uncertainty: float, reference: dict | None) -> float:
+    """θ0's uncertainty on a frame (`uncertainty_from_logits`) -> in units of the training images' tail (0 = the
+    median training image, 1 = the 0.5 % least confident ones)."""
     if reference is None:
         raise ConfidenceReferenceMissing(
-            "the checkpoint has no confidence_reference (calibrated before the confidence gate existed): re-run "
-            "`m2f-ttt calibrate --model-dir DIR --data-root TRAIN_DATA`, or set confidence_gate=None"
+            "the checkpoint has no confidence_reference: run `m2f-ttt calibrate --model-dir DIR --data-root "
+            "TRAIN_DATA`, or set confidence_gate=None"
         )
-    u = float(prediction_uncertainty(model, frame[None])[0]) if uncertainty is None else uncertainty
-    return in_tail_units(u, reference["median"], reference["q_high"])
+    return in_tail_units(uncertainty, reference["median"], reference["q_high"])

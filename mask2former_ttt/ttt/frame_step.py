@@ -51,7 +51,6 @@ class FrameStep:
             "rollbacks": st.rollbacks,
             "reset": st.reset,
             "shift_score": st.shift_score,
-            "feature_score": st.feature_score,
             "confidence_score": st.confidence_score,
             "step_scale": st.step_scale,
         }

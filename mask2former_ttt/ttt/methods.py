@@ -8,7 +8,7 @@ from typing import Any, Callable
 from model.ymodel import YModel
 from mask2former_ttt.ttt.adapter import StreamAdapter
 from mask2former_ttt.ttt.baselines import ClassBalanceReset, LNAdapt, OfflineAllFrames, TemporalSmoothing
-from mask2former_ttt.ttt.config import TTTConfig, ttt_preset
+from mask2former_ttt.ttt.config import TTTConfig, ttt_preset, with_overrides
 from mask2former_ttt.ttt.objectives import entropy_loss, self_train_loss
 from mask2former_ttt.ttt.param_groups import encoder_norm_names
 from mask2former_ttt.ttt.protocol import Adapter
@@ -92,9 +92,8 @@ def check_method(method: str, *, live: bool = False) -> MethodSpec:
 def build_adapter(
     model: YModel, method: str = "online", preset: str | TTTConfig = "default", seed: int = 0, **overrides: Any
 ) -> Adapter:
-    """One stream's adapter: `method` from METHODS, hyperparameters from `preset` with `overrides`."""
+    """One stream's adapter: `method` from METHODS, hyperparameters from `preset` with `overrides` (a guard field
+    may be named directly: `config.with_overrides`)."""
     check_method(method)
     cfg = ttt_preset(preset) if isinstance(preset, str) else preset
-    if overrides:
-        cfg = TTTConfig.model_validate({**cfg.model_dump(), **overrides})
-    return METHODS[method](model, cfg, seed)
+    return METHODS[method](model, with_overrides(cfg, overrides), seed)

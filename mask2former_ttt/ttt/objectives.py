@@ -11,6 +11,9 @@ from torch.nn import functional as F
 from model.main_head import HeadOutput
 from model.masking import random_patch_mask, reconstruction_loss, with_flag
 from mask2former_ttt.ttt.config import TTTConfig
+from mask2former_ttt.ttt.feature_align import FeatureAlignment
+
+MASK_PATCH = 16  # side of the square patches the MAE mask hides or shows, in pixels (the authors' setting)
 
 Forward = Callable[[torch.Tensor, str], HeadOutput | torch.Tensor]
 
@@ -23,17 +26,44 @@ def semantic_probs(out: HeadOutput) -> torch.Tensor:
     return scores / scores.sum(1, keepdim=True).clamp_min(1e-6)
 
 
-def mae_loss(
-    forward: Forward, x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """x: (b, 3, h, w) normalized. Mask patches independently per sample, reconstruct with g∘f, MSE.
-    valid: (b, 1, h, w), 0 on padding (a jittered sample smaller than its crop): fed as masked, not in the loss."""
-    visible = random_patch_mask(x.shape[0], x.shape[2], x.shape[3], cfg.mask_patch, cfg.mask_ratio, generator)
-    visible = visible.to(x.device)
-    if valid is not None:
-        visible = visible * valid
-    pred = forward(with_flag(x, visible), "reconstruct")
-    return reconstruction_loss(pred, x, visible, cfg.loss_on, valid)
+class MAEObjective:
+    """TTT-MAE's objective: mask patches independently per sample, reconstruct with g∘f, MSE; with `alignment`,
+    plus the feature-alignment term on f's maps of the unmasked samples (ttt/feature_align.py). The serial step
+    calls it whole (it draws the patch mask from the stream's generator); the batched step (ttt/cross_stream.py)
+    draws the masks beforehand and calls `given_mask` inside its vmapped gradient."""
+
+    def __init__(self, alignment: FeatureAlignment | None = None) -> None:
+        self.alignment = alignment
+
+    def __call__(
+        self, forward: Forward, x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x: (b, 3, h, w) normalized. valid: (b, 1, h, w), 0 on padding (a jittered sample smaller than its crop):
+        fed as masked, not in the loss."""
+        visible = draw_visible(x, cfg, generator)
+        if valid is not None:
+            visible = visible * valid
+        return self.given_mask(forward, x, visible, cfg, valid)
+
+    def given_mask(
+        self, forward: Forward, x: torch.Tensor, visible: torch.Tensor, cfg: TTTConfig,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss of x (b, 3, h, w) with patch mask `visible` (b, 1, h, w; 1 = shown)."""
+        pred = forward(with_flag(x, visible), "reconstruct")
+        loss = reconstruction_loss(pred, x, visible, cfg.loss_on, valid)
+        if self.alignment is not None:
+            loss = loss + self.alignment.loss(forward(with_flag(x, valid), "encode"))
+        return loss
+
+
+def draw_visible(x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator) -> torch.Tensor:
+    """x: (b, 3, h, w) -> (b, 1, h, w) on x's device: 1 on the patches shown, `cfg.mask_ratio` of them hidden."""
+    return random_patch_mask(x.shape[0], x.shape[2], x.shape[3], MASK_PATCH, cfg.mask_ratio, generator).to(x.device)
+
+
+mae_loss = MAEObjective()  # without feature alignment (the paper's objective)
 
 
 def _at(valid: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -69,8 +99,8 @@ def self_train_loss(
         weight = _at(valid, probs)
         if weight is not None:
             labels[weight[:, 0] < 0.5] = -100
-    visible = random_patch_mask(x.shape[0], x.shape[2], x.shape[3], cfg.mask_patch, cfg.mask_ratio, generator)
-    visible = visible.to(x.device) if valid is None else visible.to(x.device) * valid
+    visible = draw_visible(x, cfg, generator)
+    visible = visible if valid is None else visible * valid
     p = semantic_probs(forward(with_flag(x, visible), "predict"))
     if (labels >= 0).sum() == 0:
         return p.sum() * 0.0

@@ -19,14 +19,17 @@ model/recipes.py's). Every random draw comes from the stream's generator, so a s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from torch.nn import functional as F
 
 from model.config import ModelConfig
+from model.masking import normalize
 from model.recipes import recipe_for
+from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import MULTIPLE
+from mask2former_ttt.ttt.objectives import MASK_PATCH
 
 Augment = Literal["none", "kitti", "coco"]
 
@@ -83,3 +86,31 @@ def coco_sample(
 def min_content_side(mask_patch: int) -> int:
     """The smallest side a jittered frame is resized to: one mask patch or 32 pixels, whichever is larger."""
     return max(mask_patch, MULTIPLE)
+
+
+def draw_samples(
+    window: Sequence[torch.Tensor], cfg: TTTConfig, augment: Augment, model_cfg: ModelConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A step's `cfg.batch_size` samples from the window's frames ((3, h, w) uint8), each cut by `augment`:
+    (B, 3, ch, cw) normalized float, and a (B, 1, ch, cw) valid mask (0 on padding) or None without padding."""
+    n, b = len(window), cfg.batch_size
+    if cfg.sampling == "with_replacement":
+        idx = torch.randint(n, (b,), generator=generator).tolist()
+    else:
+        reps = -(-b // n)
+        idx = torch.cat([torch.randperm(n, generator=generator) for _ in range(reps)])[:b].tolist()
+    frames = [window[i] for i in idx]
+    if augment == "coco":
+        side, least = coco_side(frames), min_content_side(MASK_PATCH)
+        samples = [coco_sample(f, side, least, generator)[:2] for f in frames]
+        valid = torch.stack([v for _, v in samples])
+        return normalize(torch.stack([x for x, _ in samples]), model_cfg) * valid, valid
+    if augment == "kitti":
+        h, w = frames[0].shape[1:]
+        ch, cw = min(KITTI_CROP[0], h), min(KITTI_CROP[1], w)
+        if ch < h or cw < w:
+            tops = torch.randint(h - ch + 1, (b,), generator=generator).tolist()
+            lefts = torch.randint(w - cw + 1, (b,), generator=generator).tolist()
+            frames = [f[:, t : t + ch, l : l + cw] for f, t, l in zip(frames, tops, lefts)]
+    return normalize(torch.stack(frames), model_cfg), None

@@ -24,12 +24,21 @@ class StepStats:
     rollbacks: int = 0
     reset: bool = False
     shift_score: float | None = None  # the frame's distance from the training images (safe-adaptation guard)
-    feature_score: float | None = None  # the frame's encoder-feature distance from the training images (feature gate)
     confidence_score: float | None = None  # θ0's prediction uncertainty on the frame vs training (confidence gate)
     step_scale: float = 1.0  # the guard's step-size multiplier for this frame (0 = step skipped)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Theta0View:
+    """θ0's view of one frame, made at most once and shared by the frame's prediction and its confidence gate
+    (ttt/guard.py)."""
+
+    logits: tuple[torch.Tensor, torch.Tensor] | None = None  # the gate's θ0 forward, not yet served as the prediction
+    uncertainty: float | None = None  # θ0's prediction uncertainty on the frame (ttt/confidence_shift.py)
+    predicted: bool = False  # the frame's prediction has been made
 
 
 @dataclass

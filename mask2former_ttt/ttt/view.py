@@ -19,6 +19,7 @@ import torch
 from model.device import to_device
 from model.masking import normalize, random_patch_mask, reconstruction_loss, with_flag
 from mask2former_ttt.ttt.frames import to_working_resolution
+from mask2former_ttt.ttt.objectives import MASK_PATCH
 from mask2former_ttt.ttt.protocol import Adapter
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,14 @@ def _to_rgb(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarra
 def reconstruction_view(adapter: Adapter, frame: torch.Tensor, seed: int = 0) -> TTTView:
     """frame: (3, H, W) uint8 RGB -> the TTT view at the model's working resolution (h, w).
 
-    The patch mask uses the stream's `mask_patch` / `mask_ratio` and its own generator seeded with `seed` (the
+    The patch mask uses the stream's patch size and `mask_ratio` and its own generator seeded with `seed` (the
     stream's generator is not drawn from). Methods without a reconstruction forward (no `forward`) use the shared
     model's weights θ0.
     """
     model = adapter.model
     cfg = model.cfg
     ttt_cfg = getattr(adapter, "cfg", None)
-    patch = getattr(ttt_cfg, "mask_patch", cfg.masking.patch_size)
+    patch = MASK_PATCH if ttt_cfg is not None else cfg.masking.patch_size
     ratio = getattr(ttt_cfg, "mask_ratio", cfg.masking.ratio)
     loss_on = getattr(ttt_cfg, "loss_on", cfg.masking.loss_on)
     device = next(model.parameters()).device

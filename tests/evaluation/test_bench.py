@@ -17,7 +17,7 @@ def test_rows_are_timed_interleaved_with_ratios_to_main_only(tiny_model) -> None
     frames = bench_frames(4, size=(64, 96))
     assert len(frames) == 4 and frames[0].shape == (3, 64, 96) and frames[0].dtype == torch.uint8
     rows = (BenchRow("main_only", "main_only"), BenchRow("online", "online", "default",
-                                                          {"shift_gate": None, "batch_size": 2, "micro_batch": 2}))
+                                                          {"guard": None, "batch_size": 2, "micro_batch": 2}))
     out = time_rows(tiny_model, frames, rows, warmup=1)
     assert out["main_only"].ratio == 1.0 and out["main_only"].frames == 3
     assert out["online"].ratio == pytest.approx(out["online"].s_per_frame / out["main_only"].s_per_frame, rel=1e-2)
@@ -59,7 +59,7 @@ def test_bench_command_writes_the_documented_json(tmp_path: Path, monkeypatch) -
 def test_every_nth_frame_rows_pay_for_their_steps_in_the_mean(tiny_model) -> None:
     frames = bench_frames(5, size=(64, 96))
     rows = (BenchRow("main_only", "main_only"),
-            BenchRow("every_3", "online", "full", {"shift_gate": None, "batch_size": 1, "micro_batch": 1,
+            BenchRow("every_3", "online", "full", {"guard": None, "batch_size": 1, "micro_batch": 1,
                                                   "every_n_frames": 3}))
     out = time_rows(tiny_model, frames, rows, warmup=1)["every_3"]
     assert out.steps_per_frame == 0.25 and out.frames == 4  # timed frames 1-4: a step on frame 3 only

@@ -13,8 +13,8 @@ from mask2former_ttt.ttt.config import ttt_preset
 
 
 def test_guard_overrides_parse_json_and_plain_values() -> None:
-    assert parse_guard_overrides(["shift_gate=[1.0, 1.6]", "shift_score=quantile", "anchor=0.02"]) == {
-        "shift_gate": [1.0, 1.6], "shift_score": "quantile", "anchor": 0.02}
+    assert parse_guard_overrides(["shift_gate=[1.0, 1.6]", "confidence_gate=null", "anchor=0.02"]) == {
+        "shift_gate": [1.0, 1.6], "confidence_gate": None, "anchor": 0.02}
     assert parse_guard_overrides(["optimizer=adamw", "lr=1e-4"]) == {"optimizer": "adamw", "lr": 1e-4}
     with pytest.raises(ValueError, match="'window' is not a guard or step field"):
         parse_guard_overrides(["window=4"])
@@ -24,14 +24,15 @@ def test_guard_overrides_parse_json_and_plain_values() -> None:
 
 def test_guard_overrides_reach_guarded_rows_only_and_are_validated() -> None:
     rows = with_guard(rows_by_name(["main_task_only", "online_k16", "default_preset", "full_preset"]),
-                      {"shift_score": "quantile", "shift_gate": [1.0, 1.6]})
+                      {"feature_align": 0.1, "shift_gate": [1.0, 1.6]})
     resolved = {r.name: ttt_preset(r.preset, **r.overrides) for r in rows}
     for name in ("default_preset", "full_preset"):
-        assert (resolved[name].shift_score, resolved[name].shift_gate) == ("quantile", (1.0, 1.6))
+        assert (resolved[name].guard.feature_align, resolved[name].guard.shift_gate) == (0.1, (1.0, 1.6))
+    assert resolved["default_preset"].guard.predict_ema == 0.9  # the preset's other guard settings are kept
     for name in ("main_task_only", "online_k16"):  # the paper's rows stay unguarded
-        assert (resolved[name].shift_score, resolved[name].shift_gate) == ("z", None)
-    with pytest.raises(ValueError, match="shift_score"):
-        with_guard(rows_by_name(["default_preset"]), {"shift_score": "median"})
+        assert resolved[name].guard is None
+    with pytest.raises(ValueError, match="anchor"):
+        with_guard(rows_by_name(["default_preset"]), {"anchor": 2.0})
 
 
 def test_each_job_records_per_frame_shift_scores_and_step_scales(tiny_model) -> None:

@@ -81,13 +81,13 @@ def test_run_key_follows_model_and_resolved_configuration(tmp_path: Path) -> Non
     assert run_key(model_dir, row, None) != base
 
 
-def test_the_papers_rows_run_without_the_feature_alignment_term_the_presets_carry() -> None:
+def test_the_papers_rows_run_unguarded_and_the_presets_guarded() -> None:
     from mask2former_ttt.evaluation.protocol import rows_by_name
     from mask2former_ttt.ttt.config import ttt_preset
 
-    def align(name: str) -> float:
+    def guard(name: str):
         row = rows_by_name([name])[0]
-        return ttt_preset(row.preset, **row.overrides).feature_align
+        return ttt_preset(row.preset, **row.overrides).guard
 
-    assert align("online_k16") == align("tent") == align("self_train") == 0.0
-    assert align("full_preset") == align("default_preset") == 0.03
+    assert guard("online_k16") is guard("tent") is guard("self_train") is guard("main_task_only") is None
+    assert guard("full_preset").feature_align == guard("default_preset").feature_align == 0.03

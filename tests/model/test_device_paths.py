@@ -28,7 +28,7 @@ def test_cpu_runs_in_fp32_without_a_scaler_or_pinned_copies():
 def test_stage_syncs_happen_only_when_timing_is_asked(tiny_model, frames, monkeypatch):
     calls: list[torch.device] = []
     monkeypatch.setattr(adapter_module, "synchronize", calls.append)
-    a = build_adapter(tiny_model, "online", "full", batch_size=2, micro_batch=2, shift_gate=None)
+    a = build_adapter(tiny_model, "online", "full", batch_size=2, micro_batch=2, guard=None)
     a.step(frames[0])
     assert calls == []
     a.timing_sync = True

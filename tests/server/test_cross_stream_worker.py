@@ -33,7 +33,7 @@ def _frames(stream: int, n: int) -> list[np.ndarray]:
 
 def _run(model, tmp_path: Path, batch: int, presets: list[str], clips: list[list], pending: list | None = None) -> list[list]:
     """Each stream's deliveries when all streams' frames are queued while the lane is held, then released.
-    `pending` gets each adapter's `pending_step` once the last round is done."""
+    `pending` gets whether each adapter has a step pending once the last round is done."""
     worker = DeviceWorker(model, Metrics(), max_streams=8, max_state_memory=10**9, states_dir=tmp_path / f"s{batch}",
                           lanes=1, cross_stream_batch=batch)
     worker.start()
@@ -56,7 +56,7 @@ def _run(model, tmp_path: Path, batch: int, presets: list[str], clips: list[list
             for out, stream in zip(outs, got):  # every stream's frame t done before t + 1 is queued: same rounds
                 stream.append(out.get(timeout=60))
         if pending is not None:
-            pending += worker.scheduler.submit(lambda: [s.adapter.pending_step for s in sessions], lane=0).result(5)
+            pending += worker.scheduler.submit(lambda: [s.adapter.pending is not None for s in sessions], lane=0).result(5)
         return got
     finally:
         worker.stop()

@@ -89,7 +89,7 @@ def test_two_adapters_are_independent(tiny_model, frames):
 
 
 def test_memory_bytes_matches_tensors_and_is_about_twice_fg_for_sgd(tiny_model, frames):
-    a = build_adapter(tiny_model, "online", "full", optimizer="sgd", momentum=0.9)
+    a = build_adapter(tiny_model, "online", "full", optimizer="sgd")
     for f in frames[:3]:
         a.step(f)
     fg = sum(p.numel() * p.element_size() for n, p in tiny_model.named_parameters() if n in a.names)

@@ -53,13 +53,16 @@ def test_uncertainty_is_one_minus_the_top_class_probability(tiny_model, training
 def test_reference_and_score_are_in_units_of_the_training_images_tail(tiny_model, training) -> None:
     ref = confidence_reference(tiny_model, training)
     assert 0 < ref["median"] < ref["q_high"] < 1
-    scores = sorted(confidence_shift_score(tiny_model, f, ref) for f in training)
+    def score(frame):
+        return confidence_shift_score(float(prediction_uncertainty(tiny_model, frame[None])[0]), ref)
+
+    scores = sorted(score(f) for f in training)
     assert scores[len(scores) // 2] == pytest.approx(0.0, abs=0.1)  # the median training image
     assert scores[-3] <= 1.0 < scores[-1] + 1e-9  # the 99.5 % quantile of 24 lies between the two least confident
     frame = training[0]
     u = float(prediction_uncertainty(tiny_model, frame[None])[0])
     shifted = {"median": u - 0.3, "q_high": u - 0.2}  # u sits 3 tail units above this reference's median
-    assert confidence_shift_score(tiny_model, frame, shifted) == pytest.approx(3.0, rel=1e-4)
+    assert confidence_shift_score(u, shifted) == pytest.approx(3.0, rel=1e-4)
 
 
 def test_confidence_gate_opens_where_the_pixel_gate_stays_closed(gated_model) -> None:
@@ -71,17 +74,11 @@ def test_score_is_measured_with_theta0_not_the_adapted_weights(gated_model) -> N
     check_score_is_theta0s(gated_model, scene(99), "confidence_gate", "confidence_score", ALWAYS)
 
 
-def test_an_earlier_gate_fully_open_skips_the_forward(gated_model, training) -> None:
+def test_a_fully_open_pixel_gate_skips_the_forward(gated_model, monkeypatch) -> None:
+    forwards = count_theta0_forwards(monkeypatch)
     pixel_open = build_adapter(gated_model, "online", "full", shift_gate=ALWAYS, confidence_gate=ALWAYS)
     r = pixel_open.step(scene(99))
-    assert r.stats.step_scale == 1.0 and r.stats.confidence_score is None
-    from mask2former_ttt.ttt.feature_shift import feature_reference
-
-    model = copy.deepcopy(gated_model)
-    model.cfg.feature_stats_reference = feature_reference(model, training)
-    feature_open = build_adapter(model, "online", "full", shift_gate=NEVER, feature_gate=ALWAYS, confidence_gate=ALWAYS)
-    r = feature_open.step(scene(99))
-    assert r.stats.feature_score is not None and r.stats.confidence_score is None and r.stats.step_scale == 1.0
+    assert r.stats.step_scale == 1.0 and r.stats.confidence_score is None and forwards == []
 
 
 def test_checkpoint_without_confidence_reference_runs_with_the_gate_off_and_says_how_to_turn_it_on(
@@ -95,9 +92,10 @@ def test_checkpoint_without_confidence_reference_runs_with_the_gate_off_and_says
     assert "no confidence_reference" in caplog.text and "m2f-ttt calibrate" in caplog.text
     r = a.step(scene(99))
     assert r.stats.step_scale == 0.0 and r.stats.confidence_score is None
-    assert confidence_gate_in_use(gated_model.cfg, a.cfg) == ALWAYS
+    assert confidence_gate_in_use(gated_model.cfg, NEVER, ALWAYS) == ALWAYS
+    assert confidence_gate_in_use(model.cfg, NEVER, ALWAYS) is None
     with pytest.raises(ConfidenceReferenceMissing, match="m2f-ttt calibrate"):
-        confidence_shift_score(gated_model, to_working_resolution(scene(1), gated_model.cfg.image_size), None)
+        confidence_shift_score(0.5, None)
 
 
 def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_stepped_does_not(
@@ -121,8 +119,7 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
     opened.step(scene(98))  # frame 99's step is taken: the weights leave θ0
     assert opened.stepped and forwards == []
     opened.step(scene(97))  # frame 98's gate: its prediction used adapted weights, so θ0 runs
-    assert forwards == [1]
-    assert opened._theta0_uncertainty is None  # and an adapted stream's predictions are not kept as θ0's
+    assert forwards == [1]  # an adapted stream's predictions are not taken for θ0's
     state = opened.state_dict()
     fresh = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, pipelined=True)
     fresh.load_state_dict(state)
@@ -150,35 +147,9 @@ def test_batched_streams_reuse_their_predictions_too(gated_model, monkeypatch) -
 def test_full_and_default_carry_the_gate_chosen_on_domain_a_and_the_others_do_not() -> None:
     from mask2former_ttt.ttt.config import ttt_preset
 
-    # A validation: default in session 12, full in session 13; fast lost its forgetting figure with it (domains.md)
-    assert ttt_preset("default").confidence_gate == ttt_preset("full").confidence_gate == (0.5, 1.5)
-    assert {ttt_preset(p).confidence_gate for p in ("release", "fast")} == {None}
-
-
-def test_confidence_every_reuses_the_last_score_between_forwards_of_theta0(gated_model, monkeypatch) -> None:
-    forwards = count_theta0_forwards(monkeypatch)
-    a = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, confidence_every=3)
-    scores = [a.step(scene(s)).stats.confidence_score for s in range(7)]  # steps before predictions: θ0 each time
-    assert len(forwards) == 3  # frames 0, 3 and 6 (frame 0's, at θ0, is also its prediction)
-    assert scores[0] == scores[1] == scores[2] and scores[3] == scores[4] == scores[5]
-    assert len({scores[0], scores[3], scores[6]}) == 3
-    forwards.clear()
-    every = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS)
-    assert [every.step(scene(s)).stats.confidence_score for s in range(3)][1] != scores[1]
-    assert len(forwards) == 3
-
-
-def test_a_stream_at_theta0_scores_every_frame_from_its_prediction_even_with_confidence_every(
-    gated_model, monkeypatch
-) -> None:
-    """The reuse of an old score is for streams that would pay a forward; one at θ0 has each frame's own score."""
-    forwards = count_theta0_forwards(monkeypatch)
-    closed = {"shift_gate": NEVER, "confidence_gate": (1e5, 2e5), "pipelined": True}
-    sparse = build_adapter(gated_model, "online", "full", confidence_every=4, **closed)
-    dense = build_adapter(gated_model, "online", "full", **closed)
-    got = [sparse.step(scene(s)).stats.confidence_score for s in range(4)][1:]
-    want = [dense.step(scene(s)).stats.confidence_score for s in range(4)][1:]
-    assert forwards == [] and got == pytest.approx(want, rel=1e-6) and len(set(got)) == 3
+    # chosen on A's validation videos; fast lost its final clean segment on return videos with it (guard.md)
+    assert ttt_preset("default").guard.confidence_gate == ttt_preset("full").guard.confidence_gate == (0.5, 1.5)
+    assert ttt_preset("fast").guard.confidence_gate is None and ttt_preset("release").guard is None
 
 
 def test_a_step_before_the_prediction_reuses_the_gates_forward_of_theta0_while_the_gate_stays_shut(
@@ -228,7 +199,8 @@ def test_batched_streams_hand_over_the_gates_theta0_prediction_and_batch_the_res
     calls = count_predictions(gated_model)
     batched: list[int] = []
     real = cross_stream._predict_batched
-    monkeypatch.setattr(cross_stream, "_predict_batched", lambda a, xs: batched.append(len(a)) or real(a, xs))
+    monkeypatch.setattr(cross_stream, "_predict_batched",
+                        lambda a, xs, views: batched.append(len(a)) or real(a, xs, views))
     got = step_many(streams, frames)
     assert len(calls) == 4 and batched == [1]  # three gates' θ0 forwards, then the opened stream's prediction
     for g, w in zip(got, want):
@@ -240,9 +212,10 @@ def test_the_gates_theta0_prediction_is_handed_only_to_the_frame_it_was_made_for
     """A caller driving the stream's parts (begin_frame, adapt, predict) that predicts another frame gets that
     frame's own prediction, not the gated frame's."""
     shut = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
-    x, stats, due = shut.begin_frame(scene(99))
-    assert due
-    shut.adapt(stats)
+    work = shut.begin_frame(scene(99))
+    assert work.due
+    shut.adapt(work.stats, work.theta0)
+    assert work.theta0.logits is not None  # the gate's θ0 forward, kept for the frame's own prediction
     other = to_working_resolution(scene(98), gated_model.cfg.image_size, gated_model.cfg.max_size)
     want = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=None).predict(other)
     got = shut.predict(other)

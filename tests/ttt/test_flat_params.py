@@ -13,7 +13,8 @@ from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.ttt.flat_params import FlatParams, flat_theta0
 from mask2former_ttt.ttt.param_groups import GroupSpec, group_specs
-from tests.random_model import random_model
+from mask2former_ttt.ttt.objectives import MASK_PATCH
+from tests.random_model import random_model, without_drop_path
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def _frame(seed: int) -> torch.Tensor:
 def test_one_step_equals_the_per_tensor_reference(model) -> None:
     """SGD + momentum (first step: buf = g), global-norm clipping and the anchor pull, computed tensor by tensor
     with functional_call, give the weights the flat adapter ends with."""
-    cfg = ttt_preset("full", batch_size=1, micro_batch=1, shift_gate=None, drop_path=False, lr=0.05, grad_clip=0.5)
+    model = without_drop_path(model)  # no input statistics: the guard's gates and alignment are off, its anchor not
+    cfg = ttt_preset("full", batch_size=1, micro_batch=1, lr=0.05, grad_clip=0.5, anchor=0.01)
     a = build_adapter(model, "online", cfg)
     frame = _frame(0)
     gen_state = a.generator.get_state()
@@ -46,7 +48,7 @@ def test_one_step_equals_the_per_tensor_reference(model) -> None:
     idx = torch.randint(1, (1,), generator=g)  # with-replacement sampling draws an index first
     assert int(idx) == 0
     batch = normalize(x[None], model.cfg)
-    visible = random_patch_mask(1, batch.shape[2], batch.shape[3], cfg.mask_patch, cfg.mask_ratio, g)
+    visible = random_patch_mask(1, batch.shape[2], batch.shape[3], MASK_PATCH, cfg.mask_ratio, g)
     theta0 = {n: model.get_parameter(n) for n in a.theta0}
     p = {n: t.detach().clone().requires_grad_(True) for n, t in theta0.items()}
     pred = functional_call(model, p, (with_flag(batch, visible),), {"mode": "reconstruct"}, strict=False)
@@ -57,7 +59,7 @@ def test_one_step_equals_the_per_tensor_reference(model) -> None:
     scale = min(1.0, cfg.grad_clip / (float(norm) + 1e-6))
     for (n, t), gr in zip(p.items(), grads):
         want = t.detach() - cfg.lr * gr * scale
-        want = torch.lerp(want, theta0[n], cfg.anchor)
+        want = torch.lerp(want, theta0[n], cfg.guard.anchor)
         assert torch.allclose(a.params[n], want, atol=1e-6, rtol=1e-5), n
     assert float(norm) > cfg.grad_clip  # the clipping branch was exercised
     assert isinstance(a, StreamAdapter)
@@ -95,13 +97,13 @@ def test_groups_are_contiguous_slices_with_their_lr_and_decay(model) -> None:
 def test_theta0_flat_copy_is_shared_per_replica(model) -> None:
     import copy
 
-    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, shift_gate=None)
-    b = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, shift_gate=None)
+    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, guard=None)
+    b = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, guard=None)
     a.step(_frame(1))
     b.step(_frame(2))
     assert a._theta0_flat() is b._theta0_flat()
     replica = copy.deepcopy(model)
-    c = build_adapter(replica, "online", "full", batch_size=1, micro_batch=1, shift_gate=None)
+    c = build_adapter(replica, "online", "full", batch_size=1, micro_batch=1, guard=None)
     c.step(_frame(3))
     assert c._theta0_flat() is not a._theta0_flat()
     assert torch.equal(c._theta0_flat(), a._theta0_flat())
@@ -109,7 +111,7 @@ def test_theta0_flat_copy_is_shared_per_replica(model) -> None:
 
 
 def test_rollback_restores_theta0_through_the_flat_copy(model) -> None:
-    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, shift_gate=None)
+    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, guard=None)
     a.step(_frame(4))
     assert any(not torch.equal(p, a.theta0[n]) for n, p in a.params.items())
     from mask2former_ttt.ttt.stats import StepStats

@@ -11,7 +11,7 @@ from mask2former_ttt.ttt.frames import to_working_resolution
 
 
 def _online(model, **kw):
-    return build_adapter(model, "online", "full", batch_size=2, micro_batch=2, shift_gate=None, **kw)
+    return build_adapter(model, "online", "full", batch_size=2, micro_batch=2, guard=None, **kw)
 
 
 def test_no_grad_buffers_are_kept_between_frames(tiny_model, frames) -> None:
@@ -37,7 +37,7 @@ def test_rollback_paths_free_gradients_too(tiny_model, frames) -> None:
     from mask2former_ttt.ttt.adapter import StreamAdapter
     from mask2former_ttt.ttt.config import ttt_preset
 
-    cfg = ttt_preset("full", batch_size=2, micro_batch=2, shift_gate=None)
+    cfg = ttt_preset("full", batch_size=2, micro_batch=2, guard=None)
     a = StreamAdapter(tiny_model, cfg, objective=exploding)
     a.step(frames[0])
     r = a.step(frames[1])

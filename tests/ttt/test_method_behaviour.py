@@ -16,6 +16,7 @@ from mask2former_ttt.ttt.baselines import ClassBalanceReset
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.objectives import entropy_loss, self_train_loss
 from model.masking import normalize, with_flag
+from tests.random_model import without_drop_path
 from model.ymodel import ENCODER_PREFIX
 
 SMALL = {"batch_size": 2, "micro_batch": 2}
@@ -128,8 +129,9 @@ def _encoder_layernorm_names(model) -> set[str]:
 
 
 def test_tent_adapts_only_encoder_norms_by_entropy(tiny_model, frames):
+    tiny_model = without_drop_path(tiny_model)
     before = _model_state(tiny_model)
-    a = build_adapter(tiny_model, "tent", "full", drop_path=False, **SMALL)
+    a = build_adapter(tiny_model, "tent", "full", **SMALL)
     r = a.step(frames[0])
     norms = _encoder_layernorm_names(tiny_model)
     assert norms and set(a.params) == norms
@@ -143,8 +145,9 @@ def test_tent_adapts_only_encoder_norms_by_entropy(tiny_model, frames):
 
 
 def test_self_train_adapts_only_the_encoder_on_pseudo_labels_of_masked_input(trained_model, frames):
-    # the objective alone: without `full`'s feature-alignment term (the protocol's paper rows run without it too)
-    a = build_adapter(trained_model, "self_train", "full", shift_gate=None, drop_path=False, feature_align=0.0, **SMALL)
+    # the objective alone: without the guard's feature-alignment term (the protocol's paper rows run without it too)
+    trained_model = without_drop_path(trained_model)
+    a = build_adapter(trained_model, "self_train", "full", guard=None, **SMALL)
     seen = []
     objective = a.objective
 

@@ -1,4 +1,4 @@
-"""`predict_ema`: predictions run with a moving average of the adapted weights (a mean teacher), while the TTT
+"""The guard's `predict_ema`: predictions run with a moving average of the adapted weights (a mean teacher), while the TTT
 steps train the weights themselves."""
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ def test_predictions_use_the_moving_average_of_the_weights(tiny_model) -> None:
         result = a.step(frame)
         weights = a.flat.data.clone()
         expected = weights if expected is None else 0.75 * expected + 0.25 * weights
-    torch.testing.assert_close(a.ema, expected)
-    assert (a.ema - a.flat.data).abs().max() > 1e-5  # the average lags the weights
+    torch.testing.assert_close(a.average, expected)
+    assert (a.average - a.flat.data).abs().max() > 1e-5  # the average lags the weights
     x = a.window[-1]
     from model.masking import normalize, with_flag
 
     with torch.no_grad():
-        want = a.forward(with_flag(normalize(x[None], tiny_model.cfg)), "predict", a._applied(a.flat.views(expected)))
+        want = a.forward(with_flag(normalize(x[None], tiny_model.cfg)), "predict", a.flat.views(expected))
         latest = a.forward(with_flag(normalize(x[None], tiny_model.cfg)), "predict")
     torch.testing.assert_close(result.class_logits, want.class_logits[0].float())
     assert not torch.allclose(result.class_logits, latest.class_logits[0].float(), atol=1e-6)
@@ -41,10 +41,10 @@ def test_the_average_survives_state_round_trips_and_restarts_after_a_rollback(ti
         a.step(frame)
     b = build_adapter(tiny_model, preset="full", predict_ema=0.5)
     b.load_state_dict(a.state_dict())
-    torch.testing.assert_close(b.ema, a.ema)
+    torch.testing.assert_close(b.average, a.average)
     torch.testing.assert_close(b.step(clip[3]).class_logits, a.step(clip[3]).class_logits)
     a.rollback(StepStats(frame_index=4), "test")
-    assert a.ema is None  # the next frame's average starts from the restored weights
+    assert a.average is None  # the next frame's average starts from the restored weights
     assert a.memory_bytes() < b.memory_bytes()
     assert b.estimated_memory_bytes() > build_adapter(tiny_model, preset="full").estimated_memory_bytes()
 
@@ -52,12 +52,13 @@ def test_the_average_survives_state_round_trips_and_restarts_after_a_rollback(ti
 def test_on_in_default_only_and_validated(tiny_model) -> None:
     from mask2former_ttt.ttt.config import ttt_preset
 
-    assert ttt_preset("default").predict_ema == 0.9  # chosen on domain A's validation videos (session 10)
-    assert {ttt_preset(p).predict_ema for p in ("release", "full", "fast")} == {0.0}
+    assert ttt_preset("default").guard.predict_ema == 0.9  # chosen on domain A's validation videos
+    assert {ttt_preset(p).guard.predict_ema for p in ("full", "fast")} == {0.0}
+    assert ttt_preset("release").guard is None
     a = build_adapter(tiny_model, preset="full")
     for frame in _clip(2):
         a.step(frame)
-    assert a.ema is None  # off: predictions use the latest weights
+    assert a.average is None  # off: predictions use the latest weights
     with pytest.raises(ValueError):
         build_adapter(tiny_model, preset="default", predict_ema=1.0)
 
@@ -67,7 +68,7 @@ def test_the_average_follows_the_relaxation_of_skipped_frames(tiny_model) -> Non
     clip = _clip(4)
     for frame in clip[:2]:
         a.step(frame)
-    a._shift_gate = lambda stats: 0.0  # the gate closes: no step, the weights relax toward θ0
-    before = a.ema.clone()
+    a.guard.step_scale = lambda *args: 0.0  # the gate closes: no step, the weights relax toward θ0
+    before = a.average.clone()
     a.step(clip[2])
-    torch.testing.assert_close(a.ema, 0.5 * before + 0.5 * a.flat.data)
+    torch.testing.assert_close(a.average, 0.5 * before + 0.5 * a.flat.data)

@@ -23,8 +23,9 @@ from mask2former_ttt.ttt.adapter import StreamAdapter
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.frames import to_working_resolution, working_size
 from mask2former_ttt.ttt.objectives import mae_loss
+from mask2former_ttt.ttt.stats import StepStats
 
-SMALL = {"batch_size": 2, "micro_batch": 2, "shift_gate": None}
+SMALL = {"batch_size": 2, "micro_batch": 2, "guard": None}
 
 
 def _names(n: int) -> list[str]:
@@ -106,7 +107,7 @@ def test_kitti_samples_are_512x1024_windows_or_the_whole_dimension(tiny_model, h
     a = StreamAdapter(tiny_model, TTTConfig(sample_augment="kitti", batch_size=4, micro_batch=4))
     frame = _coordinate_frame(*hw)
     a.window.append(frame)
-    batch, valid = a._sample_batch()
+    batch, valid = a.sample_batch(StepStats(frame_index=0))
     assert batch.shape == (4, 3, *crop) and valid is None
     full = normalize(frame[None], tiny_model.cfg)[0]
     offsets = set()
@@ -169,7 +170,7 @@ def test_coco_keeps_tiny_scales_at_one_patch_and_steps_on_the_tiny_model(tiny_mo
     monkeypatch.setattr(sample_augment, "COCO_SCALE", (0.1, 0.1))  # 96x128 at 0.1 of a 128 square: 10 x 13 px
     a = StreamAdapter(tiny_model, ttt_preset("full", sample_augment="coco", **SMALL))
     a.window.append(to_working_resolution(frames[0], 128))  # (3, 128, 160)
-    batch, valid = a._sample_batch()
+    batch, valid = a.sample_batch(StepStats(frame_index=0))
     assert batch.shape == (2, 3, 160, 160) and valid.shape == (2, 1, 160, 160)
     for v in valid:  # the resized frame is 32 x 40 (clamped up from 13 x 16), placed at the top left
         assert int(v.sum()) == 32 * 40 and v[0, :32, :40].all()
@@ -213,7 +214,7 @@ def test_samples_are_reproducible_under_the_seed(tiny_model, frames, augment) ->
         a = StreamAdapter(tiny_model, ttt_preset("full", sample_augment=augment, **SMALL), seed=seed)
         big = torch.cat([frames[0]] * 6, dim=1).repeat(1, 1, 9)  # (3, 576, 1152): larger than the KITTI crop
         a.window.extend([big, big.flip(-1)])
-        return [a._sample_batch()[0] for _ in range(2)]
+        return [a.sample_batch(StepStats(frame_index=0))[0] for _ in range(2)]
 
     first, again, other = draw(0), draw(0), draw(1)
     assert all(torch.equal(x, y) for x, y in zip(first, again))
@@ -242,8 +243,6 @@ def test_auto_follows_the_label_set_and_the_release_preset_uses_it(tiny_model) -
     coco = copy.copy(tiny_model)
     coco.cfg = tiny_config(class_names=_names(80))
     assert build_adapter(coco, "online", "release").augment == "coco"
-    with pytest.raises(ValueError, match="pick one"):
-        TTTConfig(crop=(64, 64), sample_augment="kitti")
 
 
 # ---- converters: the release's inference size per label set --------------------------------------------------------

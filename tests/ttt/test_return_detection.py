@@ -1,7 +1,8 @@
-"""Return detection (issue 12, forgetting on drift-and-return streams): after `return_frames` consecutive frames
+"""The guard's return detection (forgetting on drift-and-return streams): after `RETURN_FRAMES` consecutive frames
 with the shift gate closed, the stream counts as back on the training domain and relaxes toward θ0 by
-`return_anchor` per frame instead of `anchor`, with its optimizer state dropped once; one open frame restarts
-the count, so a flickering score does not reset the weights."""
+`RETURN_ANCHOR` per frame instead of `anchor`, with its optimizer state dropped once; one open frame restarts
+the count, so a flickering score does not reset the weights; `RETURN_SNAP_FRAMES` closed frames later the weights
+are θ0 exactly. The constants are patched here to keep the streams short."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import copy
 import pytest
 import torch
 
-from mask2former_ttt.evaluation.protocol import parse_guard_overrides
-from mask2former_ttt.ttt import build_adapter
+from mask2former_ttt.ttt import build_adapter, guard
 from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.shift_score import reference_statistics
@@ -43,6 +43,18 @@ def gated_model(tiny_model, frames):
     return model
 
 
+@pytest.fixture
+def returns(monkeypatch):
+    """Set the return constants: returns(frames, anchor, snap)."""
+
+    def set_(frames: int = 5, anchor: float = 0.2, snap: int = 50) -> None:
+        monkeypatch.setattr(guard, "RETURN_FRAMES", frames)
+        monkeypatch.setattr(guard, "RETURN_ANCHOR", anchor)
+        monkeypatch.setattr(guard, "RETURN_SNAP_FRAMES", snap)
+
+    return set_
+
+
 def _distance(a) -> float:
     return sum(float((a.params[n].detach() - a.theta0[n]).norm()) for n in a.theta0)
 
@@ -55,8 +67,9 @@ def _adapted(model, frames, **kw):
     return a
 
 
-def test_return_detected_after_n_closed_frames_relaxes_fast_and_drops_momentum(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=3, return_anchor=0.5)
+def test_return_detected_after_n_closed_frames_relaxes_fast_and_drops_momentum(gated_model, frames, returns) -> None:
+    returns(3, 0.5)
+    a = _adapted(gated_model, frames)
     moved = _distance(a)
     for expected in (0.9, 0.9 * 0.9):  # the first two closed frames: the ordinary anchor
         assert a.step(frames[4]).stats.step_scale == 0.0
@@ -65,24 +78,26 @@ def test_return_detected_after_n_closed_frames_relaxes_fast_and_drops_momentum(g
     a.step(frames[5])  # third closed frame: return detected
     assert _distance(a) == pytest.approx(0.81 * 0.5 * moved, rel=2e-2)
     assert a.optimizer is None
-    assert a.closed_frames == 3
+    assert a.guard.shut_frames == 3
     a.step(frames[6])
     assert _distance(a) == pytest.approx(0.81 * 0.25 * moved, rel=2e-2)
 
 
-def test_return_anchor_one_resets_to_theta0(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=1, return_anchor=1.0)
+def test_return_anchor_one_resets_to_theta0(gated_model, frames, returns) -> None:
+    returns(1, 1.0)
+    a = _adapted(gated_model, frames)
     a.step(frames[4])
     assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
 
 
-def test_one_open_frame_restarts_the_count(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=3, return_anchor=1.0)
+def test_one_open_frame_restarts_the_count(gated_model, frames, returns) -> None:
+    returns(3, 1.0)
+    a = _adapted(gated_model, frames)
     a.step(frames[4])
     a.step(frames[5])
-    assert a.closed_frames == 2
+    assert a.guard.shut_frames == 2
     assert a.step(noisy(frames[6])).stats.step_scale == 1.0  # the score flickers back up
-    assert a.closed_frames == 0
+    assert a.guard.shut_frames == 0
     moved = _distance(a)
     a.step(frames[7])
     a.step(frames[4])  # two closed frames again: not yet a return, ordinary relaxation only
@@ -90,55 +105,36 @@ def test_one_open_frame_restarts_the_count(gated_model, frames) -> None:
     assert a.optimizer is not None
 
 
-def test_off_keeps_the_slow_anchor(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=None)
-    moved = _distance(a)
-    for _ in range(6):
-        a.step(frames[4])
-    assert _distance(a) == pytest.approx(0.9 ** 6 * moved, rel=2e-2)
-
-
-def test_closed_frame_count_survives_state_dict(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=3, return_anchor=0.5)
+def test_closed_frame_count_survives_state_dict(gated_model, frames, returns) -> None:
+    returns(3, 0.5)
+    a = _adapted(gated_model, frames)
     a.step(frames[4])
     a.step(frames[5])
-    b = build_adapter(gated_model, "online", "full", shift_gate=GATE, anchor=0.1, return_frames=3, return_anchor=0.5)
+    b = build_adapter(gated_model, "online", "full", shift_gate=GATE, anchor=0.1)
     b.load_state_dict(a.state_dict())
-    assert b.closed_frames == 2
+    assert b.guard.shut_frames == 2
     moved = _distance(b)
     b.step(frames[6])  # the third closed frame in a row, counted across the save
     assert _distance(b) == pytest.approx(0.5 * moved, rel=2e-2)
 
 
-def test_return_fields_are_guard_fields() -> None:
-    assert parse_guard_overrides(["return_frames=5", "return_anchor=0.3"]) == {"return_frames": 5, "return_anchor": 0.3}
-    assert ttt_preset("default", return_frames=5).return_frames == 5
+def test_the_paper_rows_never_detect_a_return(gated_model, frames) -> None:
+    # unguarded: every frame steps, so the count never starts
+    a = build_adapter(gated_model, "online", "full", guard=None)
+    for _ in range(6):
+        assert a.step(frames[4]).stats.step_scale == 1.0
+    assert a.guard.shut_frames == 0 and ttt_preset("release").guard is None
 
 
-def test_guarded_presets_detect_returns() -> None:
-    # chosen on domain A's validation return videos (docs/benchmark/domains.md); the paper's rows have no gate,
-    # so the count never starts there
-    for name in ("full", "default", "fast"):
-        cfg = ttt_preset(name)
-        assert (cfg.return_frames, cfg.return_anchor, cfg.return_snap_frames) == (5, 0.2, 50)
-    assert ttt_preset("release").return_frames is None
-
-
-def test_a_long_return_snaps_the_weights_and_their_average_to_theta0_exactly(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=2, return_anchor=0.5, return_snap_frames=3, predict_ema=0.5)
+def test_a_long_return_snaps_the_weights_and_their_average_to_theta0_exactly(gated_model, frames, returns) -> None:
+    returns(2, 0.5, 3)
+    a = _adapted(gated_model, frames, predict_ema=0.5)
     for _ in range(4):  # 2 closed frames confirm the return, 2 more relax: not yet the 3 the snap waits for
         a.step(frames[4])
     assert a.stepped and not all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
     a.step(frames[4])
     assert not a.stepped
     assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0)
-    assert torch.equal(a.ema, a._theta0_flat())  # predictions are θ0's again
+    assert torch.equal(a.average, a._theta0_flat())  # predictions are θ0's again
     a.step(frames[4])  # further closed frames keep θ0 (relaxing θ0 toward θ0 is exact)
     assert all(torch.equal(a.params[n], a.theta0[n]) for n in a.theta0) and not a.stepped
-
-
-def test_without_the_snap_the_weights_only_relax(gated_model, frames) -> None:
-    a = _adapted(gated_model, frames, return_frames=2, return_anchor=0.5, return_snap_frames=None)
-    for _ in range(6):
-        a.step(frames[4])
-    assert a.stepped and 0 < _distance(a)

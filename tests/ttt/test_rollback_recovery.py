@@ -17,7 +17,7 @@ def test_one_rollback_when_the_loss_level_jumps_then_adaptation_resumes(tiny_mod
     def objective(forward, x, cfg, generator):  # noqa: ANN001, ANN202
         return mae_loss(forward, x, cfg, generator) * scale["value"]
 
-    cfg = ttt_preset("full", batch_size=1, micro_batch=1, shift_gate=None)
+    cfg = ttt_preset("full", batch_size=1, micro_batch=1, guard=None)
     a = StreamAdapter(tiny_model, cfg, seed=0, objective=objective)
     g = torch.Generator().manual_seed(0)
     frames = [(torch.rand(3, 64, 80, generator=g) * 255).to(torch.uint8) for _ in range(4)]

@@ -96,42 +96,11 @@ def test_gate_is_off_without_a_reference_in_the_checkpoint(tiny_model, frames) -
     assert r.stats.step_scale == 1.0 and r.stats.steps_taken == 1 and r.stats.shift_score is None
 
 
-# ---- the quantile score: distances in units of the training set's own tail, per side ----------------------------
-def _stat_frames(values: list[float]) -> list[torch.Tensor]:
-    """Flat grey frames (3, 16, 16) whose mean brightness is each of `values` (0-1)."""
-    return [torch.full((3, 16, 16), v) for v in values]
-
-
-def test_quantile_score_measures_each_side_in_its_own_tail_units() -> None:
-    # a skewed training set: brightness mostly near 0.30, a long tail up to 0.70, a short one down to 0.25
-    values = [0.25 + 0.05 * (i / 199) for i in range(200)] + [0.30 + 0.40 * (i / 19) for i in range(20)]
-    ref = reference_statistics(_stat_frames(values))
-    med, lo, hi = ref["median"][2], ref["q_low"][2], ref["q_high"][2]
-    assert lo < med < hi and (hi - med) > 5 * (med - lo)
-    at = lambda v: shift_score(torch.full((3, 16, 16), v), ref, "quantile")  # noqa: E731
-    assert at(med) == pytest.approx(0.0, abs=1e-6)
-    assert at(hi) == pytest.approx(1.0, rel=1e-6) and at(lo) == pytest.approx(1.0, rel=1e-6)
-    assert at(med + 2 * (hi - med)) == pytest.approx(2.0, rel=1e-6)
-    assert at(med - 2 * (med - lo)) == pytest.approx(2.0, rel=1e-6)
-    # the same brightness rise scores far lower on the long side than the z-score's symmetric units say
-    assert at(med + 0.1) < 0.5 * shift_score(torch.full((3, 16, 16), med + 0.1), ref, "z")
-
-
-def test_quantile_gate_on_a_reference_without_quantiles_is_refused_when_the_stream_starts(gated_model) -> None:
-    from mask2former_ttt.ttt.shift_score import ReferenceTooOld
-
-    old = copy.deepcopy(gated_model)
-    old.cfg.input_stats_reference = {k: old.cfg.input_stats_reference[k] for k in ("mean", "std")}
-    with pytest.raises(ReferenceTooOld, match="m2f-ttt calibrate"):
-        build_adapter(old, "online", "full", shift_gate=(1.0, 1.6), shift_score="quantile")
-    build_adapter(old, "online", "full", shift_gate=(2.5, 4.0), shift_score="z")  # the z score needs no quantiles
-
-
-def test_adapter_gates_on_the_configured_score(gated_model, frames) -> None:
+def test_adapter_gates_on_the_pixel_shift_score(gated_model, frames) -> None:
     ref = gated_model.cfg.input_stats_reference
     frame = noisy(frames[2], 20.0)
     working = to_working_resolution(frame, gated_model.cfg.image_size)
-    for kind in ("z", "quantile"):
-        a = build_adapter(gated_model, "online", "full", shift_gate=(0.5, 1e6), shift_score=kind)
-        assert a.step(frame).stats.shift_score == pytest.approx(shift_score(working, ref, kind))
-    assert shift_score(working, ref, "z") != pytest.approx(shift_score(working, ref, "quantile"))
+    a = build_adapter(gated_model, "online", "full", shift_gate=(0.5, 1e6), confidence_gate=None)
+    r = a.step(frame)
+    assert r.stats.shift_score == pytest.approx(shift_score(working, ref))
+    assert r.stats.step_scale == pytest.approx((shift_score(working, ref) - 0.5) / (1e6 - 0.5))

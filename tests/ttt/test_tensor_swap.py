@@ -11,7 +11,6 @@ from model.config import preset
 from model.masking import normalize, with_flag
 from mask2former_ttt.ttt import build_adapter
 from mask2former_ttt.ttt.param_groups import mae_names
-from mask2former_ttt.ttt.config import ttt_preset
 from mask2former_ttt.ttt.tensor_swap import TensorSwap
 from tests.random_model import random_model
 
@@ -28,7 +27,7 @@ def _stream_tensors(model, names):
 
 
 def test_outputs_and_gradients_equal_functional_call(model) -> None:
-    names = mae_names(model, ttt_preset("full"))
+    names = mae_names(model)
     tensors = _stream_tensors(model, names)
     x = with_flag(normalize(torch.randint(0, 255, (1, 3, 64, 96), dtype=torch.uint8), model.cfg))
     swap = TensorSwap(model, names)
@@ -43,7 +42,7 @@ def test_outputs_and_gradients_equal_functional_call(model) -> None:
 
 
 def test_shared_parameters_are_back_after_the_call_and_after_an_exception(model) -> None:
-    names = mae_names(model, ttt_preset("full"))
+    names = mae_names(model)
     before = {n: p for n, p in model.named_parameters()}
     swap = TensorSwap(model, names)
     x = with_flag(normalize(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), model.cfg))
@@ -64,7 +63,7 @@ def test_names_that_are_not_parameters_are_refused(model) -> None:
 
 def test_the_adapter_predicts_with_its_adapted_tensors(model) -> None:
     """After a step the stream's prediction differs from the shared model's, and the shared model is untouched."""
-    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, shift_gate=None, lr=1.0)
+    a = build_adapter(model, "online", "full", batch_size=1, micro_batch=1, guard=None, lr=1.0)
     frame = torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     a.step(frame)
     x = with_flag(normalize(frame[None], model.cfg))
