@@ -6,7 +6,7 @@ and the medians reported, in one run.
 
     python scripts/bench_ray_service.py --streams 4 --seconds 20 --rounds 2 --json docs/benchmark/ray_service.json
 
-One torch thread per worker (`M2F_TORCH_THREADS=1`); the Ray service starts its own local Ray on this machine.
+One torch thread per worker (`M2F_WORKER_TORCH_THREADS=1`); the Ray service starts its own local Ray on this machine.
 Uses the bundled demo model unless --model is given; frames: `bigbuckbunny.mp4` at --width px.
 """
 

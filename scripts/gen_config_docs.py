@@ -4,7 +4,8 @@
     python scripts/gen_config_docs.py            # rewrite docs/configuration.md
     python scripts/gen_config_docs.py --check    # exit 1 if the committed file is out of date
 
-One row per setting: environment variable, type, default, constraints and description, in the model's order.
+One table per group of settings (`M2F_<GROUP>_<FIELD>`), after the process-wide ones (`M2F_<FIELD>`); one row per
+setting: environment variable, type, default, constraints and description, in the model's order.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ HEADER = """\
      run `python scripts/gen_config_docs.py` after changing the settings (a test checks this file is current). -->
 
 The service (`m2f-ttt serve`, the Docker image) reads its settings from environment variables with the prefix
-`{prefix}` (pydantic-settings; names are case-insensitive). {doc}
+`{prefix}` (pydantic-settings; names are case-insensitive). Settings come in groups, one prefix each:
+`{prefix}<GROUP>_<NAME>` (`{prefix}STREAMS_MAX` is `max` of the `streams` group); the process-wide ones have none.
+{doc}
 
-Example: `M2F_MAX_STREAMS=4 M2F_API_KEYS=key1,key2 M2F_DEVICE=cuda m2f-ttt serve --host 0.0.0.0`.
+Example: `M2F_STREAMS_MAX=4 M2F_API_KEYS=key1,key2 M2F_MODEL_DEVICE=cuda m2f-ttt serve --host 0.0.0.0`.
 Relative paths are relative to the working directory. The Docker image sets `M2F_MODEL_PATH=/models`,
-`M2F_JOBS_DIR=/data/jobs` and `M2F_STATES_DIR=/data/stream-states`.
-
+`M2F_JOBS_DIR=/data/jobs` and `M2F_CHECKPOINT_DIR=/data/stream-states`.
+"""
+TABLE_HEAD = """\
 | environment variable | type | default | description |
 |---|---|---|---|
 """
@@ -132,19 +136,47 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def env_fields() -> list[tuple[str | None, str, FieldInfo]]:
+    """(group or None, environment variable, field) of every setting, in the model's order: the process-wide
+    ones, then each group's."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    groups = Settings.groups()
+    out: list[tuple[str | None, str, FieldInfo]] = []
+    for name, field in Settings.model_fields.items():
+        if name not in groups:
+            out.append((None, f"{prefix}{name.upper()}", field))
+    for group, model in groups.items():
+        for name, field in model.model_fields.items():
+            out.append((group, f"{prefix}{group.upper()}_{name.upper()}", field))
+    return out
+
+
+def _row(env: str, field: FieldInfo) -> str:
+    description = _cell(field.description or "")
+    limit = constraints(field)
+    if limit:
+        description = f"{description} ({limit})" if description else limit
+    return f"| `{env}` | {type_name(field.annotation)} | {_cell(default_text(field))} | {description} |\n"
+
+
 def render() -> str:
     """The whole Markdown document."""
     prefix = Settings.model_config.get("env_prefix", "")
     module_doc = sys.modules[Settings.__module__].__doc__ or ""
     doc = " ".join(line.strip() for line in module_doc.split("\n\n", 1)[-1].splitlines())
     lines = [HEADER.format(prefix=prefix, doc=doc.strip())]
-    for name, field in Settings.model_fields.items():
-        env = f"`{prefix}{name.upper()}`"
-        description = _cell(field.description or "")
-        limit = constraints(field)
-        if limit:
-            description = f"{description} ({limit})" if description else limit
-        lines.append(f"| {env} | {type_name(field.annotation)} | {_cell(default_text(field))} | {description} |\n")
+    groups = Settings.groups()
+    current: object = ...
+    for group, env, field in env_fields():
+        if group != current:
+            current = group
+            if group is None:
+                lines.append(f"\n## The process (`{prefix}<NAME>`)\n\n")
+            else:
+                summary = " ".join((groups[group].__doc__ or "").split())
+                lines.append(f"\n## {group} (`{prefix}{group.upper()}_<NAME>`)\n\n{summary}\n\n")
+            lines.append(TABLE_HEAD)
+        lines.append(_row(env, field))
     return "".join(lines)
 
 

@@ -41,12 +41,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        device = resolve_device("cpu" if settings.backend == "ray" else settings.device)  # ray: actors hold devices
-        model = await asyncio.to_thread(load_checkpoint, settings.model_path, device)
+        # ray: the actors hold the devices
+        device = resolve_device("cpu" if settings.backend == "ray" else settings.model.device)
+        model = await asyncio.to_thread(load_checkpoint, settings.model.path, device)
         metrics: Metrics = app.state.metrics
         worker = await asyncio.to_thread(build_worker, settings, model, device, metrics, adapter_factory)
         worker.start()
-        store = JobStore(settings.jobs_dir)
+        store = JobStore(settings.jobs.dir)
         runner = JobRunner(store, worker, settings, metrics)
         for job_id in store.load():
             runner.enqueue(job_id)
@@ -64,10 +65,10 @@ def create_app(
         log.info(
             "service ready",
             extra=kv(
-                model=str(settings.model_path),
+                model=str(settings.model.path),
                 device=str(device),
                 name=model.cfg.name,
-                max_streams=settings.max_streams,
+                max_streams=settings.streams.max,
                 auth=settings.auth_enabled,
                 backend=settings.backend,
             ),

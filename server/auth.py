@@ -1,6 +1,6 @@
 """API-key auth and tenancy for HTTP and WebSocket routes.
 
-When `M2F_API_KEYS` (or `M2F_ADMIN_API_KEYS`) is set, a request must carry one of the keys as `X-API-Key: <key>` or
+When `M2F_API_KEYS` (or `M2F_API_ADMIN_KEYS`) is set, a request must carry one of the keys as `X-API-Key: <key>` or
 `Authorization: Bearer <key>`. WebSocket clients that cannot set headers (browsers) send the key in their first
 message (`{"type": "start", "api_key": ...}` on `/v1/streams/ws`, `{"type": "auth", "api_key": ...}` on a camera's
 results socket); `?api_key=` in the URL still works for old clients but is redacted from the logs.
@@ -57,8 +57,8 @@ def authenticate(settings: Settings, key: str | None) -> Principal | None:
         return ANONYMOUS
     if not key:
         return None
-    admin = _matches(key, settings.admin_api_keys)
-    if admin or _matches(key, settings.api_keys):
+    admin = _matches(key, settings.api.admin_keys)
+    if admin or _matches(key, settings.api.keys):
         return Principal(key_id(key), admin=admin)
     return None
 

@@ -47,7 +47,7 @@ def bench(
     swin_s: bool = typer.Option(True, help="also time swin-s (small resolution on CPU); off with --quick"),
     cross_stream_batch: int = typer.Option(
         4, min=0, help="streams of the cross-stream batching rows: N streams one after another vs one batched call "
-        "(library), and a server lane batching N streams (M2F_CROSS_STREAM_BATCH) beside the serial lane; 0: skip",
+        "(library), and a server lane batching N streams (M2F_WORKER_CROSS_STREAM_BATCH) beside the serial lane; 0: skip",
     ),
 ) -> None:
     """Time main_only / default / fast / release / online_k16 per frame (interleaved, mean s/frame, ratio to
@@ -111,7 +111,7 @@ def bench(
             secs = seconds or (8.0 if quick else 20.0)
             srv = server_rows(model, model_dir, clip, counts, secs, None)
             multi = tuple(c for c in counts if c > 1) or counts
-            one_by_one = {"M2F_CROSS_STREAM_BATCH": "1"}
+            one_by_one = {"M2F_WORKER_CROSS_STREAM_BATCH": "1"}
             serial = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=one_by_one)
             extra["server"] = {k: vars(v) for k, v in srv.items()}
             extra["server_serial"] = {k: vars(v) for k, v in serial.items()}
@@ -120,7 +120,7 @@ def bench(
             from server.worker.layout import cross_stream_batch as default_batch
 
             if cross_stream_batch > 1 and default_batch(device, None) != cross_stream_batch:  # else the rows above
-                batch_env = {"M2F_CROSS_STREAM_BATCH": str(cross_stream_batch)}
+                batch_env = {"M2F_WORKER_CROSS_STREAM_BATCH": str(cross_stream_batch)}
                 batched = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=batch_env)
                 extra["server_batched"] = {k: vars(v) for k, v in batched.items()}
                 _print_server(f"one lane batching up to {cross_stream_batch} streams per call", batched)

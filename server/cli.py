@@ -16,9 +16,9 @@ WS_HEADROOM_BYTES = 1024 * 1024
 
 
 def ws_max_size(max_frame_bytes: int) -> int:
-    """uvicorn's hard cap on one WebSocket message: twice `M2F_MAX_FRAME_BYTES` plus 1 MiB.
+    """uvicorn's hard cap on one WebSocket message: twice `M2F_STREAMS_MAX_FRAME_BYTES` plus 1 MiB.
 
-    The app enforces `M2F_MAX_FRAME_BYTES` itself (an `error` message `frame_too_big`, then close 1009), so the
+    The app enforces `M2F_STREAMS_MAX_FRAME_BYTES` itself (an `error` message `frame_too_big`, then close 1009), so the
     transport cap must lie well above it: a frame somewhat over the limit reaches the app and the client learns
     why; only a runaway message beyond this cap is cut by uvicorn (a bare close 1009)."""
     return 2 * max_frame_bytes + WS_HEADROOM_BYTES
@@ -64,7 +64,7 @@ def _serve(
         port=port or settings.port,
         log_config=None,
         log_level=level.lower(),
-        ws_max_size=ws_max_size(int(settings.max_frame_bytes)),
+        ws_max_size=ws_max_size(int(settings.streams.max_frame_bytes)),
     )
 
 

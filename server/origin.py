@@ -3,7 +3,7 @@
 A browser sends `Origin` on every WebSocket handshake and on cross-site POST / PUT / PATCH / DELETE requests; a
 page on another site can otherwise drive the service from a visitor's browser (auth off, or keys the browser
 holds). A request is refused when its `Origin` names another host:port than its `Host` header and is not listed
-in `M2F_ALLOWED_ORIGINS` (`*`: any). Requests without `Origin` (curl, scripts, server-side clients) pass.
+in `M2F_API_ALLOWED_ORIGINS` (`*`: any). Requests without `Origin` (curl, scripts, server-side clients) pass.
 
 When `Host` has no port (the service behind a proxy that terminates TLS on 443 and talks plain HTTP to it), only
 the host names are compared. Refusals: HTTP 403 with a `detail` message; WebSocket: an `error` message
@@ -51,7 +51,7 @@ def origin_refusal(settings: Settings, origin: str | None, host: str | None) -> 
     """Why a request with these `Origin` / `Host` headers is refused, or None when it is allowed."""
     if origin is None:
         return None
-    allowed = {o.strip().rstrip("/").lower() for o in settings.allowed_origins}
+    allowed = {o.strip().rstrip("/").lower() for o in settings.api.allowed_origins}
     if "*" in allowed or origin.strip().rstrip("/").lower() in allowed:
         return None
     source = _origin_host_port(origin.strip().lower())
@@ -61,7 +61,7 @@ def origin_refusal(settings: Settings, origin: str | None, host: str | None) -> 
             return None
     return (
         f"cross-origin request refused: Origin {origin[:200]!r} is not this service (Host {str(host)[:200]!r}) "
-        "and not in M2F_ALLOWED_ORIGINS"
+        "and not in M2F_API_ALLOWED_ORIGINS"
     )
 
 

@@ -46,10 +46,11 @@ def default_source_factory(**kwargs: Any) -> Any:
     return RtspSource(**kwargs)
 
 
-def default_url_check(url: str, allowed_schemes: list[str], allowed_hosts: list[str] | None) -> None:
+def default_url_check(url: str, allowed_hosts: list[str] | None) -> None:
+    """A camera URL: `rtsp://` / `rtsps://` (what the relay speaks) to an allowed host (`M2F_RTSP_ALLOWED_HOSTS`)."""
     from server.sources.rtsp import check_url_allowed
 
-    check_url_allowed(url, allowed_schemes, allowed_hosts)
+    check_url_allowed(url, allowed_hosts=allowed_hosts)
 
 
 def redact(url: str) -> str:
@@ -121,7 +122,7 @@ class RtspManager:
         class_names: list[str],
         source_factory: SourceFactory = default_source_factory,
         thing_class_ids: list[int] | None = None,
-        url_check: Callable[[str, list[str], list[str] | None], None] = default_url_check,
+        url_check: Callable[[str, list[str] | None], None] = default_url_check,
     ) -> None:
         self.worker = worker
         self.settings = settings
@@ -148,20 +149,20 @@ class RtspManager:
         """Start a camera stream owned by `owner` (an API key id). ValueError: URL not allowed / bad method;
         CapacityError: service full (QuotaError: the owner's streams are at their limit)."""
         s = self.settings
-        self.url_check(url, s.rtsp_allowed_schemes, s.rtsp_allowed_hosts)
+        self.url_check(url, s.rtsp.allowed_hosts)
         fwd = LoopForwarder(asyncio.get_running_loop())
         session = StreamSession(
-            "rtsp", task, method, preset, policy, s.queue_size, fwd, encodings, owner=owner,
+            "rtsp", task, method, preset, policy, s.streams.queue_size, fwd, encodings, owner=owner,
             instance_filter=instance_filter or s.instance_filter(),
         )
         await asyncio.wrap_future(self.worker.open_session(session))
         stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
         stream.owner = owner
-        stream.unwatched = unwatched or s.rtsp_unwatched
+        stream.unwatched = unwatched or s.rtsp.unwatched
         if stream.unwatched == "record":
             stream.recorder = StreamRecorder(
-                Path(s.recordings_dir) / stream.id, task, self.class_names, self.thing_class_ids,
-                segment_frames=s.recording_segment_frames, max_bytes=int(s.recording_bytes_per_stream),
+                Path(s.recording.dir) / stream.id, task, self.class_names, self.thing_class_ids,
+                segment_frames=s.recording.segment_frames, max_bytes=int(s.recording.bytes_per_stream),
                 fps=max_fps or 25.0, class_colors=self.worker.model.cfg.class_colors,
             )
         stream.pump = asyncio.create_task(self._pump(stream))
@@ -170,11 +171,11 @@ class RtspManager:
                 url=url,
                 on_frame=lambda frame, pts, index: self._on_frame(stream, frame, pts, index),
                 max_fps=max_fps,
-                open_timeout_s=s.rtsp_open_timeout_s,
-                stall_timeout_s=s.rtsp_stall_timeout_s,
-                backoff_max_s=s.rtsp_backoff_max_s,
-                max_failures=s.rtsp_max_failures,
-                allowed_hosts=s.rtsp_allowed_hosts,
+                open_timeout_s=s.rtsp.open_timeout_s,
+                stall_timeout_s=s.rtsp.stall_timeout_s,
+                backoff_max_s=s.rtsp.backoff_max_s,
+                max_failures=s.rtsp.max_failures,
+                allowed_hosts=s.rtsp.allowed_hosts,
                 on_state=lambda state: self._on_state(stream, state),
             )
             stream.source.start()

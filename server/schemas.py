@@ -17,7 +17,7 @@ class ErrorDetail(BaseModel):
 ERROR_DESCRIPTIONS = {
     400: "bad request (the message says what)",
     401: "missing or invalid API key (auth on)",
-    403: "cross-origin browser request refused (see M2F_ALLOWED_ORIGINS)",
+    403: "cross-origin browser request refused (see M2F_API_ALLOWED_ORIGINS)",
     404: "no such resource",
     409: "the resource is not in a state that allows this",
     413: "upload too large",

@@ -19,10 +19,10 @@ from server.worker.state_store import StreamStateStore
 
 def state_store(settings: Settings) -> StreamStateStore:
     return StreamStateStore(
-        settings.states_dir,
-        settings.checkpoints_per_stream,
-        int(settings.checkpoint_bytes_per_key),
-        settings.checkpoint_retention_s,
+        settings.checkpoint.dir,
+        settings.checkpoint.per_stream,
+        int(settings.checkpoint.bytes_per_key),
+        settings.checkpoint.retention_s,
     )
 
 
@@ -34,20 +34,18 @@ def build_worker(
         from server.ray_backend.service_worker import RayDeviceWorker
 
         return RayDeviceWorker(model, metrics, settings, states=state_store(settings), adapter_factory=adapter_factory)
-    lanes, threads = worker_layout(device, settings.worker_lanes, settings.torch_threads)
+    lanes, threads = worker_layout(device, settings.worker.lanes, settings.worker.torch_threads)
     return DeviceWorker(
         model,
         metrics,
-        max_streams=settings.max_streams,
-        max_state_memory=int(settings.max_state_memory),
+        max_streams=settings.streams.max,
+        max_state_memory=int(settings.streams.max_state_memory),
         states_dir=state_store(settings),
-        max_streams_per_owner=settings.max_streams_per_key if settings.auth_enabled else None,
-        max_frame_pixels=settings.max_frame_pixels,
-        max_result_side=settings.max_result_side,
-        seed=settings.seed,
+        max_streams_per_owner=settings.streams.max_per_key if settings.auth_enabled else None,
+        max_frame_pixels=settings.streams.max_frame_pixels,
+        max_result_side=settings.streams.max_result_side,
         torch_threads=threads,
         lanes=lanes,
-        cross_stream_batch=cross_stream_batch(device, settings.cross_stream_batch),
-        decode_threads=settings.decode_threads,
+        cross_stream_batch=cross_stream_batch(device, settings.worker.cross_stream_batch),
         adapter_factory=adapter_factory or default_adapter_factory,
     )

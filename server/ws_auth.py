@@ -41,7 +41,7 @@ async def authenticate_websocket(websocket: WebSocket, settings: Settings) -> Pr
     `start_timeout_s`. On failure the socket is closed (1008) and None returned."""
     principal = websocket_principal(websocket)
     if principal is None and settings.auth_enabled:
-        principal = websocket_principal(websocket, await _first_message_key(websocket, settings.start_timeout_s))
+        principal = websocket_principal(websocket, await _first_message_key(websocket, settings.streams.start_timeout_s))
     if principal is None:
         await close_unauthorized(websocket)
     return principal

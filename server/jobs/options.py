@@ -31,7 +31,7 @@ def job_options(fields: dict[str, str], settings: Settings) -> tuple[InstanceFil
     url = fields.get("webhook_url", "").strip() or None
     if url is not None:
         try:
-            check_webhook_url(url, settings.webhook_allowed_hosts)
+            check_webhook_url(url, settings.webhook.allowed_hosts)
         except ValueError as exc:
             raise UploadError(422, f"webhook_url: {exc}") from None
     return keep, url

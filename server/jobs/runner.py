@@ -47,7 +47,7 @@ class JobRunner:
         self.metrics = metrics
         cfg = worker.model.cfg
         self.class_names, self.thing_class_ids = list(cfg.class_names), list(cfg.thing_class_ids)
-        self.queue = FairJobQueue(settings.max_jobs_per_key)
+        self.queue = FairJobQueue(settings.jobs.max_per_key)
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
@@ -58,7 +58,7 @@ class JobRunner:
     def start(self) -> None:
         self._threads = [
             threading.Thread(target=self._run, name=f"job-runner-{i}", daemon=True)
-            for i in range(self.settings.max_concurrent_jobs)
+            for i in range(self.settings.jobs.max_concurrent)
         ]
         for thread in self._threads:
             thread.start()
@@ -139,7 +139,7 @@ class JobRunner:
     def _execute(self, job: Job, cancel: threading.Event) -> None:
         results: queue.Queue[Any] = queue.Queue()
         session = StreamSession(
-            "job", job.task, job.method, job.preset, "block", self.settings.queue_size, results.put,
+            "job", job.task, job.method, job.preset, "block", self.settings.streams.queue_size, results.put,
             session_id=f"job-{job.id}", instance_filter=InstanceFilter(job.score_threshold, job.min_area),
         )
         try:
@@ -205,22 +205,23 @@ class JobRunner:
         try:
             t = time.perf_counter()
             frames = iter_frames(
-                path, max_width=s.job_max_width, start=start, frame_limit=s.upload_max_frames,
-                max_pixels=s.upload_max_pixels,
+                path, max_width=s.jobs.max_width, start=start, frame_limit=s.upload.max_frames,
+                max_pixels=s.upload.max_pixels,
             )
             for frame in frames:
                 decode_s = time.perf_counter() - t
                 if cancel.is_set() or self._stopping.is_set():
                     break
-                if frame.pts_s is not None and frame.pts_s > s.max_duration_s:
+                if frame.pts_s is not None and frame.pts_s > s.upload.max_duration_s:
                     raise VideoError(
-                        "too_long", f"the video runs past {frame.pts_s:.1f} s; the limit is {s.max_duration_s:.0f} s"
+                        "too_long",
+                        f"the video runs past {frame.pts_s:.1f} s; the limit is {s.upload.max_duration_s:.0f} s",
                     )
                 item = FrameItem(frame_id=frame.index, data=frame.rgb, pts_s=frame.pts_s, decode_s=decode_s)
                 if not self.worker.put(session, item):
                     break
                 count += 1
-                if time.monotonic() - last_checkpoint >= s.job_checkpoint_s:
+                if time.monotonic() - last_checkpoint >= s.jobs.checkpoint_s:
                     self.worker.control(session, CHECKPOINT, save_state(job_dir))
                     last_checkpoint = time.monotonic()
                 t = time.perf_counter()

@@ -1,6 +1,6 @@
 """Job webhooks: one signed JSON POST when a job ends (succeeded / failed / cancelled), off the job's thread.
 
-Where: the job's `webhook_url` form field, else `M2F_JOB_WEBHOOK_URL`. Body (UTF-8 JSON):
+Where: the job's `webhook_url` form field, else `M2F_WEBHOOK_URL`. Body (UTF-8 JSON):
 `{"event": "job.finished", "job_id", "state", "frames", "frames_total", "results", "archive", "error", "finished"}`.
 
 Signing (`M2F_WEBHOOK_SECRET` set): `X-M2F-Timestamp: <unix seconds>` and
@@ -156,7 +156,7 @@ class WebhookSender:
 
     def notify(self, job: Any) -> threading.Thread | None:
         """Send the ended `job`'s webhook in the background (None: no URL configured for it)."""
-        url = getattr(job, "webhook_url", None) or self.settings.job_webhook_url
+        url = getattr(job, "webhook_url", None) or self.settings.webhook.url
         if not url:
             return None
         thread = threading.Thread(
@@ -173,7 +173,7 @@ class WebhookSender:
         s = self.settings
         raw = json.dumps(payload, separators=(",", ":")).encode()
         delivery, shown = uuid.uuid4().hex, redact_url(url)
-        for attempt in Backoff(s.webhook_backoff_s).attempts(s.webhook_max_attempts, self._stop):
+        for attempt in Backoff(s.webhook.backoff_s).attempts(s.webhook.max_attempts, self._stop):
             try:
                 status = self._post(url, raw, delivery)
                 if 200 <= status < 300:
@@ -192,14 +192,14 @@ class WebhookSender:
     def _post(self, url: str, raw: bytes, delivery: str) -> int:
         """One attempt: check the URL, resolve and check every address, POST to the first one; the status."""
         s = self.settings
-        parts = check_webhook_url(url, s.webhook_allowed_hosts)
+        parts = check_webhook_url(url, s.webhook.allowed_hosts)
         host, scheme = parts.hostname or "", parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
         addresses = [_resolve_literal(a) for a in self.resolver(host, port)]
         if not addresses:
             raise OSError(f"webhook host {host!r} resolves to no address")
         for address in addresses:
-            refusal = _address_refusal(host, address, s.webhook_allowed_hosts)
+            refusal = _address_refusal(host, address, s.webhook.allowed_hosts)
             if refusal:
                 raise AddressRefused(refusal)
         stamp = str(int(time.time()))
@@ -210,10 +210,10 @@ class WebhookSender:
             DELIVERY_HEADER: delivery,
             TIMESTAMP_HEADER: stamp,
         }
-        if s.webhook_secret:
-            headers[SIGNATURE_HEADER] = sign(s.webhook_secret, stamp, raw)
+        if s.webhook.secret:
+            headers[SIGNATURE_HEADER] = sign(s.webhook.secret, stamp, raw)
         conn_cls = _PinnedTLS if scheme == "https" else _Pinned
-        conn = conn_cls(host, port, str(addresses[0]), s.webhook_timeout_s)
+        conn = conn_cls(host, port, str(addresses[0]), s.webhook.timeout_s)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request("POST", path, body=raw, headers=headers)

@@ -71,19 +71,18 @@ class DeviceWorkerActor:
     ) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        device = resolve_device(settings.device)
-        self.model = load_checkpoint(settings.model_path, device)
+        device = resolve_device(settings.model.device)
+        self.model = load_checkpoint(settings.model.path, device)
         states_dir = Path(tempfile.mkdtemp(prefix=f"m2f-ray-actor-{os.getpid()}-"))  # service-style files: unused
         self.worker = DeviceWorker(
             self.model,
             Metrics(),
-            max_streams=settings.max_streams,
-            max_state_memory=int(settings.max_state_memory),
+            max_streams=settings.streams.max,
+            max_state_memory=int(settings.streams.max_state_memory),
             states_dir=states_dir,
-            max_frame_pixels=settings.max_frame_pixels,
-            max_result_side=settings.max_result_side,
-            seed=settings.seed,
-            torch_threads=torch_threads or settings.torch_threads,
+            max_frame_pixels=settings.streams.max_frame_pixels,
+            max_result_side=settings.streams.max_result_side,
+            torch_threads=torch_threads or settings.worker.torch_threads,
             lanes=1,
             decode_threads=0,
             adapter_factory=adapter_factory or default_adapter_factory,
@@ -102,10 +101,10 @@ class DeviceWorkerActor:
         session = StreamSession(
             source=spec.get("source", "ws"),
             task=task,
-            method=spec.get("method") or self.settings.ttt_method,
-            preset=spec.get("preset") or self.settings.ttt_preset,
+            method=spec.get("method") or self.settings.ttt.method,
+            preset=spec.get("preset") or self.settings.ttt.preset,
             policy="block",
-            queue_size=self.settings.queue_size,
+            queue_size=self.settings.streams.queue_size,
             deliver=out.put,
             encodings=encodings_for(task, spec.get("encodings")),
             session_id=spec["stream_id"],

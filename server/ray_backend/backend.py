@@ -75,11 +75,11 @@ class RayBackend:
         self.on_moved, self.on_lost = on_moved, on_lost
         self.dead: set[int] = set()
         self.started_ray = not ray.is_initialized()
-        self.checkpoint_every = settings.ray_checkpoint_every
-        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else settings.ray_checkpoint_dir
+        self.checkpoint_every = settings.ray.checkpoint_every
+        self.checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else settings.ray.checkpoint_dir
         self.call_timeout_s = call_timeout_s
         if not ray.is_initialized():
-            ray.init(address=settings.ray_address or None, num_cpus=num_cpus, include_dashboard=False)
+            ray.init(address=settings.ray.address or None, num_cpus=num_cpus, include_dashboard=False)
         options = {"num_cpus": 1, "max_restarts": 0, **actor_gpus(settings)} if actor_options is None else actor_options
         cls = remote_actor_class()
         self.frontend_id = uuid.uuid4().hex[:8]  # names this front-end's actors in the Ray dashboard / `ray list`
@@ -87,9 +87,9 @@ class RayBackend:
             cls.options(name=f"m2f-ttt-worker-{self.frontend_id}-{i}", **options).remote(
                 settings, torch_threads=torch_threads, adapter_factory=adapter_factory
             )
-            for i in range(settings.ray_actors)
+            for i in range(settings.ray.actors)
         ]
-        self.registry = registry_actor(settings.ray_actors, self.frontend_id)
+        self.registry = registry_actor(settings.ray.actors, self.frontend_id)
         self.streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()  # failover: one re-admission of a dead actor's streams at a time
         ray.get([a.ping.remote() for a in self.actors], timeout=call_timeout_s)  # actors built, lanes running
@@ -179,7 +179,7 @@ class RayBackend:
     @functools.cached_property
     def model_config(self) -> ModelConfig:
         """The served checkpoint's config (class names and colours of the encoded results)."""
-        return load_config(self.settings.model_path)
+        return load_config(self.settings.model.path)
 
     def checkpoint_now(self, stream_id: str) -> None:
         """Take the stream's failover checkpoint now (after a reset or restore changed its state)."""
@@ -282,7 +282,7 @@ def actor_gpus(settings: Settings) -> dict[str, float]:
     (one actor per device) and none otherwise."""
     import ray
 
-    gpus = settings.ray_actor_gpus
+    gpus = settings.ray.actor_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     return {"num_gpus": gpus} if gpus else {}

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class RayDeviceWorker:
-    """The service's device worker, backed by `settings.ray_actors` device-worker actors (see the module doc)."""
+    """The service's device worker, backed by `settings.ray.actors` device-worker actors (see the module doc)."""
 
     def __init__(
         self,
@@ -56,9 +56,9 @@ class RayDeviceWorker:
         self.states = states
         self.sessions: dict[str, StreamSession] = {}
         self.scheduler = Scheduler(on_drop=lambda s: metrics.drops.labels(s.source).inc())
-        self.admission = Admission(metrics, settings.max_streams, int(settings.max_state_memory),
-                                   settings.max_streams_per_key if settings.auth_enabled else None)
-        self.backend = RayBackend(settings, torch_threads=settings.torch_threads, adapter_factory=adapter_factory,
+        self.admission = Admission(metrics, settings.streams.max, int(settings.streams.max_state_memory),
+                                   settings.streams.max_per_key if settings.auth_enabled else None)
+        self.backend = RayBackend(settings, torch_threads=settings.worker.torch_threads, adapter_factory=adapter_factory,
                                   actor_options=actor_options, on_moved=self._moved, on_lost=self._lost)
         self.controls = RemoteControls(self.scheduler, states, self.backend)
         self.actor_stats: list[dict | None] = [None] * len(self.backend.actors)
@@ -116,9 +116,9 @@ class RayDeviceWorker:
         polled = [self.actor_stats[i]["capacity"] for i in live if self.actor_stats[i]]
         return {
             "streams": len(sessions),
-            "max_streams": self.settings.max_streams * len(live),
+            "max_streams": self.settings.streams.max * len(live),
             "reserved_bytes": sum(s.reserved_bytes for s in sessions),
-            "max_state_memory": int(self.settings.max_state_memory) * len(live),
+            "max_state_memory": int(self.settings.streams.max_state_memory) * len(live),
             "available": any(c["available"] for c in polled) if polled else bool(live),
         }
 
@@ -127,7 +127,7 @@ class RayDeviceWorker:
         """Place `session` on the least-loaded live actor with room. The Future raises CapacityError / QuotaError
         when there is none (or the key's quota is used), ValueError for an unknown method / preset."""
         with self._registry:
-            self.admission.max_streams = self.settings.max_streams * max(1, len(self.backend.live_actors))
+            self.admission.max_streams = self.settings.streams.max * max(1, len(self.backend.live_actors))
             try:
                 self.admission.check_count(self.sessions, session)
             except CapacityError as exc:
@@ -254,7 +254,7 @@ class RayDeviceWorker:
 
     def _watch(self) -> None:
         """Every `ray_health_interval_s`: `_poll_actors` (a failing round is logged, the next one runs)."""
-        while not self._stop.wait(self.settings.ray_health_interval_s):
+        while not self._stop.wait(self.settings.ray.health_interval_s):
             try:
                 self._poll_actors()
             except Exception:  # noqa: BLE001 - the health thread must outlive any one round

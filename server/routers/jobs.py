@@ -66,9 +66,9 @@ def _succeeded(store: JobStore, job_id: str, principal: Principal) -> Job:
 def _check_queue_quota(settings: Settings, runner: JobRunner, owner: str) -> None:
     """429 when `owner` already has `max_queued_jobs_per_key` jobs waiting."""
     queued = runner.queued_jobs(owner)
-    if queued >= settings.max_queued_jobs_per_key:
+    if queued >= settings.jobs.max_queued_per_key:
         detail = (
-            f"this API key already has {queued} queued jobs; the limit is {settings.max_queued_jobs_per_key} "
+            f"this API key already has {queued} queued jobs; the limit is {settings.jobs.max_queued_per_key} "
             "(max_queued_jobs_per_key): wait until some have started, or delete some"
         )
         log.info("upload refused", extra=kv(status=429, reason=detail))
@@ -92,10 +92,10 @@ async def create_job(
     directory = store.job_dir(job_id)
     directory.mkdir(parents=True)
     try:
-        path, filename, size, fields = await receive_upload(request, directory, int(settings.upload_max_bytes))
+        path, filename, size, fields = await receive_upload(request, directory, int(settings.upload.max_bytes))
         task = fields.get("task", "semantic")
-        method = fields.get("method") or settings.ttt_method
-        preset = fields.get("preset") or settings.ttt_preset
+        method = fields.get("method") or settings.ttt.method
+        preset = fields.get("preset") or settings.ttt.preset
         if task not in TASKS:
             raise UploadError(422, f"unknown task {task!r}; choose one of {list(TASKS)}")
         keep, webhook_url = job_options(fields, settings)
@@ -107,9 +107,9 @@ async def create_job(
             info = await asyncio.to_thread(
                 probe,
                 path,
-                settings.max_duration_s,
-                max_frames=settings.upload_max_frames,
-                max_pixels=settings.upload_max_pixels,
+                settings.upload.max_duration_s,
+                max_frames=settings.upload.max_frames,
+                max_pixels=settings.upload.max_pixels,
             )
         except VideoError as exc:
             raise UploadError(VIDEO_ERROR_STATUS.get(exc.kind, 422), f"{exc.kind}: {exc.message}") from None

@@ -76,7 +76,7 @@ async def create_stream(
     body: CreateStream, response: Response, settings: SettingsDep, manager: RtspDep, principal: PrincipalDep
 ) -> dict:
     """Start following a camera: 201 {id}; 400 URL not allowed / bad method; 503 when the service is full."""
-    method, preset = body.method or settings.ttt_method, body.preset or settings.ttt_preset
+    method, preset = body.method or settings.ttt.method, body.preset or settings.ttt.preset
     try:
         check_method(method, preset)
         stream = await manager.create(

@@ -60,10 +60,10 @@ def _validation_text(exc: ValidationError) -> str:
 
 async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessage:
     try:
-        msg = await asyncio.wait_for(websocket.receive(), settings.start_timeout_s)
+        msg = await asyncio.wait_for(websocket.receive(), settings.streams.start_timeout_s)
     except asyncio.TimeoutError:
         raise ProtocolError(
-            CLOSE_POLICY, "start_timeout", f"no start message within {settings.start_timeout_s:g} s"
+            CLOSE_POLICY, "start_timeout", f"no start message within {settings.streams.start_timeout_s:g} s"
         ) from None
     if msg["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(msg.get("code", 1000))
@@ -109,10 +109,10 @@ async def stream_ws(
     session = StreamSession(
         source="ws",
         task=start.task,
-        method=start.method or settings.ttt_method,
-        preset=start.preset or settings.ttt_preset,
+        method=start.method or settings.ttt.method,
+        preset=start.preset or settings.ttt.preset,
         policy=start.policy,
-        queue_size=start.queue_size or settings.queue_size,
+        queue_size=start.queue_size or settings.streams.queue_size,
         deliver=fwd,
         encodings=encodings_for(start.task, start.encodings),
         on_space=fwd.notify_space,
@@ -142,7 +142,7 @@ async def stream_ws(
                 "encodings": list(session.encodings),
                 "class_names": model_cfg.class_names,
                 "thing_class_ids": model_cfg.thing_class_ids,
-                "max_frame_bytes": int(settings.max_frame_bytes),
+                "max_frame_bytes": int(settings.streams.max_frame_bytes),
             }
         )
     )
@@ -216,7 +216,7 @@ class _StreamHandler:
         """The client's next message; ProtocolError (1008 `idle_timeout`) after `ws_idle_timeout_s` in which the
         client sent nothing and the server sent nothing either (a client waiting for slow results is not idle), so
         a frozen client does not hold its stream slot."""
-        limit = self.settings.ws_idle_timeout_s
+        limit = self.settings.streams.idle_timeout_s
         receiving = asyncio.ensure_future(self.ws.receive())
         while True:
             done, _ = await asyncio.wait({receiving}, timeout=limit)
@@ -227,7 +227,7 @@ class _StreamHandler:
                 raise ProtocolError(CLOSE_POLICY, "idle_timeout", f"no message from the client for {limit:g} s")
 
     async def _on_frame(self, data: bytes) -> bool:
-        header, image = parse_frame(data, int(self.settings.max_frame_bytes))
+        header, image = parse_frame(data, int(self.settings.streams.max_frame_bytes))
         frame_id = header.get("frame_id")
         item = FrameItem(
             frame_id=next(self.seq) if frame_id is None else frame_id, data=image, capture_ts=header.get("capture_ts")

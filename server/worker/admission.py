@@ -55,7 +55,7 @@ class Admission:
             if mine >= limit:
                 self.metrics.refusals.labels("key_streams").inc()
                 raise QuotaError(
-                    f"this API key already has {mine} live streams, its limit (M2F_MAX_STREAMS_PER_KEY={limit}); "
+                    f"this API key already has {mine} live streams, its limit (M2F_STREAMS_MAX_PER_KEY={limit}); "
                     "close one first"
                 )
         if len(sessions) >= self.max_streams:

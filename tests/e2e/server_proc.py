@@ -60,7 +60,7 @@ def service_env(model_path: Path, work_dir: Path, **extra: str) -> dict[str, str
     env.update({
         "M2F_MODEL_PATH": str(model_path),
         "M2F_JOBS_DIR": str(work_dir / "jobs"),
-        "M2F_STATES_DIR": str(work_dir / "states"),
+        "M2F_CHECKPOINT_DIR": str(work_dir / "states"),
         "M2F_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     })

@@ -69,7 +69,7 @@ def test_webcam_page_streams_and_draws_masks(tmp_path: Path, fake_camera_y4m: Pa
     remaining = lambda: max(1.0, BUDGET_S - (time.monotonic() - t0))  # noqa: E731
     ckpt = build_tiny_checkpoint(tmp_path / "ckpt")
     # one core for the model, one for Chromium
-    env = service_env(ckpt, tmp_path, M2F_TORCH_THREADS="1", M2F_API_KEYS=API_KEY)
+    env = service_env(ckpt, tmp_path, M2F_WORKER_TORCH_THREADS="1", M2F_API_KEYS=API_KEY)
     with run_service(None, env, tmp_path / "server.log", ready_timeout_s=40) as server:
         index = httpx.get(f"{server.url}/", timeout=10)
         assert index.status_code == 200, "the app does not serve the page: create_app must include server.routers.ui"

@@ -77,7 +77,7 @@ def test_page_shows_the_ttt_view_the_loss_curve_and_a_legend(tmp_path: Path) -> 
     t0 = time.monotonic()
     remaining = lambda: max(1.0, BUDGET_S - (time.monotonic() - t0))  # noqa: E731
     camera = street_y4m(tmp_path / "street.y4m")
-    env = service_env(bundled_model_dir(), tmp_path, M2F_TORCH_THREADS="1")
+    env = service_env(bundled_model_dir(), tmp_path, M2F_WORKER_TORCH_THREADS="1")
     with run_service(None, env, tmp_path / "server.log", ready_timeout_s=40) as server:
         classes = httpx.get(f"{server.url}/v1/classes", timeout=10).json()
         guide = httpx.get(f"{server.url}/guides/real-weights.md", timeout=10)

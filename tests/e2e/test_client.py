@@ -150,7 +150,7 @@ def test_api_key_travels_in_the_start_message_and_a_wrong_one_is_refused(tmp_pat
 
 def test_a_full_service_raises_capacity_error_with_the_server_message(tmp_path: Path, ckpt: Path) -> None:
     frames = video_jpegs("bigbuckbunny.mp4", 1)
-    with running_service(tmp_path, ckpt, max_streams=1) as server, Client(server.url) as client:
+    with running_service(tmp_path, ckpt, streams_max=1) as server, Client(server.url) as client:
         with client.stream(frames, preset="fast") as first:
             with pytest.raises(CapacityError, match="the service is full: 1 of 1 streams") as info:
                 client.stream(frames, preset="fast").open()

@@ -62,7 +62,7 @@ class HealthyStream(threading.Thread):
 
 def test_bad_inputs_do_not_disturb_a_healthy_stream(tmp_path: Path, ckpt: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4", frames=6, width=96)
-    with running_service(tmp_path, ckpt, upload_max_bytes=256 * 1024, max_frame_bytes=512 * 1024) as server:
+    with running_service(tmp_path, ckpt, upload_max_bytes=256 * 1024, streams_max_frame_bytes=512 * 1024) as server:
         healthy = HealthyStream(f"{server.ws_url}/v1/streams/ws", video_jpegs("carphone_pristine.mp4", 4))
         healthy.start()
         deadline = time.monotonic() + 60
@@ -104,7 +104,7 @@ def test_bad_inputs_do_not_disturb_a_healthy_stream(tmp_path: Path, ckpt: Path) 
 
 
 def test_auth_admission_and_metrics(tmp_path: Path, ckpt: Path) -> None:
-    with running_service(tmp_path, ckpt, api_keys="k-123", max_streams=1) as server:
+    with running_service(tmp_path, ckpt, api_keys="k-123", streams_max=1) as server:
         key = {"X-API-Key": "k-123"}
         with httpx.Client(base_url=server.url, timeout=30) as http:
             assert http.get("/healthz").status_code == 200

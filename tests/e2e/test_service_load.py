@@ -43,7 +43,7 @@ def rss_mb() -> float:
 def service(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("svc-load")
     ckpt = build_tiny_checkpoint(root / "ckpt")
-    with running_service(root, ckpt, max_streams=LOAD_STREAMS, ws_idle_timeout_s=60) as server:
+    with running_service(root, ckpt, streams_max=LOAD_STREAMS, streams_idle_timeout_s=60) as server:
         yield server
 
 

@@ -34,7 +34,7 @@ def shutdown(tmp_path_factory: pytest.TempPathFactory) -> Shutdown:
     """Serve, stream a frame, SIGTERM the server while the stream is open; what the client saw."""
     tmp = tmp_path_factory.mktemp("shutdown")
     ckpt = build_tiny_checkpoint(tmp / "ckpt")
-    env = service_env(ckpt, tmp, M2F_TORCH_THREADS="1")
+    env = service_env(ckpt, tmp, M2F_WORKER_TORCH_THREADS="1")
     with run_service(None, env, tmp / "serve.log") as server:
         with connect(f"{server.ws_url}/v1/streams/ws", open_timeout=30) as ws:
             ws.send(json.dumps({"type": "start", "policy": "block"}))

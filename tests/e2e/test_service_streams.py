@@ -59,7 +59,7 @@ class Client:
 
 
 def state_params(service, checkpoint_id: str) -> dict[str, torch.Tensor]:
-    path = Path(service.app.state.settings.states_dir) / f"{checkpoint_id}.pt"
+    path = Path(service.app.state.settings.checkpoint.dir) / f"{checkpoint_id}.pt"
     return torch.load(path, weights_only=True)["state"]["params"]
 
 

@@ -36,7 +36,7 @@ def poll(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
 def test_sigterm_drains_jobs_and_exits_0_and_jobs_resume_after_sigterm_and_sigkill(tmp_path: Path) -> None:
     ckpt = build_tiny_checkpoint(tmp_path / "ckpt")
     clip = make_clip(tmp_path / "clip.mp4", frames=FRAMES, width=64)
-    env = service_env(ckpt, tmp_path, M2F_TORCH_THREADS="1", M2F_JOB_CHECKPOINT_S="0.5")
+    env = service_env(ckpt, tmp_path, M2F_WORKER_TORCH_THREADS="1", M2F_JOBS_CHECKPOINT_S="0.5")
     results = tmp_path / "jobs"
 
     # 1. SIGTERM while the job runs: exit status 0, the job is queued again at the frames it finished

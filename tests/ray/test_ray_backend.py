@@ -40,7 +40,7 @@ def reference(tmp_path: Path, checkpoint: Path, per_stream: list[list[bytes]]) -
     model = load_checkpoint(checkpoint)
     worker = DeviceWorker(
         model, Metrics(), max_streams=8, max_state_memory=1 << 31, states_dir=tmp_path / "ref-states",
-        seed=settings.seed, torch_threads=1, lanes=1, decode_threads=0,
+        seed=0, torch_threads=1, lanes=1, decode_threads=0,
     )
     worker.start()
     try:
@@ -149,7 +149,7 @@ def test_an_actor_without_room_is_skipped_and_a_full_cluster_refuses(
 ) -> None:
     from server.worker.admission import CapacityError
 
-    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, max_streams=1)
+    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, streams_max=1)
     b = RayBackend(settings, torch_threads=1)
     try:
         # a stream the registry does not count (another front-end's) fills actor 0
@@ -166,7 +166,7 @@ def test_a_stream_no_live_actor_has_room_for_ends_and_the_others_move_on(
     local_ray: None, tmp_path: Path, tiny_checkpoint: Path, frames: list[bytes]
 ) -> None:
     lost: list[tuple[str, str]] = []
-    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, max_streams=1)
+    settings = make_settings(tmp_path, tiny_checkpoint, ray_actors=2, streams_max=1)
     b = RayBackend(settings, torch_threads=1, on_lost=lambda s, why: lost.append((s, why)))
     try:
         first, second = b.open_stream({"task": "semantic"}), b.open_stream({"task": "semantic"})

@@ -57,7 +57,7 @@ def ray_service(local_ray: None, tmp_path_factory: pytest.TempPathFactory, tiny_
     root = tmp_path_factory.mktemp("svc-ray")
     with running_service(
         root, tiny_checkpoint, backend="ray", ray_actors=2, ray_checkpoint_every=CHECKPOINT_EVERY,
-        ray_health_interval_s=0.5, ray_checkpoint_dir=str(root / "failover"), max_streams=8,
+        ray_health_interval_s=0.5, ray_checkpoint_dir=str(root / "failover"), streams_max=8,
         rtsp_open_timeout_s=5.0,
     ) as server:
         yield server
@@ -162,7 +162,7 @@ def test_controls_reach_the_owner(ray_service, frames: list[bytes]) -> None:
         c.ws.send(json.dumps({"type": "checkpoint"}))
         saved = c.recv("checkpoint")
         assert saved["frames"] == 3
-        assert (Path(ray_service.app.state.settings.states_dir) / f"{saved['checkpoint_id']}.pt").is_file()
+        assert (Path(ray_service.app.state.settings.checkpoint.dir) / f"{saved['checkpoint_id']}.pt").is_file()
         after_saved = step(3)
         first_4 = step(4)  # reports the TTT step on frame 3 taken from the saved state
         c.ws.send(json.dumps({"type": "restore", "checkpoint_id": saved["checkpoint_id"]}))
@@ -237,5 +237,5 @@ def test_killing_an_actor_moves_its_streams_from_their_last_checkpoint(ray_servi
     assert ready.status_code == 200, ready.text  # one live actor still serves
     assert ready.json()["cluster"] == {"backend": "ray", "actors": 2, "alive": 1, "dead": [victim]}
     assert f'm2f_ray_actor_alive{{actor="{victim}"}} 0.0' in httpx.get(f"{ray_service.url}/metrics").text
-    failover_dir = Path(ray_service.app.state.settings.ray_checkpoint_dir)
+    failover_dir = Path(ray_service.app.state.settings.ray.checkpoint_dir)
     assert {p.stem for p in failover_dir.glob("*.pt")} >= {c.id for c in clients}

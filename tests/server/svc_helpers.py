@@ -23,18 +23,19 @@ THING_IDS = [11, 12, 13, 14, 15, 16, 17, 18]
 
 
 def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Settings:
-    """Settings isolated in tmp_path (jobs, states), one torch thread; cameras on 127.0.0.1 allowed (test peers)."""
+    """Settings isolated in tmp_path (jobs, states), one torch thread; cameras on 127.0.0.1 allowed (test peers).
+    `overrides` are named like the environment variables without `M2F_` (`streams_max=1`: `M2F_STREAMS_MAX`)."""
     values = dict(
         model_path=checkpoint,
         jobs_dir=tmp_path / "jobs",
-        states_dir=tmp_path / "states",
-        recordings_dir=tmp_path / "recordings",
-        torch_threads=1,
-        start_timeout_s=5.0,
+        checkpoint_dir=tmp_path / "states",
+        recording_dir=tmp_path / "recordings",
+        worker_torch_threads=1,
+        streams_start_timeout_s=5.0,
         rtsp_allowed_hosts=["127.0.0.1"],
     )
     values.update(overrides)
-    return Settings(**values)
+    return Settings.from_flat(**values)
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_camera_stream_lifecycle_and_results(tmp_path: Path, tiny_checkpoint: Pa
 
 def test_failed_camera_releases_capacity_but_stays_visible(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with make_client(
-        tmp_path, tiny_checkpoint, max_streams=1, source_factory=factory(frames=0, fail_after=True)
+        tmp_path, tiny_checkpoint, streams_max=1, source_factory=factory(frames=0, fail_after=True)
     ) as client:
         sid = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam"}).json()["id"]
         r = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1:9/other"})

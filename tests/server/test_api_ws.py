@@ -129,7 +129,7 @@ def test_bad_start(tmp_path: Path, tiny_checkpoint: Path, first, code: int, err:
 def test_malformed_frames_close_with_a_reason(
     tmp_path: Path, tiny_checkpoint: Path, payload: bytes, code: int, err: str
 ) -> None:
-    with make_client(tmp_path, tiny_checkpoint, max_frame_bytes=4096) as client:
+    with make_client(tmp_path, tiny_checkpoint, streams_max_frame_bytes=4096) as client:
         with client.websocket_connect("/v1/streams/ws") as ws:
             start(ws)
             ws.send_bytes(payload)
@@ -150,7 +150,7 @@ def test_undecodable_image_is_a_frame_error_not_a_disconnect(tmp_path: Path, tin
 
 
 def test_capacity_refusal_uses_1013(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, max_streams=1) as client:
+    with make_client(tmp_path, tiny_checkpoint, streams_max=1) as client:
         with client.websocket_connect("/v1/streams/ws") as first:
             start(first)
             with client.websocket_connect("/v1/streams/ws") as second:

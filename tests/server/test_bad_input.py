@@ -201,12 +201,12 @@ def test_oversized_frame_gets_frame_too_big_then_1009_under_serve(
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(logging_setup, "setup_logging", lambda level: None)
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's own SIGTERM handler
-    monkeypatch.setenv("M2F_MAX_FRAME_BYTES", str(limit))
+    monkeypatch.setenv("M2F_STREAMS_MAX_FRAME_BYTES", str(limit))
     monkeypatch.setenv("M2F_MODEL_PATH", str(tiny_checkpoint))
     cli._serve(host="127.0.0.1", port=0, log_level="WARNING")  # what `m2f-ttt serve` hands uvicorn
     assert seen["ws_max_size"] >= 2 * limit
 
-    settings = make_settings(tmp_path, tiny_checkpoint, max_frame_bytes=limit)
+    settings = make_settings(tmp_path, tiny_checkpoint, streams_max_frame_bytes=limit)
     app = create_app(settings, adapter_factory=fake_factory())
     with serve_in_thread(app, ws_max_size=seen["ws_max_size"]) as server:
         url = f"{server.ws_url}/v1/streams/ws"
@@ -276,7 +276,7 @@ def test_readyz_names_the_model_without_its_path(client: TestClient, tiny_checkp
     assert str(tiny_checkpoint) not in r.text and tiny_checkpoint.name not in r.text.replace('"tiny"', "")
 
 
-# ---- finding 10: Origin check (same origin by default, M2F_ALLOWED_ORIGINS) ------------------------------------
+# ---- finding 10: Origin check (same origin by default, M2F_API_ALLOWED_ORIGINS) ------------------------------------
 EVIL = {"origin": "http://evil.example"}
 
 
@@ -287,7 +287,7 @@ def test_cross_origin_websocket_is_refused_1008_with_a_message(
     with client.websocket_connect(path, headers=EVIL) as ws:
         error, code, _ = refused(ws)
     assert (error["code"], code) == ("origin_not_allowed", 1008), (error, code)
-    assert "evil.example" in error["message"] and "M2F_ALLOWED_ORIGINS" in error["message"]
+    assert "evil.example" in error["message"] and "M2F_API_ALLOWED_ORIGINS" in error["message"]
     healthy.check()
 
 
@@ -311,7 +311,7 @@ def test_cross_origin_posts_get_403_and_reads_stay_open(client: TestClient, heal
 
 
 def test_allowed_origins_setting_admits_a_listed_origin(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, allowed_origins=["https://app.example"]) as client:
+    with make_client(tmp_path, tiny_checkpoint, api_allowed_origins=["https://app.example"]) as client:
         with client.websocket_connect("/v1/streams/ws", headers={"origin": "https://app.example"}) as ws:
             Healthy(ws).check()
         assert client.delete("/v1/jobs/abc123", headers={"origin": "https://app.example"}).status_code == 404

@@ -188,8 +188,8 @@ def test_rtsps_is_relayed_over_tls(tmp_path: Path) -> None:
 
 
 def test_with_api_keys_and_no_allowlist_no_camera_is_allowed(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    assert Settings(api_keys="k").rtsp_allowed_hosts == []
-    assert Settings(api_keys="k", rtsp_allowed_hosts="cam.example").rtsp_allowed_hosts == ["cam.example"]
+    assert Settings.from_flat(api_keys="k").rtsp.allowed_hosts == []
+    assert Settings.from_flat(api_keys="k", rtsp_allowed_hosts="cam.example").rtsp.allowed_hosts == ["cam.example"]
     with make_client(tmp_path, tiny_checkpoint, api_keys="k", rtsp_allowed_hosts=None, source_factory=NullSource) as c:
         r = c.post("/v1/streams", json={"url": "rtsp://8.8.8.8/cam"}, headers={"X-API-Key": "k"})
         assert r.status_code == 400, r.text
@@ -197,7 +197,7 @@ def test_with_api_keys_and_no_allowlist_no_camera_is_allowed(tmp_path: Path, tin
 
 
 def test_with_auth_off_and_no_allowlist_only_public_addresses(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    assert Settings().rtsp_allowed_hosts is None
+    assert Settings().rtsp.allowed_hosts is None
     with make_client(tmp_path, tiny_checkpoint, rtsp_allowed_hosts=None, source_factory=NullSource) as c:
         r = c.post("/v1/streams", json={"url": "rtsp://127.0.0.1:8554/cam"})
         assert r.status_code == 400 and "loopback" in r.json()["detail"], r.text
@@ -238,9 +238,9 @@ def test_clients_cannot_tell_why_a_camera_is_unavailable(
 
 
 def test_a_dead_camera_fails_by_default_and_frees_its_slot(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    assert Settings().rtsp_max_failures == 5
+    assert Settings().rtsp.max_failures == 5
     dead = f"rtsp://127.0.0.1:{free_port()}/cam"
-    with make_client(tmp_path, tiny_checkpoint, max_streams=1, rtsp_open_timeout_s=1.0) as client:
+    with make_client(tmp_path, tiny_checkpoint, streams_max=1, rtsp_open_timeout_s=1.0) as client:
         sid = client.post("/v1/streams", json={"url": dead}).json()["id"]
         assert client.post("/v1/streams", json={"url": dead}).status_code == 503  # the dead camera holds the slot
         info = wait_failed(client, sid, timeout=40.0)  # 5 refused attempts, backoff 0.5 s doubling: < 8 s

@@ -26,7 +26,28 @@ def test_configuration_doc_is_up_to_date() -> None:
 
 
 def test_every_setting_is_documented_with_its_env_var() -> None:
-    text = _generator().render()
-    for name in Settings.model_fields:
-        assert f"| `M2F_{name.upper()}` |" in text, name
+    gen = _generator()
+    text = gen.render()
+    envs = [env for _, env, _ in gen.env_fields()]
+    groups = Settings.groups()
+    assert len(envs) == len(set(envs)) == sum(len(g.model_fields) for g in groups.values()) + len(
+        [name for name in Settings.model_fields if name not in groups])
+    for env in envs:
+        assert f"| `{env}` |" in text, env
     assert "/work/" not in text and str(REPO) not in text  # machine-independent defaults
+
+
+def test_each_documented_variable_sets_its_setting(monkeypatch) -> None:
+    """The documented names are the ones pydantic-settings reads: a probe value in each reaches its setting (taken
+    as it is, or refused by that setting's validation)."""
+    for group, env, field in _generator().env_fields():
+        if group is None:
+            continue
+        monkeypatch.setenv(env, "__probe__")
+        try:
+            Settings()
+        except Exception as exc:  # noqa: BLE001 - a validation error names the setting the variable reached
+            assert f"{group}." in str(exc) or group in str(exc), (env, exc)
+        else:  # a string-typed setting takes the probe as it is
+            assert "__probe__" in str(getattr(getattr(Settings(), group), env.split("_", 2)[2].lower())), env
+        monkeypatch.delenv(env)

@@ -71,8 +71,8 @@ def test_the_defaults_refuse_the_reported_long_upload() -> None:
     from server.settings import Settings
 
     s = Settings()
-    assert s.upload_max_frames < 70_800 and s.max_duration_s < 590
-    assert s.upload_max_pixels <= s.max_frame_pixels and s.upload_max_pixels < 8000 * 8000
+    assert s.upload.max_frames < 70_800 and s.upload.max_duration_s < 590
+    assert s.upload.max_pixels <= s.streams.max_frame_pixels and s.upload.max_pixels < 8000 * 8000
 
 
 # ---- limits while decoding (a container header that lies) -----------------------------------------------------
@@ -102,7 +102,7 @@ def test_decoding_stops_when_the_stream_passes_a_limit_its_header_hid(
 # ---- per-key queue cap -------------------------------------------------------------------------------------------
 def test_a_key_beyond_its_queued_jobs_cap_gets_429(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> None:
     gate, entered = threading.Event(), threading.Event()
-    settings = dict(api_keys=KEYS, max_concurrent_jobs=1, max_queued_jobs_per_key=1)
+    settings = dict(api_keys=KEYS, jobs_max_concurrent=1, jobs_max_queued_per_key=1)
     try:
         with make_client(tmp_path, tiny_checkpoint, factory=gated_factory(gate, entered), **settings) as client:
             data = clip.read_bytes()
@@ -139,7 +139,7 @@ def test_keys_take_turns_a_second_keys_job_runs_before_the_first_keys_backlog(
     gate, entered = threading.Event(), threading.Event()
     try:
         with make_client(
-            tmp_path, tiny_checkpoint, factory=gated_factory(gate, entered), api_keys=KEYS, max_concurrent_jobs=1
+            tmp_path, tiny_checkpoint, factory=gated_factory(gate, entered), api_keys=KEYS, jobs_max_concurrent=1
         ) as client:
             data, ids = clip.read_bytes(), {}
             ids["a1"] = client.post("/v1/jobs", files={"file": ("a.mp4", data)}, headers=as_key("key-a")).json()["id"]
@@ -160,7 +160,7 @@ def test_keys_take_turns_a_second_keys_job_runs_before_the_first_keys_backlog(
 def test_one_key_cannot_hold_every_slot(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> None:
     """Three slots, one job per key at once: while A's first job runs, A's second waits and B's runs to the end."""
     gate, entered = threading.Event(), threading.Event()
-    settings = dict(api_keys=KEYS, max_concurrent_jobs=3, max_jobs_per_key=1, worker_lanes=3)
+    settings = dict(api_keys=KEYS, jobs_max_concurrent=3, jobs_max_per_key=1, worker_lanes=3)
     try:
         with make_client(tmp_path, tiny_checkpoint, factory=gated_factory(gate, entered), **settings) as client:
             data = clip.read_bytes()

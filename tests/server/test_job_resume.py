@@ -43,7 +43,7 @@ def _read(tmp_path: Path, job_id: str) -> Job:
 def test_a_shutdown_mid_job_resumes_at_frames_done_with_every_frame_once(
     tmp_path: Path, tiny_checkpoint: Path, long_clip: Path, task: str
 ) -> None:
-    job_id = stop_mid_job(tmp_path, tiny_checkpoint, long_clip, task, job_checkpoint_s=0.2)
+    job_id = stop_mid_job(tmp_path, tiny_checkpoint, long_clip, task, jobs_checkpoint_s=0.2)
     stopped = _read(tmp_path, job_id)
     done = stopped.frames_done
     assert stopped.state == "queued" and 5 <= done < FRAMES, stopped
@@ -82,7 +82,7 @@ def test_a_crash_resumes_at_the_last_checkpoint_and_drops_what_came_after(
 ) -> None:
     """What a SIGKILL leaves: job.json `running` at checkpoint N, results written past N, an overlay part cut off.
     The restart keeps frames [0, N), drops the rest and writes each frame once."""
-    job_id = stop_mid_job(tmp_path, tiny_checkpoint, long_clip, "semantic", job_checkpoint_s=0.2)
+    job_id = stop_mid_job(tmp_path, tiny_checkpoint, long_clip, "semantic", jobs_checkpoint_s=0.2)
     job_dir = tmp_path / "jobs" / job_id
     job = _read(tmp_path, job_id)
     done = job.frames_done

@@ -50,17 +50,28 @@ def test_http_auth(tmp_path: Path, tiny_checkpoint: Path) -> None:
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("M2F_API_KEYS", "a, b,,c")
-    monkeypatch.setenv("M2F_MAX_STATE_MEMORY", "1GiB")
+    monkeypatch.setenv("M2F_STREAMS_MAX_STATE_MEMORY", "1GiB")
     monkeypatch.setenv("M2F_UPLOAD_MAX_BYTES", "10MB")
     monkeypatch.setenv("M2F_RTSP_ALLOWED_HOSTS", "10.0.0.0/8")
-    monkeypatch.setenv("M2F_MAX_STREAMS", "3")
+    monkeypatch.setenv("M2F_STREAMS_MAX", "3")
+    monkeypatch.setenv("M2F_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("M2F_WEBHOOK_ALLOWED_HOSTS", "hooks.example,10.1.0.0/16")
     s = Settings()
-    assert s.api_keys == ["a", "b", "c"] and s.auth_enabled
-    assert int(s.max_state_memory) == 1024**3 and int(s.upload_max_bytes) == 10_000_000
-    assert s.rtsp_allowed_hosts == ["10.0.0.0/8"] and s.max_streams == 3
-    assert Settings(api_keys="").auth_enabled is False
+    assert s.api.keys == ["a", "b", "c"] and s.auth_enabled
+    assert int(s.streams.max_state_memory) == 1024**3 and int(s.upload.max_bytes) == 10_000_000
+    assert s.rtsp.allowed_hosts == ["10.0.0.0/8"] and s.streams.max == 3 and s.log_level == "DEBUG"
+    assert s.webhook.allowed_hosts == ["hooks.example", "10.1.0.0/16"]
+    assert s.streams.queue_size == 2  # the group's other fields keep their defaults
+    assert Settings.from_flat(api_keys="").auth_enabled is False
     monkeypatch.delenv("M2F_MODEL_PATH", raising=False)
-    assert Settings().model_path == bundled_model_dir()
+    assert Settings().model.path == bundled_model_dir()
+
+
+def test_flat_names_are_the_environment_names() -> None:
+    s = Settings.from_flat(streams_max=2, rtsp_open_timeout_s=1.5, host="0.0.0.0", checkpoint_dir="cp")
+    assert (s.streams.max, s.rtsp.open_timeout_s, s.host, str(s.checkpoint.dir)) == (2, 1.5, "0.0.0.0", "cp")
+    with pytest.raises(TypeError, match="M2F_MAX_STREAMS"):
+        Settings.from_flat(max_streams=2)  # the name before grouping
 
 
 def test_cli_has_serve() -> None:

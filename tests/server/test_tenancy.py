@@ -21,7 +21,7 @@ ADMIN = {"X-API-Key": "root-secret"}
 
 def _client(tmp_path: Path, checkpoint: Path, **settings):
     settings.setdefault("api_keys", "key-A-secret,key-B-secret")
-    settings.setdefault("admin_api_keys", "root-secret")
+    settings.setdefault("api_admin_keys", "root-secret")
     return make_client(tmp_path, checkpoint, source_factory=factory(frames=2), **settings)
 
 
@@ -105,10 +105,10 @@ def test_results_socket_takes_the_key_in_its_first_message(tmp_path: Path, tiny_
 
 
 def test_per_key_stream_limit(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with _client(tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", max_streams_per_key=1) as client:
+    with _client(tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", streams_max_per_key=1) as client:
         _camera(client, A)
         r = client.post("/v1/streams", json={"url": "rtsp://127.0.0.1:8554/cam"}, headers=A)
-        assert r.status_code == 429 and "M2F_MAX_STREAMS_PER_KEY=1" in r.json()["detail"]
+        assert r.status_code == 429 and "M2F_STREAMS_MAX_PER_KEY=1" in r.json()["detail"]
         _camera(client, B)  # the other key is not affected
         with client.websocket_connect("/v1/streams/ws") as ws:
             ws.send_json({"type": "start", "api_key": "key-A-secret"})
@@ -119,7 +119,7 @@ def test_per_key_stream_limit(tmp_path: Path, tiny_checkpoint: Path) -> None:
 def test_checkpoint_quotas_and_cleanup(tmp_path: Path, tiny_checkpoint: Path) -> None:
     states = tmp_path / "states"
     with _client(
-        tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", checkpoints_per_stream=2, checkpoint_retention_s=0
+        tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", checkpoint_per_stream=2, checkpoint_retention_s=0
     ) as client:
         sid = _camera(client, A)
         ids = [client.post(f"/v1/streams/{sid}/checkpoint", headers=A).json()["checkpoint_id"] for _ in range(5)]

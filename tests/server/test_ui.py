@@ -18,7 +18,7 @@ from server.settings import Settings
 def _client(tmp_path: Path, **settings: object) -> TestClient:
     app = FastAPI()
     app.include_router(ui.router)
-    app.state.settings = Settings(model_path=tmp_path, **settings)
+    app.state.settings = Settings.from_flat(model_path=tmp_path, **settings)
     app.state.model = SimpleNamespace(cfg=preset("tiny", thing_class_ids=[11, 12]))
     return TestClient(app)
 

@@ -12,7 +12,7 @@ from tests.server.test_api_ws import close_code, start
 
 @pytest.mark.timeout(60)
 def test_silent_client_is_closed_and_frees_its_slot(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    with make_client(tmp_path, tiny_checkpoint, ws_idle_timeout_s=0.3, max_streams=1) as client:
+    with make_client(tmp_path, tiny_checkpoint, streams_idle_timeout_s=0.3, streams_max=1) as client:
         with client.websocket_connect("/v1/streams/ws") as ws:
             start(ws)
             msg = ws.receive_json()  # nothing sent: the server gives up on us

@@ -1,0 +1,284 @@
+"""The groups of the service's settings (`server.settings.Settings`): one model per group, read from
+`M2F_<GROUP>_<FIELD>` (e.g. `M2F_RTSP_OPEN_TIMEOUT_S` is `RtspSettings.open_timeout_s`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
+from pydantic_settings import NoDecode
+
+from model.checkpoint import bundled_model_dir
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD
+
+Policy = Literal["latest", "block"]
+Unwatched = Literal["pause", "record", "run"]
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class Group(BaseModel):
+    """A group of settings: `M2F_<GROUP>_<FIELD>`; unknown names are ignored, as for the whole service."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModelSettings(Group):
+    """The served checkpoint and where it runs."""
+
+    path: Path = Field(
+        default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:i]")
+
+
+class TTTSettings(Group):
+    """What new streams and jobs adapt with unless they ask otherwise."""
+
+    method: str = Field("online", description="default TTT method of new streams")
+    preset: str = Field("default", description="default TTT preset of new streams")
+
+
+class WorkerSettings(Group):
+    """The device worker's parallelism."""
+
+    lanes: int | None = Field(
+        None,
+        ge=1,
+        description="worker lanes: threads that run streams in parallel, each with its own model replica "
+        "(unset: one per CPU core, at most 4; 1 on CUDA)",
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per worker lane (unset: cores / lanes on the CPU)"
+    )
+    cross_stream_batch: int | None = Field(
+        None,
+        ge=1,
+        description="most streams of a lane whose frames go through one batched call (their predictions in one "
+        "vmap, their TTT steps in one vmapped gradient; each stream's result is what it gets alone). Unset: 8 on "
+        "CUDA, 1 (off) on the CPU, where a batched call is slower than the streams one by one",
+    )
+
+
+class StreamLimits(Group):
+    """Live streams (WebSocket and camera) and the adapted state streams and jobs hold."""
+
+    max: int = Field(8, ge=1, description="live streams + running jobs that may hold adapted state at once")
+    max_per_key: int = Field(
+        4, ge=1, description="live streams (WebSocket + camera) one API key may hold at once (auth on only)"
+    )
+    max_state_memory: ByteSize = Field(ByteSize(2 * 1024**3), description="budget for all streams' adapted state")
+    queue_size: int = Field(
+        2, ge=1, description="frames queued per stream before the drop / backpressure policy applies"
+    )
+    max_frame_bytes: ByteSize = Field(ByteSize(8 * 1024**2), description="largest WebSocket frame message")
+    max_frame_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded WebSocket frame (width * height)")
+    max_result_side: int = Field(
+        640, ge=16, description="results are computed at the frame size capped to this long side"
+    )
+    start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
+    idle_timeout_s: float = Field(
+        15.0, gt=0, description="a started WebSocket stream that sends nothing for this long is closed (1008)"
+    )
+
+
+class InstanceSettings(Group):
+    """Default instance / panoptic segment filter (a stream's or job's own values win)."""
+
+    score_threshold: float = Field(
+        DEFAULT_SCORE_THRESHOLD,
+        ge=0,
+        le=1,
+        description="default minimum score of an instance / panoptic segment (streams, jobs: `score_threshold`); "
+        "the bundled model's real objects score >= 0.35, its leftover top-k pairs < 0.03",
+    )
+    min_area: int = Field(
+        DEFAULT_MIN_AREA,
+        ge=0,
+        description="default minimum pixels of an instance / panoptic segment at the result size (`min_area`)",
+    )
+
+
+class UploadLimits(Group):
+    """What an uploaded video may be."""
+
+    max_bytes: ByteSize = Field(ByteSize(512 * 1024**2), description="largest accepted upload")
+    max_frames: int = Field(
+        9000,
+        ge=1,
+        description="most frames in an uploaded video (the container's count at upload, and again while decoding: "
+        "a stream that passes it fails the job)",
+    )
+    max_pixels: int = Field(
+        3840 * 2160,
+        ge=1,
+        description="largest frame of an uploaded video (width * height; checked at upload and while decoding)",
+    )
+    max_duration_s: float = Field(
+        300.0, gt=0, description="longest accepted uploaded video (container duration, and timestamps while decoding)"
+    )
+
+
+class JobSettings(Group):
+    """Upload jobs: where they live, how many run, how often they checkpoint."""
+
+    dir: Path = Field(Path("runs/jobs"), description="uploaded videos and job results (survive restarts)")
+    max_concurrent: int = Field(2, ge=1, description="upload jobs that run at once (the others stay queued)")
+    max_per_key: int = Field(
+        1, ge=1, description="upload jobs of one API key that run at once; keys take turns for the free slots"
+    )
+    max_queued_per_key: int = Field(
+        16, ge=1, description="queued upload jobs one API key may have; more uploads are refused with 429"
+    )
+    checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds between a running job's checkpoints (results committed + adapter state saved); a crash "
+        "loses at most this much work, a clean shutdown none",
+    )
+    max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
+
+
+class ApiSettings(Group):
+    """Who may call the service."""
+
+    keys: CommaList = Field(
+        default_factory=list,
+        description="accepted API keys; each key owns the streams, jobs and checkpoints it creates (other keys get "
+        "404); empty (and no admin keys) = auth off",
+    )
+    admin_keys: CommaList = Field(
+        default_factory=list, description="API keys that may see and act on every key's streams, jobs and checkpoints"
+    )
+    allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="browser origins (scheme://host[:port]) besides the service's own that may open WebSockets "
+        "and send POST / DELETE requests (`*`: any); requests without an Origin header (curl, scripts) always pass",
+    )
+
+    @field_validator("keys", "admin_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+
+class CheckpointSettings(Group):
+    """Stream checkpoints (the adapted state a client saves and restores by id)."""
+
+    dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
+    per_stream: int = Field(
+        3, ge=1, description="checkpoints kept per stream; saving one more deletes the stream's oldest"
+    )
+    bytes_per_key: ByteSize = Field(
+        ByteSize(1024**3),
+        description="disk all of one API key's checkpoints may use; a save past it first deletes the key's oldest "
+        "checkpoints of ended streams, and is refused if that is not enough",
+    )
+    retention_s: float = Field(
+        3600.0, ge=0, description="checkpoints of a stream that ended are deleted this long after it ended (0: at once)"
+    )
+
+
+class RtspSettings(Group):
+    """Camera streams (`rtsp://`, `rtsps://`)."""
+
+    allowed_hosts: CommaList | None = Field(
+        None,
+        description="camera hosts: names, *.suffix, IPs and CIDR networks. A camera's host must match an entry, and "
+        "every address it resolves to must be public or itself listed (IP / CIDR): loopback, private, link-local, "
+        "CGNAT, multicast, ... addresses need an entry. Unset with auth off: any host with public addresses only; "
+        "unset with M2F_API_KEYS set: no camera at all (see docs/security.md)",
+    )
+    max_failures: int | None = Field(
+        5,
+        ge=1,
+        description="consecutive failed connection attempts (with backoff) before a camera ends `failed` and frees "
+        "its slot; the stream stays listed until deleted",
+    )
+    open_timeout_s: float = Field(5.0, gt=0, description="seconds to open a camera (and socket I/O timeout)")
+    stall_timeout_s: float = Field(5.0, gt=0, description="seconds without a frame before reconnecting")
+    backoff_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="cap of the random wait between reconnect attempts (full jitter from 0.5 s doubling): a camera "
+        "that comes back is resumed within about this long plus its open time",
+    )
+    unwatched: Unwatched = Field(
+        "pause",
+        description="what a camera stream does while no client subscribes to its results: `pause` (frames are read "
+        "but not processed, the adapted weights wait), `record` (every result is processed and written to "
+        "M2F_RECORDING_DIR, watched or not) or `run` (processed, results dropped). A stream's own `unwatched` wins",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+
+class RecordingSettings(Group):
+    """Recorded camera results (`unwatched="record"`)."""
+
+    dir: Path = Field(Path("runs/recordings"), description="recorded camera results, a folder per stream")
+    segment_frames: int = Field(
+        300, ge=1, le=1_000_000, description="frames per recording segment (a folder with results.jsonl + overlay.mp4)"
+    )
+    bytes_per_stream: ByteSize = Field(
+        ByteSize(512 * 1024**2),
+        description="disk a stream's recording may use; past it the oldest complete segments are deleted",
+    )
+
+
+class WebhookSettings(Group):
+    """Job webhooks (docs/security.md)."""
+
+    url: str | None = Field(
+        None, description="URL called (POST, JSON) when any job ends; a job's own `webhook_url` form field wins"
+    )
+    secret: str | None = Field(
+        None, repr=False, description="HMAC-SHA256 key of the X-M2F-Signature header (unset: calls are unsigned)"
+    )
+    allowed_hosts: CommaList | None = Field(
+        None,
+        description="webhook hosts (names, *.suffix, IPs, CIDR); every address a host resolves to must be public "
+        "or listed by IP / CIDR. Unset: any host with public addresses only",
+    )
+    timeout_s: float = Field(5.0, gt=0, description="seconds per webhook attempt (connect + response)")
+    max_attempts: int = Field(5, ge=1, le=20, description="webhook attempts before giving up")
+    backoff_s: float = Field(
+        1.0, gt=0, description="wait before the 2nd webhook attempt; doubled before each next one (full jitter)"
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+
+class RaySettings(Group):
+    """The Ray backend (optional extra `ray`; docs/deployment-ray.md)."""
+
+    address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://host:10001`); unset: start one")
+    actors: int = Field(2, ge=1, description="device-worker actors (one per GPU in production)")
+    checkpoint_every: int = Field(
+        30, ge=1, description="frames between a stream's failover checkpoints (adaptation lost at most on a crash)"
+    )
+    checkpoint_dir: str | None = Field(
+        None,
+        description="where failover checkpoints are also written: a directory or an fsspec URL (`s3://bucket/m2f`); "
+        "unset: kept in the front-end's memory only",
+    )
+    actor_gpus: float | None = Field(
+        None, ge=0, description="GPUs per device-worker actor; unset: 1 when the Ray cluster has GPUs, else 0"
+    )
+    health_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="seconds between the front-end's liveness checks of its actors (failover of idle streams)",
+    )
