@@ -1,4 +1,4 @@
-"""Bad-input catalogue (issue 13, findings 8-10): malformed WebSocket messages, over-long and odd path parameters,
+"""Bad-input catalogue: malformed WebSocket messages, over-long and odd path parameters,
 oversized frames, cross-origin browser requests, shutdown close code, readiness body and the OpenAPI contract.
 
 Every bad input must get its documented 4xx status or close code with a message naming the problem (never a
@@ -69,7 +69,7 @@ def refused(ws) -> tuple[dict, int, str]:
     return error, closed.value.code, closed.value.reason
 
 
-# ---- finding 8: malformed JSON on the streaming socket ---------------------------------------------------------
+# ---- malformed JSON on the streaming socket ------------------------------------------------------------------------
 def test_deeply_nested_start_message_closes_1007_bad_json(client: TestClient, healthy: Healthy) -> None:
     with client.websocket_connect("/v1/streams/ws") as ws:
         ws.send_text(DEEP)
@@ -100,7 +100,7 @@ def test_deeply_nested_frame_header_closes_1007_bad_frame(client: TestClient, he
     healthy.check()
 
 
-# ---- finding 8: path parameters ---------------------------------------------------------------------------------
+# ---- path parameters -----------------------------------------------------------------------------------------------
 def _succeeded_job(client: TestClient, job_id: str = "0123456789abcdef") -> str:
     """A job record in the succeeded state with one result file (no video processing needed)."""
     store = client.app.state.job_store
@@ -186,7 +186,7 @@ def test_a_method_the_path_does_not_serve_gets_405_listing_every_allowed_method(
         assert allow in r.json()["detail"]
 
 
-# ---- finding 9: oversized frames get the app's message, not only the transport's close -------------------------
+# ---- oversized frames get the app's message, not only the transport's close ----------------------------------------
 def test_oversized_frame_gets_frame_too_big_then_1009_under_serve(
     tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,7 +231,7 @@ def test_oversized_frame_gets_frame_too_big_then_1009_under_serve(
             assert closed.value.rcvd.code == 1009
 
 
-# ---- finding 9: shutdown close code (1012 service restart, as uvicorn sends) -----------------------------------
+# ---- shutdown close code (1012 service restart, as uvicorn sends) --------------------------------------------------
 def test_app_shutdown_closes_open_streams_with_1012(client: TestClient) -> None:
     with client.websocket_connect("/v1/streams/ws") as ws:
         Healthy(ws).check()
@@ -242,7 +242,7 @@ def test_app_shutdown_closes_open_streams_with_1012(client: TestClient) -> None:
     assert (closed.value.code, closed.value.reason) == (1012, "server shutting down")
 
 
-# ---- finding 9: OpenAPI ----------------------------------------------------------------------------------------
+# ---- OpenAPI -------------------------------------------------------------------------------------------------------
 def test_openapi_documents_the_upload_body_metrics_type_and_refusals(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     body = paths["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
@@ -269,14 +269,14 @@ def test_openapi_documents_the_upload_body_metrics_type_and_refusals(client: Tes
         assert codes <= documented, (path, method, codes - documented)
 
 
-# ---- finding 10: readiness shows no filesystem path ------------------------------------------------------------
+# ---- readiness shows no filesystem path ----------------------------------------------------------------------------
 def test_readyz_names_the_model_without_its_path(client: TestClient, tiny_checkpoint: Path) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["model"] == {"name": "tiny"}, r.json()
     assert str(tiny_checkpoint) not in r.text and tiny_checkpoint.name not in r.text.replace('"tiny"', "")
 
 
-# ---- finding 10: Origin check (same origin by default, M2F_API_ALLOWED_ORIGINS) ------------------------------------
+# ---- Origin check (same origin by default, M2F_API_ALLOWED_ORIGINS) ------------------------------------------------
 EVIL = {"origin": "http://evil.example"}
 
 

@@ -1,4 +1,4 @@
-"""Camera URLs cannot reach what the allowlist refuses (issue 13, findings 1, 2 and 6).
+"""Camera URLs cannot reach what the allowlist refuses.
 
 * (a) a camera's RTSP redirect is not followed (FFmpeg would follow it after our URL check);
 * (b) host names are resolved and every address checked; internal addresses need an explicit entry; the

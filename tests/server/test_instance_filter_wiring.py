@@ -1,6 +1,6 @@
 """The instance filter (`score_threshold`, `min_area`) reaches post-processing from every entry point: the WebSocket
 start message and `set_task`, `POST /v1/streams`, the job upload form and `m2f-ttt segment`; unset values use the
-service defaults (issue 14 item 3)."""
+service defaults."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A job's results as one ZIP (`GET /v1/jobs/{id}/archive`) and the listed `panoptic/` folder resolving to a listing
-(issue 14 item 7): contents, filename, 409 before success, 404 for other keys' jobs."""
+"""A job's results as one ZIP (`GET /v1/jobs/{id}/archive`) and the listed `panoptic/` folder resolving to a listing:
+contents, filename, 409 before success, 404 for other keys' jobs."""
 
 from __future__ import annotations
 

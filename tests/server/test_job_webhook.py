@@ -1,4 +1,4 @@
-"""Job webhooks (issue 14): a real HTTP receiver on 127.0.0.1 checks the HMAC signature; a receiver that fails twice
+"""Job webhooks: a real HTTP receiver on 127.0.0.1 checks the HMAC signature; a receiver that fails twice
 gets the call on the third attempt; URLs outside the host policy are refused (no SSRF)."""
 
 from __future__ import annotations
