@@ -130,7 +130,7 @@ def cost_table(bench: dict) -> str:
     if not configs:
         note += "; the configurations it timed were not recorded."
     elif drift:
-        note += ("; **these are not today's configurations**, which differ in " +
+        note += ("; **these are not today's configurations**, which differ at least in the fields " +
                  "; ".join(f"`{k}`: {', '.join(v)}" for k, v in drift.items()) +
                  " (to refresh: `m2f-ttt bench --quick --json docs/benchmark/bench_quick_cpu.json`, then this script).")
     else:
