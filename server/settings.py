@@ -7,6 +7,7 @@ Lists are comma-separated (`M2F_API_KEYS=key1,key2`); sizes accept units (`M2F_U
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -33,6 +34,35 @@ from server.settings_groups import (
 )
 
 ENV_PREFIX = "M2F_"
+REPLACED_NAMES = {  # ungrouped names the service no longer reads -> their grouped names ("": no such setting)
+    "M2F_ADMIN_API_KEYS": "M2F_API_ADMIN_KEYS",
+    "M2F_ALLOWED_ORIGINS": "M2F_API_ALLOWED_ORIGINS",
+    "M2F_CHECKPOINTS_PER_STREAM": "M2F_CHECKPOINT_PER_STREAM",
+    "M2F_CROSS_STREAM_BATCH": "M2F_WORKER_CROSS_STREAM_BATCH",
+    "M2F_DECODE_THREADS": "",
+    "M2F_DEVICE": "M2F_MODEL_DEVICE",
+    "M2F_JOB_CHECKPOINT_S": "M2F_JOBS_CHECKPOINT_S",
+    "M2F_JOB_MAX_WIDTH": "M2F_JOBS_MAX_WIDTH",
+    "M2F_JOB_WEBHOOK_URL": "M2F_WEBHOOK_URL",
+    "M2F_MAX_CONCURRENT_JOBS": "M2F_JOBS_MAX_CONCURRENT",
+    "M2F_MAX_DURATION_S": "M2F_UPLOAD_MAX_DURATION_S",
+    "M2F_MAX_FRAME_BYTES": "M2F_STREAMS_MAX_FRAME_BYTES",
+    "M2F_MAX_FRAME_PIXELS": "M2F_STREAMS_MAX_FRAME_PIXELS",
+    "M2F_MAX_JOBS_PER_KEY": "M2F_JOBS_MAX_PER_KEY",
+    "M2F_MAX_QUEUED_JOBS_PER_KEY": "M2F_JOBS_MAX_QUEUED_PER_KEY",
+    "M2F_MAX_RESULT_SIDE": "M2F_STREAMS_MAX_RESULT_SIDE",
+    "M2F_MAX_STATE_MEMORY": "M2F_STREAMS_MAX_STATE_MEMORY",
+    "M2F_MAX_STREAMS": "M2F_STREAMS_MAX",
+    "M2F_MAX_STREAMS_PER_KEY": "M2F_STREAMS_MAX_PER_KEY",
+    "M2F_QUEUE_SIZE": "M2F_STREAMS_QUEUE_SIZE",
+    "M2F_RECORDINGS_DIR": "M2F_RECORDING_DIR",
+    "M2F_RTSP_ALLOWED_SCHEMES": "",
+    "M2F_SEED": "",
+    "M2F_START_TIMEOUT_S": "M2F_STREAMS_START_TIMEOUT_S",
+    "M2F_STATES_DIR": "M2F_CHECKPOINT_DIR",
+    "M2F_TORCH_THREADS": "M2F_WORKER_TORCH_THREADS",
+    "M2F_WS_IDLE_TIMEOUT_S": "M2F_STREAMS_IDLE_TIMEOUT_S",
+}
 __all__ = ["ENV_PREFIX", "Group", "Policy", "Settings", "Unwatched"]
 
 
@@ -89,6 +119,19 @@ class Settings(BaseSettings):
             else:
                 raise TypeError(f"no setting {ENV_PREFIX}{key.upper()}")
         return cls(**nested)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_replaced_names(cls, values: Any) -> Any:
+        """An ungrouped name (`M2F_MAX_STREAMS`) in the environment is an error naming its grouped one, not a
+        setting silently left at its default."""
+        set_names = {name.upper() for name in os.environ}
+        found = [name for name in REPLACED_NAMES if name in set_names]
+        if found:
+            told = [f"{old} is now {REPLACED_NAMES[old]}" if REPLACED_NAMES[old] else f"{old} is no longer a setting"
+                    for old in found]
+            raise ValueError("renamed settings (docs/configuration.md): " + "; ".join(told))
+        return values
 
     @field_validator("port", mode="before")
     @classmethod

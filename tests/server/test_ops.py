@@ -96,3 +96,17 @@ def test_info_says_when_the_bundled_demo_model_is_served(tmp_path: Path, tiny_ch
         assert client.get("/v1/info").json()["model"]["bundled_demo"] is True
     page = (Path(__file__).resolve().parents[2] / "server" / "static" / "app.js").read_text()
     assert '$("demo-note").hidden = !info.model.bundled_demo' in page
+
+
+def test_an_ungrouped_name_is_refused_with_its_grouped_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("M2F_MAX_STREAMS", "3")
+    monkeypatch.setenv("m2f_seed", "1")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert "M2F_MAX_STREAMS is now M2F_STREAMS_MAX" in str(refused.value)
+    assert "M2F_SEED is no longer a setting" in str(refused.value)
+    monkeypatch.delenv("M2F_MAX_STREAMS")
+    monkeypatch.delenv("m2f_seed")
+    assert Settings().streams.max == 8
