@@ -1,59 +1,41 @@
 """The per-stream adapter: one object per video stream that owns its window (explicit memory), its adapted
 tensors and optimizer state (implicit memory), and a `step(frame) -> StepResult` call.
 
-The network is shared: the adapter keeps only name -> tensor copies of what it adapts and applies them with
-`torch.func.functional_call` over the one shared `YModel`, so h and every frozen tensor exist once per process.
-The safe-adaptation decisions (when to step and how far, what a shut frame does, which weights predict) are the
-stream's `Guard`'s (ttt/guard.py); the adapter calls it at three points: `begin_adapt`, `predict` and
-`_after_update`.
+The network is shared: the adapter keeps only name -> tensor copies of what it adapts and swaps them into the one
+shared `YModel` (ttt/stream_forward.py), so h and every frozen tensor exist once per process. The safe-adaptation
+decisions are the stream's `Guard`'s (ttt/guard.py), asked in `begin_adapt`, `predict` and `_after_update`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
-from torch.func import functional_call
 
-from model.device import autocast, needs_grad_scaler, synchronize, to_device
+from model.device import needs_grad_scaler, synchronize, to_device
 from model.masking import normalize, with_flag
 from model.stochastic_depth import stochastic_depth
 from model.ymodel import YModel
-from mask2former_ttt.ttt import sample_augment
+from mask2former_ttt.ttt import sample_augment, stream_state
 from mask2former_ttt.ttt.config import TTTConfig
+from mask2former_ttt.ttt.divergence import Divergence
 from mask2former_ttt.ttt.feature_align import alignment_in_use
-from mask2former_ttt.ttt.flat_params import FlatParams, clip_grad_norm, flat_theta0, flatten
+from mask2former_ttt.ttt.flat_params import FlatParams, clip_grad_norm, flat_theta0
 from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.guard import Guard
 from mask2former_ttt.ttt.objectives import MAEObjective, mae_loss
 from mask2former_ttt.ttt.param_groups import group_specs, mae_names, make_optimizer
-from mask2former_ttt.ttt.stats import StepResult, StepStats, Theta0View
-from mask2former_ttt.ttt.tensor_swap import TensorSwap
+from mask2former_ttt.ttt.stats import FrameWork, StepResult, StepStats, Theta0View
+from mask2former_ttt.ttt.stream_forward import StreamForward
+from mask2former_ttt.ttt.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
 Objective = Callable[..., torch.Tensor]
-WARMUP_FRAMES = 5  # frames before a loss far above its running level counts as a divergence
-EXPLODE_FACTOR = 10.0  # a loss above this × its running mean rolls the stream back to θ0
-STATS_OF_A_STEP = ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back",
-                   "shift_score", "confidence_score", "step_scale")
-
-
-@dataclass
-class FrameWork:
-    """One frame on its way through `step`: x (3, h, w) uint8 at the working resolution (in the window), its
-    stats, whether its step is due before its prediction, and θ0's view of it (ttt/stats.py)."""
-
-    x: torch.Tensor
-    stats: StepStats
-    due: bool
-    theta0: Theta0View = field(default_factory=Theta0View)
 
 
 class StreamAdapter:
@@ -82,14 +64,13 @@ class StreamAdapter:
         shared = dict(model.named_parameters())
         self.names = names if names is not None else mae_names(model)  # the shared tensors a stream replaces
         self.theta0 = {n: shared[n] for n in self.names}  # references to the shared weights (free)
-        self._swap = TensorSwap(model, self.names)  # applies this stream's tensors (functional_call's job)
         # feature alignment is a term of TTT-MAE's objective: Tent, self-training and custom objectives stay as given
         self.objective = MAEObjective(alignment_in_use(model.cfg, cfg)) if objective is mae_loss else objective
         self.augment = sample_augment.resolve(cfg.sample_augment, model.cfg)  # `auto` -> the model's recipe
         self.use_amp = cfg.amp and self.device.type == "cuda"
+        self._forward = StreamForward(model, self.names, cfg.compile, self.use_amp)
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
         self.timing_sync = False
-        self._compiled: Callable[..., Any] | None = None
         self.reset()
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -101,19 +82,19 @@ class StreamAdapter:
         """Back to θ0 bit-exactly, with an empty window, fresh optimizer, guard and RNG."""
         self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
         self.optimizer: torch.optim.Optimizer | None = None
-        self._set_average(None)  # flat (N,) moving average of the weights (`guard.predict_ema`)
+        self.weight_average = WeightAverage()  # of the weights, for predictions (`guard.predict_ema`)
         self.guard = Guard(self.cfg.guard, self.model.cfg)
         self.window: deque[torch.Tensor] = deque(maxlen=self.cfg.window)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.frame_index = 0
         self.rollbacks = 0
         self.stepped = False  # whether any update has moved the weights off θ0 since the reset
-        self.loss_mean: float | None = None
+        self.divergence = Divergence()  # the running loss level a diverging step is judged by
         self.pending: Theta0View | None = None  # pipelined: θ0's view of the frame whose step is still to be taken
         self.deferred_stats: StepStats | None = None
         self.scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(self.device, self.use_amp) else None
 
-    def _ensure_params(self) -> None:
+    def ensure_params(self) -> None:
         if self.flat is None and self.adapts:
             self.flat = FlatParams(self.theta0, group_specs(self.theta0, self.cfg))
 
@@ -126,7 +107,7 @@ class StreamAdapter:
         assert self.flat is not None
         return flat_theta0(self.model, self.theta0, self.flat.order)
 
-    def _new_optimizer(self) -> torch.optim.Optimizer:
+    def new_optimizer(self) -> torch.optim.Optimizer:
         assert self.flat is not None
         return make_optimizer(self.flat.param_groups(), self.cfg)
 
@@ -136,105 +117,32 @@ class StreamAdapter:
         assert self.flat is not None
         self.flat.copy_from(self._theta0_flat())
         self.optimizer = None
-        self._set_average(None)  # the average restarts from the restored weights
+        self.weight_average.set(None, None)  # the average restarts from the restored weights
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this stream exactly: adapted tensors, optimizer, window, RNG, counters."""
-        return {
-            "method": self.method,
-            "config": self.cfg.model_dump(),
-            "params": self.flat.state() if self.flat is not None else {},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
-            "ema": self.flat.unflatten(self.average) if self.flat and self.average is not None else None,
-            "window": [t.clone() for t in self.window],
-            "generator": self.generator.get_state(),
-            "frame_index": self.frame_index,
-            "rollbacks": self.rollbacks,
-            "loss_mean": self.loss_mean,
-            "pending_step": self.pending is not None,
-            "closed_frames": self.guard.shut_frames,
-            "stepped": self.stepped,
-        }
+        """Everything needed to continue this stream exactly (ttt/stream_state.py)."""
+        return stream_state.save(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a stream saved by `state_dict` (same model and method)."""
-        if state["method"] != self.method:
-            raise ValueError(f"state is for method {state['method']!r}, this adapter is {self.method!r}")
-        self.reset()
-        if state["params"]:
-            if set(state["params"]) != set(self.theta0):
-                raise ValueError("state adapts other tensors than this adapter (another model or method)")
-            self._ensure_params()
-            assert self.flat is not None
-            self.flat.copy_from({n: t.to(self.device) for n, t in state["params"].items()})
-        if state["optimizer"] is not None:
-            self.optimizer = self._new_optimizer()
-            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        if state.get("ema") and self.flat is not None:
-            self._set_average(flatten(state["ema"][n].to(self.device) for n in self.flat.order))
-        self.window.extend(t.to(self.device) for t in state["window"])
-        self.generator.set_state(state["generator"])
-        self.frame_index = state["frame_index"]
-        self.rollbacks = state["rollbacks"]
-        self.loss_mean = state["loss_mean"]
-        self.pending = Theta0View(predicted=True) if state.get("pending_step") else None
-        self.guard.shut_frames = int(state.get("closed_frames", 0))
-        self.stepped = bool(state.get("stepped", bool(state["params"])))
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        """Every tensor this stream owns (the shared model excluded)."""
-        tensors = list(self.window)
-        if self.flat is not None:
-            tensors.append(self.flat.data)
-            if self.flat.grad is not None:
-                tensors.append(self.flat.grad)
-            else:
-                tensors += [p.grad for p in self.params.values() if p.grad is not None]
-        if self.average is not None:
-            tensors.append(self.average)
-        if self.optimizer is not None:
-            for s in self.optimizer.state.values():
-                tensors += [v for v in s.values() if torch.is_tensor(v)]
-        return tensors
+        stream_state.load(self, state)
 
     def memory_bytes(self) -> int:
-        """Bytes held by this stream's own tensors right now."""
-        return sum(t.numel() * t.element_size() for t in self.state_tensors())
+        """Bytes held by this stream's own tensors right now (the shared model excluded)."""
+        return sum(t.numel() * t.element_size() for t in stream_state.owned_tensors(self))
 
     def estimated_memory_bytes(self, frame_hw: tuple[int, int] | None = None) -> int:
         """Steady-state per-stream bytes before any frame arrives (for admission control)."""
-        size = sum(t.numel() * t.element_size() for t in self.theta0.values()) if self.adapts else 0
-        copies = 1
-        if self.adapts and not self.cfg.reset_optimizer_each_frame:
-            copies += 1 if self.cfg.optimizer == "sgd" else 2
-        if self.adapts and self.guard.average_rate > 0:
-            copies += 1
-        h, w = frame_hw or (self.model.cfg.image_size, self.model.cfg.image_size)
-        return size * copies + self.cfg.window * 3 * h * w
+        return stream_state.estimated_bytes(self, frame_hw)
 
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:
         """Online methods need no whole-video pass (see `Adapter.needs_whole_video`)."""
         return None
 
-    # ---- forward helpers ---------------------------------------------------------------------------------
+    # ---- predictions ---------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mode: str, tensors: dict[str, torch.Tensor] | None = None) -> Any:
-        """The shared model with this stream's tensors (`tensors`, default: the adapted ones) in place of θ0 (before
-        the first step it has none: the shared weights are θ0). Compiled with `cfg.compile` (through
-        `functional_call`, which dynamo traces)."""
-        applied = self.params if tensors is None else tensors
-        with autocast(self.device, self.use_amp):
-            if self.cfg.compile:
-                if self._compiled is None:
-                    self._compiled = torch.compile(self._functional_forward, dynamic=False)
-                return self._compiled(applied, x, mode)
-            if not applied:
-                return self.model(x, mode=mode)
-            return self._swap(applied, x, mode=mode)
-
-    def _functional_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, mode: str) -> Any:
-        # the Y-model ties no tensors (tests/ttt/test_hot_path.py), so functional_call's per-call search for tied
-        # names (a walk of every module, ~2 ms per call on the tiny model) is skipped
-        return functional_call(self.model, params, (x,), {"mode": mode}, strict=False, tie_weights=False)
+        """The shared model on x with this stream's tensors (`tensors`, default: the adapted ones; empty: θ0)."""
+        return self._forward(self.params if tensors is None else tensors, x, mode)
 
     @property
     def predicts_with_theta0(self) -> bool:
@@ -244,28 +152,16 @@ class StreamAdapter:
     def prediction_tensors(self) -> dict[str, torch.Tensor]:
         """What the next prediction runs with, as the guard decides: θ0 (empty: the shared weights), the moving
         average of the adapted tensors, or the adapted tensors (empty before the first step)."""
-        predictor = self.guard.predictor(self.stepped, self._average_views is not None)
+        views = self.weight_average.views
+        predictor = self.guard.predictor(self.stepped, views is not None)
         if predictor == "theta0":
             return {}
-        return self._average_views if predictor == "average" and self._average_views is not None else self.params
+        return views if predictor == "average" and views is not None else self.params
 
-    def _set_average(self, average: torch.Tensor | None) -> None:
-        """The moving average (flat (N,), or None) and its per-tensor views, built once per buffer rather than per
-        prediction (≈ 1 ms for the tiny model's 120 tensors); `lerp_` updates the buffer in place."""
-        self.average = average
-        self._average_views = self.flat.views(average) if average is not None and self.flat is not None else None
-
-    @torch.no_grad()
-    def _track_average(self) -> None:
-        """After a frame's update or relaxation: the moving average of the weights takes a step toward them (it
-        starts at the weights themselves, e.g. after a rollback)."""
-        rate = self.guard.average_rate
-        if rate <= 0 or self.flat is None:
-            return
-        if self.average is None:
-            self._set_average(self.flat.data.clone())
-        else:
-            self.average.lerp_(self.flat.data, 1.0 - rate)
+    @property
+    def average(self) -> torch.Tensor | None:
+        """The moving average of the weights, flat (N,), or None (`guard.predict_ema` 0, or none yet)."""
+        return self.weight_average.data
 
     # ---- the step ----------------------------------------------------------------------------------------
     def step(self, frame: torch.Tensor) -> StepResult:
@@ -291,7 +187,9 @@ class StreamAdapter:
         work = FrameWork(x, stats, due=False)
         if self.cfg.pipelined:
             self.finish_pending()
-            self._take_deferred_stats(stats)
+            if self.deferred_stats is not None:  # the step finish_pending took is reported with this frame
+                stats.take_step_of(self.deferred_stats)
+                self.deferred_stats = None
             self.window.append(x)
             self.pending = work.theta0 if self._step_due() else None
             return work
@@ -330,12 +228,6 @@ class StreamAdapter:
         view, self.pending = self.pending, None
         self.deferred_stats = StepStats(frame_index=self.frame_index - 1)
         return self.deferred_stats, view
-
-    def _take_deferred_stats(self, stats: StepStats) -> None:
-        done, self.deferred_stats = self.deferred_stats, None
-        if done is not None:
-            for name in STATS_OF_A_STEP:
-                setattr(stats, name, getattr(done, name))
 
     @torch.no_grad()
     def _predict_theta0(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,11 +271,11 @@ class StreamAdapter:
     def begin_adapt(self, stats: StepStats, view: Theta0View) -> bool:
         """Before a frame's steps: the optimizer, and the guard's step scale. False when the guard shuts the step:
         the weights relax toward θ0 instead (nothing more to do for this frame)."""
-        self._ensure_params()
+        self.ensure_params()
         if self.cfg.reset_weights_each_frame:
             self._restore_theta0()
         if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
-            self.optimizer = self._new_optimizer()
+            self.optimizer = self.new_optimizer()
         scale = self.guard.step_scale(self.window[-1], view, stats, self._predict_theta0)
         if scale == 0.0:
             self._on_shut_frame()
@@ -403,7 +295,7 @@ class StreamAdapter:
             self._restore_theta0()  # as after a reset, keeping the window, counters and RNG
             self.stepped = False
             log.info("stream back on the training domain for %d frames: weights reset to θ0", self.guard.shut_frames)
-        self._track_average()
+        self.weight_average.track(self.flat, self.guard.average_rate)
         if self.cfg.reset_optimizer_each_frame:
             self.optimizer = None
 
@@ -418,7 +310,7 @@ class StreamAdapter:
         """After a frame's steps (their losses): the frame's reported loss; a per-frame optimizer is dropped."""
         finite = [v for v in losses if v is not None and math.isfinite(v)]
         stats.loss = finite[-1] if finite else (losses[-1] if losses else None)
-        self._track_average()
+        self.weight_average.track(self.flat, self.guard.average_rate)
         if self.cfg.reset_optimizer_each_frame:
             self.optimizer = None  # re-created next frame: no optimizer state kept between frames
 
@@ -461,7 +353,7 @@ class StreamAdapter:
         clipping, the optimizer step, the guard's pull toward θ0. Returns `total`."""
         assert self.optimizer is not None and self.flat is not None
         t0 = time.perf_counter()
-        if self._diverged(total):
+        if self.divergence.diverged(total, self.frame_index):
             self.rollback(stats, f"loss {total:.4g}", relearn_level=math.isfinite(total))
             return total
         if self.scaler:
@@ -479,14 +371,8 @@ class StreamAdapter:
         self._sync()
         stats.optimizer_s += time.perf_counter() - t0
         stats.steps_taken += 1
-        self.loss_mean = total if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * total
+        self.divergence.observe(total)
         return total
-
-    def _diverged(self, loss: float) -> bool:
-        if not math.isfinite(loss):
-            return True
-        warm = self.loss_mean is not None and self.frame_index >= WARMUP_FRAMES
-        return warm and loss > EXPLODE_FACTOR * self.loss_mean
 
     @torch.no_grad()
     def _pull_toward_theta0(self, rate: float) -> None:
@@ -502,11 +388,11 @@ class StreamAdapter:
         """Undo a diverging step: back to θ0, optimizer state dropped. With `relearn_level` (a finite loss far above
         its running level) the level is re-learnt from the next step."""
         self._restore_theta0()
-        self.optimizer = self._new_optimizer()
+        self.optimizer = self.new_optimizer()
         if relearn_level:
             # a level learnt on an easy domain (ℓ_s on low-contrast frames is ~0.1× the clean level) would otherwise
             # call every step after the return to clean a divergence; a non-finite loss keeps the level it had
-            self.loss_mean = None
+            self.divergence.level = None
         self.rollbacks += 1
         stats.rolled_back = True
         log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)

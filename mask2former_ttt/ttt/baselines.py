@@ -67,10 +67,10 @@ class OfflineAllFrames(StreamAdapter):
         random.Random(self.seed).shuffle(order)
         self.window = deque((clips[i] for i in order), maxlen=None)
         stats = StepStats(frame_index=-1)
-        self._ensure_params()
+        self.ensure_params()
         for _ in range(len(clips)):
             if self.cfg.reset_optimizer_each_frame or self.optimizer is None:
-                self.optimizer = self._new_optimizer()
+                self.optimizer = self.new_optimizer()
             for _ in range(self.cfg.steps_per_frame):
                 batch, valid = self.sample_batch(stats)
                 self.train_step(batch, stats, valid)

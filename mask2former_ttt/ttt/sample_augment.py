@@ -112,5 +112,5 @@ def draw_samples(
         if ch < h or cw < w:
             tops = torch.randint(h - ch + 1, (b,), generator=generator).tolist()
             lefts = torch.randint(w - cw + 1, (b,), generator=generator).tolist()
-            frames = [f[:, t : t + ch, l : l + cw] for f, t, l in zip(frames, tops, lefts)]
+            frames = [f[:, t : t + ch, x : x + cw] for f, t, x in zip(frames, tops, lefts)]
     return normalize(torch.stack(frames), model_cfg), None

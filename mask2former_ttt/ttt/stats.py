@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+
+
+STEP_FIELDS = ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back",
+               "shift_score", "confidence_score", "step_scale")  # what a TTT step records
 
 
 @dataclass
@@ -30,6 +34,11 @@ class StepStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def take_step_of(self, other: "StepStats") -> None:
+        """Report the step `other` recorded (a pipelined frame's, taken after its result was sent) as this frame's."""
+        for name in STEP_FIELDS:
+            setattr(self, name, getattr(other, name))
+
 
 @dataclass
 class Theta0View:
@@ -49,3 +58,14 @@ class StepResult:
     mask_logits: torch.Tensor
     stats: StepStats
     working_size: tuple[int, int]
+
+
+@dataclass
+class FrameWork:
+    """One frame on its way through `step`: x (3, h, w) uint8 at the working resolution (in the window), its
+    stats, whether its step is due before its prediction, and θ0's view of it (ttt/stats.py)."""
+
+    x: torch.Tensor
+    stats: StepStats
+    due: bool
+    theta0: Theta0View = field(default_factory=Theta0View)

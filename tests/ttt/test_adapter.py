@@ -27,7 +27,7 @@ def test_online_keeps_adapting_and_reset_restores_theta0(tiny_model, frames):
     b.step(frames[0])
     assert all(torch.equal(a.params[n], b.params[n]) for n in theta0)
     a.reset()
-    a._ensure_params()
+    a.ensure_params()
     assert all(torch.equal(a.params[n], theta0[n]) for n in theta0)
 
 

@@ -232,7 +232,7 @@ def test_class_balance_reset_restarts_from_theta0_when_the_class_count_drifts(ti
     a = ClassBalanceReset(build_adapter(tiny_model, "online", "full", **SMALL), max_drift=0)
     r0 = a.step(frames[0])  # a drift >= 0 always: reset after every frame
     assert r0.stats.reset and a.inner.rollbacks == 0
-    assert not a.inner.params and a.inner.optimizer is None and a.inner.loss_mean is None, "back at θ0"
+    assert not a.inner.params and a.inner.optimizer is None and a.inner.divergence.level is None, "back at θ0"
     assert len(a.inner.window) == 1 and a.inner.frame_index == 1, "the window and frame counter survive"
     r1 = a.step(frames[1])
     # frame 2 = a fresh adapter (θ0, new RNG) with frame 1 already in its window

@@ -74,7 +74,7 @@ def test_class_balance_reset_resets_on_drift(tiny_model, frames):
     r = a.step(frames[0])  # drift >= 0 always: every frame resets to θ0
     assert r.stats.reset
     assert not a.inner.params and a.inner.optimizer is None, "adapted tensors and optimizer dropped"
-    a.inner._ensure_params()  # what the next frame starts from
+    a.inner.ensure_params()  # what the next frame starts from
     assert a.inner.params and all(torch.equal(p, a.inner.theta0[n]) for n, p in a.inner.params.items())
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from mask2former_ttt.ttt import StreamAdapter, ttt_preset
-from mask2former_ttt.ttt.adapter import EXPLODE_FACTOR, WARMUP_FRAMES
+from mask2former_ttt.ttt.divergence import EXPLODE_FACTOR, WARMUP_FRAMES
 from mask2former_ttt.ttt.objectives import mae_loss
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -74,8 +74,8 @@ def test_loss_above_explode_factor_times_running_mean_rolls_back_to_theta0(tiny_
     obj = Scripted()
     a = _adapter(tiny_model, obj)
     factor = EXPLODE_FACTOR
-    obj.plan[WARMUP_FRAMES] = _to(lambda: 0.9 * factor * a.loss_mean)  # below the bound: a normal step
-    obj.plan[WARMUP_FRAMES + 1] = _to(lambda: 1.1 * factor * a.loss_mean)  # above it: rollback
+    obj.plan[WARMUP_FRAMES] = _to(lambda: 0.9 * factor * a.divergence.level)  # below the bound: a normal step
+    obj.plan[WARMUP_FRAMES + 1] = _to(lambda: 1.1 * factor * a.divergence.level)  # above it: rollback
     results = _run(a, frames, WARMUP_FRAMES + 1)
     assert not any(r.stats.rolled_back for r in results) and a.rollbacks == 0
     assert results[-1].stats.steps_taken == 1
@@ -92,7 +92,7 @@ def test_loss_above_explode_factor_times_running_mean_rolls_back_to_theta0(tiny_
 def test_loss_spike_during_warmup_is_not_a_divergence(tiny_model, frames):
     obj = Scripted()
     a = _adapter(tiny_model, obj)
-    obj.plan[1] = _to(lambda: 100 * EXPLODE_FACTOR * a.loss_mean)
+    obj.plan[1] = _to(lambda: 100 * EXPLODE_FACTOR * a.divergence.level)
     results = _run(a, frames, 3)
     assert a.rollbacks == 0 and all(r.stats.steps_taken == 1 for r in results)
 
@@ -102,13 +102,13 @@ def test_non_finite_loss_rolls_back_even_during_warmup(tiny_model, frames, caplo
     a = _adapter(tiny_model, obj)
     obj.plan[2] = lambda loss: loss * float("nan")
     _run(a, frames, 2)
-    mean = a.loss_mean
+    mean = a.divergence.level
     assert not _equal(_snapshot(a), _theta0(a))
     with caplog.at_level(logging.WARNING, logger="mask2former_ttt.ttt.adapter"):
         r = a.step(frames[2])
     assert r.stats.rolled_back and a.rollbacks == 1 and r.stats.steps_taken == 0
     assert "reason=loss nan" in caplog.text, "caught as a non-finite loss, before any gradient is used"
-    assert _equal(_snapshot(a), _theta0(a)) and a.loss_mean == mean
+    assert _equal(_snapshot(a), _theta0(a)) and a.divergence.level == mean
     r = a.step(frames[3])
     assert not r.stats.rolled_back and torch.isfinite(r.mask_logits).all()
 
@@ -118,10 +118,10 @@ def test_non_finite_gradient_rolls_back(tiny_model, frames, caplog):
     a = _adapter(tiny_model, obj)
     obj.plan[2] = _NanGrad.apply
     _run(a, frames, 2)
-    mean = a.loss_mean
+    mean = a.divergence.level
     with caplog.at_level(logging.WARNING, logger="mask2former_ttt.ttt.adapter"):
         r = a.step(frames[2])
     assert r.stats.rolled_back and a.rollbacks == 1 and r.stats.steps_taken == 0
     assert "reason=gradient norm" in caplog.text
-    assert _equal(_snapshot(a), _theta0(a)) and a.loss_mean == mean
+    assert _equal(_snapshot(a), _theta0(a)) and a.divergence.level == mean
     assert all(torch.isfinite(p).all() for p in a.params.values())

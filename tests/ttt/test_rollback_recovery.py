@@ -27,4 +27,4 @@ def test_one_rollback_when_the_loss_level_jumps_then_adaptation_resumes(tiny_mod
     scale["value"] = 1.0  # back to the usual level: 100x the running mean, far past explode_factor
     rolled = [a.step(frames[t % 4]).stats.rolled_back for t in range(6)]
     assert rolled[0] and not any(rolled[1:]), rolled
-    assert a.rollbacks == 1 and a.loss_mean is not None
+    assert a.rollbacks == 1 and a.divergence.level is not None
