@@ -51,7 +51,13 @@ def _serve(
     if backend not in (None, "local", "ray"):
         typer.echo(f"--backend must be local or ray, not {backend!r}", err=True)
         raise typer.Exit(2)
-    settings = Settings(backend=backend) if backend else Settings()
+    try:
+        settings = Settings(backend=backend) if backend else Settings()
+    except ValueError as exc:  # pydantic's ValidationError: one line per setting, no traceback
+        errors = getattr(exc, "errors", lambda: [])()
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in errors] or [str(exc)]
+        typer.echo("invalid settings (docs/configuration.md): " + "; ".join(lines), err=True)
+        raise typer.Exit(2) from None
     if settings.backend == "ray" and importlib.util.find_spec("ray") is None:
         typer.echo("backend=ray needs Ray: pip install '.[ray]' (docs/deployment-ray.md)", err=True)
         raise typer.Exit(2)

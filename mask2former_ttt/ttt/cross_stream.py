@@ -17,7 +17,7 @@ whole frames as samples (no augmentation: each stream's samples must have one sh
 Anything else goes through the serial path. On the CPU a batched call is about as fast as N serial
 ones (SDPA has no CPU batching rule under vmap and falls back to a loop; docs/benchmark/cross_stream_cpu.json: 0.81-
 1.05x for 2-4 streams on one thread, 1.11-1.19x in `m2f-ttt bench`), so the service turns this on for CUDA only
-unless asked (`M2F_CROSS_STREAM_BATCH`).
+unless asked (`M2F_WORKER_CROSS_STREAM_BATCH`).
 """
 
 from __future__ import annotations

@@ -54,3 +54,17 @@ def test_kubernetes_service_link_port_is_named(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("M2F_PORT", "0")
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         Settings()
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("M2F_MAX_STREAMS", "3", "M2F_MAX_STREAMS is now M2F_STREAMS_MAX"),  # an ungrouped (old) name
+    ("M2F_STREAMS_MAX", "many", "streams.max"),  # a value of the wrong type
+])
+def test_bad_settings_end_in_one_line_and_exit_2(bound: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                 name: str, value: str, says: str) -> None:
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(build_app(), ["serve"])
+    assert result.exit_code == 2 and not bound, "nothing is served"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.output
