@@ -42,13 +42,13 @@ def test_the_cost_table_names_its_commit_and_any_configuration_that_differs_from
     commit = bench["measured_at"]["commit"]
     table = rt.cost_table(bench)
     assert f"`{commit[:7]}`" in table
+    from mask2former_ttt.evaluation.bench import LIBRARY_ROWS
+    from mask2former_ttt.evaluation.provenance import method_config
+
     current = copy.deepcopy(bench)
     for name, recorded in current["configs"].items():  # as if timed with today's configurations
-        row = next((r for r in __import__("mask2former_ttt.evaluation.bench", fromlist=["x"]).LIBRARY_ROWS
-                    if r.name == name), None)
+        row = next((r for r in LIBRARY_ROWS if r.name == name), None)
         if row is not None and "config" in recorded:
-            from mask2former_ttt.evaluation.provenance import method_config
-
             current["configs"][name] = method_config(row.method, row.preset, row.overrides)
     assert "with the configurations the presets resolve to today" in rt.cost_table(current)
     current["configs"]["default"]["config"]["lr"] = 1.0
