@@ -5,7 +5,8 @@
     python scripts/gen_config_docs.py --check    # exit 1 if the committed file is out of date
 
 One table per group of settings (`M2F_<GROUP>_<FIELD>`), after the process-wide ones (`M2F_<FIELD>`); one row per
-setting: environment variable, type, default, constraints and description, in the model's order.
+setting: environment variable, type, default, constraints and description, in the model's order; then the names
+the service no longer reads (`server.settings.REPLACED_NAMES`), which it refuses.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic.fields import FieldInfo  # noqa: E402
 from pydantic_core import PydanticUndefined  # noqa: E402
 
 from model.checkpoint import bundled_model_dir  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from server.settings import REPLACED_NAMES, Settings, replaced_message  # noqa: E402
 
 OUT = REPO / "docs" / "configuration.md"
 UNITS = ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
@@ -177,6 +178,12 @@ def render() -> str:
                 lines.append(f"\n## {group} (`{prefix}{group.upper()}_<NAME>`)\n\n{summary}\n\n")
             lines.append(TABLE_HEAD)
         lines.append(_row(env, field))
+    lines.append(
+        "\n## Names no longer read\n\nSetting one of these stops the service at startup with a one-line error "
+        "naming it.\n\n| environment variable | status |\n|---|---|\n"
+    )
+    for old, new in sorted(REPLACED_NAMES.items()):
+        lines.append(f"| `{old}` | {_cell(replaced_message(old, new).removeprefix(old + ' '))} |\n")
     return "".join(lines)
 
 

@@ -31,10 +31,15 @@ from server.streaming import LoopForwarder
 from server.wire.outbound import outgoing_message
 from server.events import FrameResult, SessionClosed
 from server.worker import DeviceWorker, FrameItem, StreamSession
+from server.worker.stream_session import QUEUE_SIZE
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE = 32
+CAMERA_OPEN_TIMEOUT_S = 5.0  # seconds to open a camera (connect, RTSP handshake, probe); also its socket I/O timeout
+CAMERA_STALL_TIMEOUT_S = 5.0  # seconds without a decoded frame before the camera is reconnected
+CAMERA_BACKOFF_MAX_S = 2.0  # cap of the random wait between reconnect attempts (full jitter from 0.5 s, doubling)
+RECORDING_SEGMENT_FRAMES = 300  # frames per recording segment (a folder with results.jsonl + overlay.mp4)
 CLOSED = object()  # sentinel for subscriber queues
 
 SourceFactory = Callable[..., Any]
@@ -152,7 +157,7 @@ class RtspManager:
         self.url_check(url, s.rtsp.allowed_hosts)
         fwd = LoopForwarder(asyncio.get_running_loop())
         session = StreamSession(
-            "rtsp", task, method, preset, policy, s.streams.queue_size, fwd, encodings, owner=owner,
+            "rtsp", task, method, preset, policy, QUEUE_SIZE, fwd, encodings, owner=owner,
             instance_filter=instance_filter or s.instance_filter(),
         )
         await asyncio.wrap_future(self.worker.open_session(session))
@@ -162,7 +167,7 @@ class RtspManager:
         if stream.unwatched == "record":
             stream.recorder = StreamRecorder(
                 Path(s.recording.dir) / stream.id, task, self.class_names, self.thing_class_ids,
-                segment_frames=s.recording.segment_frames, max_bytes=int(s.recording.bytes_per_stream),
+                segment_frames=RECORDING_SEGMENT_FRAMES, max_bytes=int(s.recording.bytes_per_stream),
                 fps=max_fps or 25.0, class_colors=self.worker.model.cfg.class_colors,
             )
         stream.pump = asyncio.create_task(self._pump(stream))
@@ -171,9 +176,9 @@ class RtspManager:
                 url=url,
                 on_frame=lambda frame, pts, index: self._on_frame(stream, frame, pts, index),
                 max_fps=max_fps,
-                open_timeout_s=s.rtsp.open_timeout_s,
-                stall_timeout_s=s.rtsp.stall_timeout_s,
-                backoff_max_s=s.rtsp.backoff_max_s,
+                open_timeout_s=CAMERA_OPEN_TIMEOUT_S,
+                stall_timeout_s=CAMERA_STALL_TIMEOUT_S,
+                backoff_max_s=CAMERA_BACKOFF_MAX_S,
                 max_failures=s.rtsp.max_failures,
                 allowed_hosts=s.rtsp.allowed_hosts,
                 on_state=lambda state: self._on_state(stream, state),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.config import TASKS, Task
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD
 from server.jobs.store import Job
 
 
@@ -50,11 +51,11 @@ UPLOAD_REQUEST_BODY = {
                         "score_threshold": {
                             "type": "number", "minimum": 0, "maximum": 1,
                             "description": "drop instances / panoptic segments scoring less (default: "
-                            "M2F_INSTANCE_SCORE_THRESHOLD)",
+                            f"{DEFAULT_SCORE_THRESHOLD:g})",
                         },
                         "min_area": {
                             "type": "integer", "minimum": 0,
-                            "description": "drop smaller instances / segments (pixels; default: M2F_INSTANCE_MIN_AREA)",
+                            "description": f"drop smaller instances / segments (pixels; default: {DEFAULT_MIN_AREA})",
                         },
                         "webhook_url": {
                             "type": "string",
@@ -129,7 +130,7 @@ class Limits(BaseModel):
     max_streams: int
     max_state_memory: int
     upload_max_bytes: int
-    max_duration_s: float
+    upload_max_frames: int
     max_frame_bytes: int
     max_result_side: int
 

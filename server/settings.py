@@ -1,5 +1,5 @@
 """Service settings, read from the environment: `M2F_<GROUP>_<FIELD>` for a grouped setting (e.g.
-`M2F_STREAMS_MAX=4` sets `streams.max`, `M2F_RTSP_OPEN_TIMEOUT_S=3` sets `rtsp.open_timeout_s`) and `M2F_<FIELD>`
+`M2F_STREAMS_MAX=4` sets `streams.max`, `M2F_RTSP_MAX_FAILURES=3` sets `rtsp.max_failures`) and `M2F_<FIELD>`
 for the few process-wide ones (`M2F_HOST`, `M2F_PORT`, `M2F_LOG_LEVEL`, `M2F_BACKEND`).
 
 Lists are comma-separated (`M2F_API_KEYS=key1,key2`); sizes accept units (`M2F_UPLOAD_MAX_BYTES=512MiB`).
@@ -13,12 +13,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.postprocess import InstanceFilter
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 from server.settings_groups import (
     ApiSettings,
     CheckpointSettings,
     Group,
-    InstanceSettings,
     JobSettings,
     ModelSettings,
     Policy,
@@ -34,36 +33,58 @@ from server.settings_groups import (
 )
 
 ENV_PREFIX = "M2F_"
-REPLACED_NAMES = {  # ungrouped names the service no longer reads -> their grouped names ("": no such setting)
+REPLACED_NAMES = {  # names the service no longer reads -> the setting that replaced them ("" or a note: none did)
     "M2F_ADMIN_API_KEYS": "M2F_API_ADMIN_KEYS",
     "M2F_ALLOWED_ORIGINS": "M2F_API_ALLOWED_ORIGINS",
     "M2F_CHECKPOINTS_PER_STREAM": "M2F_CHECKPOINT_PER_STREAM",
     "M2F_CROSS_STREAM_BATCH": "M2F_WORKER_CROSS_STREAM_BATCH",
     "M2F_DECODE_THREADS": "",
     "M2F_DEVICE": "M2F_MODEL_DEVICE",
+    "M2F_INSTANCE_MIN_AREA": "",
+    "M2F_INSTANCE_SCORE_THRESHOLD": "",
+    "M2F_JOBS_MAX_WIDTH": "",
     "M2F_JOB_CHECKPOINT_S": "M2F_JOBS_CHECKPOINT_S",
-    "M2F_JOB_MAX_WIDTH": "M2F_JOBS_MAX_WIDTH",
+    "M2F_JOB_MAX_WIDTH": "",
     "M2F_JOB_WEBHOOK_URL": "M2F_WEBHOOK_URL",
     "M2F_MAX_CONCURRENT_JOBS": "M2F_JOBS_MAX_CONCURRENT",
-    "M2F_MAX_DURATION_S": "M2F_UPLOAD_MAX_DURATION_S",
+    "M2F_MAX_DURATION_S": "uploads are limited by M2F_UPLOAD_MAX_FRAMES",
     "M2F_MAX_FRAME_BYTES": "M2F_STREAMS_MAX_FRAME_BYTES",
     "M2F_MAX_FRAME_PIXELS": "M2F_STREAMS_MAX_FRAME_PIXELS",
     "M2F_MAX_JOBS_PER_KEY": "M2F_JOBS_MAX_PER_KEY",
     "M2F_MAX_QUEUED_JOBS_PER_KEY": "M2F_JOBS_MAX_QUEUED_PER_KEY",
-    "M2F_MAX_RESULT_SIDE": "M2F_STREAMS_MAX_RESULT_SIDE",
+    "M2F_MAX_RESULT_SIDE": "",
     "M2F_MAX_STATE_MEMORY": "M2F_STREAMS_MAX_STATE_MEMORY",
     "M2F_MAX_STREAMS": "M2F_STREAMS_MAX",
     "M2F_MAX_STREAMS_PER_KEY": "M2F_STREAMS_MAX_PER_KEY",
-    "M2F_QUEUE_SIZE": "M2F_STREAMS_QUEUE_SIZE",
+    "M2F_QUEUE_SIZE": "",
+    "M2F_RAY_HEALTH_INTERVAL_S": "",
     "M2F_RECORDINGS_DIR": "M2F_RECORDING_DIR",
+    "M2F_RECORDING_SEGMENT_FRAMES": "",
     "M2F_RTSP_ALLOWED_SCHEMES": "",
+    "M2F_RTSP_BACKOFF_MAX_S": "",
+    "M2F_RTSP_OPEN_TIMEOUT_S": "",
+    "M2F_RTSP_STALL_TIMEOUT_S": "",
     "M2F_SEED": "",
-    "M2F_START_TIMEOUT_S": "M2F_STREAMS_START_TIMEOUT_S",
+    "M2F_START_TIMEOUT_S": "",
     "M2F_STATES_DIR": "M2F_CHECKPOINT_DIR",
+    "M2F_STREAMS_MAX_RESULT_SIDE": "",
+    "M2F_STREAMS_QUEUE_SIZE": "",
+    "M2F_STREAMS_START_TIMEOUT_S": "",
     "M2F_TORCH_THREADS": "M2F_WORKER_TORCH_THREADS",
+    "M2F_UPLOAD_MAX_DURATION_S": "uploads are limited by M2F_UPLOAD_MAX_FRAMES",
+    "M2F_WEBHOOK_BACKOFF_S": "",
+    "M2F_WEBHOOK_MAX_ATTEMPTS": "",
+    "M2F_WEBHOOK_TIMEOUT_S": "",
     "M2F_WS_IDLE_TIMEOUT_S": "M2F_STREAMS_IDLE_TIMEOUT_S",
 }
 __all__ = ["ENV_PREFIX", "Group", "Policy", "Settings", "Unwatched"]
+
+
+def replaced_message(old: str, new: str) -> str:
+    """The one-line refusal of `old`: `... is now M2F_...`, or `... is no longer a setting (note)`."""
+    if new.startswith(ENV_PREFIX):
+        return f"{old} is now {new}"
+    return f"{old} is no longer a setting" + (f" ({new})" if new else "")
 
 
 class Settings(BaseSettings):
@@ -85,7 +106,6 @@ class Settings(BaseSettings):
     ttt: TTTSettings = Field(default_factory=TTTSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     streams: StreamLimits = Field(default_factory=StreamLimits)
-    instance: InstanceSettings = Field(default_factory=InstanceSettings)
     upload: UploadLimits = Field(default_factory=UploadLimits)
     jobs: JobSettings = Field(default_factory=JobSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -123,14 +143,13 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _no_replaced_names(cls, values: Any) -> Any:
-        """An ungrouped name (`M2F_MAX_STREAMS`) in the environment is an error naming its grouped one, not a
-        setting silently left at its default."""
+        """A name the service no longer reads (`M2F_MAX_STREAMS`, `M2F_RTSP_OPEN_TIMEOUT_S`) in the environment is an
+        error naming what replaced it (or saying it is no longer a setting), not a value silently ignored."""
         set_names = {name.upper() for name in os.environ}
         found = [name for name in REPLACED_NAMES if name in set_names]
         if found:
-            told = [f"{old} is now {REPLACED_NAMES[old]}" if REPLACED_NAMES[old] else f"{old} is no longer a setting"
-                    for old in found]
-            raise ValueError("renamed settings (docs/configuration.md): " + "; ".join(told))
+            told = [replaced_message(old, REPLACED_NAMES[old]) for old in found]
+            raise ValueError("renamed or removed settings (docs/configuration.md): " + "; ".join(told))
         return values
 
     @field_validator("port", mode="before")
@@ -150,9 +169,10 @@ class Settings(BaseSettings):
         return self
 
     def instance_filter(self, score_threshold: float | None = None, min_area: int | None = None) -> InstanceFilter:
-        """A stream's / job's instance filter: the values it asked for, the service defaults for the others."""
-        score = self.instance.score_threshold if score_threshold is None else score_threshold
-        return InstanceFilter(score, self.instance.min_area if min_area is None else min_area)
+        """A stream's / job's instance filter: the values it asked for, `model.postprocess`'s defaults for the
+        others (`DEFAULT_SCORE_THRESHOLD`, `DEFAULT_MIN_AREA`)."""
+        score = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        return InstanceFilter(score, DEFAULT_MIN_AREA if min_area is None else min_area)
 
     @property
     def auth_enabled(self) -> bool:

@@ -1,5 +1,5 @@
 """The groups of the service's settings (`server.settings.Settings`): one model per group, read from
-`M2F_<GROUP>_<FIELD>` (e.g. `M2F_RTSP_OPEN_TIMEOUT_S` is `RtspSettings.open_timeout_s`)."""
+`M2F_<GROUP>_<FIELD>` (e.g. `M2F_RTSP_MAX_FAILURES` is `RtspSettings.max_failures`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
 from model.checkpoint import bundled_model_dir
-from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD
 
 Policy = Literal["latest", "block"]
 Unwatched = Literal["pause", "record", "run"]
@@ -74,34 +73,10 @@ class StreamLimits(Group):
         4, ge=1, description="live streams (WebSocket + camera) one API key may hold at once (auth on only)"
     )
     max_state_memory: ByteSize = Field(ByteSize(2 * 1024**3), description="budget for all streams' adapted state")
-    queue_size: int = Field(
-        2, ge=1, description="frames queued per stream before the drop / backpressure policy applies"
-    )
     max_frame_bytes: ByteSize = Field(ByteSize(8 * 1024**2), description="largest WebSocket frame message")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded WebSocket frame (width * height)")
-    max_result_side: int = Field(
-        640, ge=16, description="results are computed at the frame size capped to this long side"
-    )
-    start_timeout_s: float = Field(10.0, gt=0, description="time a WebSocket client has to send its start message")
     idle_timeout_s: float = Field(
         15.0, gt=0, description="a started WebSocket stream that sends nothing for this long is closed (1008)"
-    )
-
-
-class InstanceSettings(Group):
-    """Default instance / panoptic segment filter (a stream's or job's own values win)."""
-
-    score_threshold: float = Field(
-        DEFAULT_SCORE_THRESHOLD,
-        ge=0,
-        le=1,
-        description="default minimum score of an instance / panoptic segment (streams, jobs: `score_threshold`); "
-        "the bundled model's real objects score >= 0.35, its leftover top-k pairs < 0.03",
-    )
-    min_area: int = Field(
-        DEFAULT_MIN_AREA,
-        ge=0,
-        description="default minimum pixels of an instance / panoptic segment at the result size (`min_area`)",
     )
 
 
@@ -113,15 +88,12 @@ class UploadLimits(Group):
         9000,
         ge=1,
         description="most frames in an uploaded video (the container's count at upload, and again while decoding: "
-        "a stream that passes it fails the job)",
+        "a stream that passes it fails the job); the bound on a job's work, whatever the video's frame rate",
     )
     max_pixels: int = Field(
         3840 * 2160,
         ge=1,
         description="largest frame of an uploaded video (width * height; checked at upload and while decoding)",
-    )
-    max_duration_s: float = Field(
-        300.0, gt=0, description="longest accepted uploaded video (container duration, and timestamps while decoding)"
     )
 
 
@@ -142,7 +114,6 @@ class JobSettings(Group):
         description="seconds between a running job's checkpoints (results committed + adapter state saved); a crash "
         "loses at most this much work, a clean shutdown none",
     )
-    max_width: int | None = Field(None, ge=16, description="scale uploaded videos down to this width before TTT")
 
 
 class ApiSettings(Group):
@@ -201,14 +172,6 @@ class RtspSettings(Group):
         description="consecutive failed connection attempts (with backoff) before a camera ends `failed` and frees "
         "its slot; the stream stays listed until deleted",
     )
-    open_timeout_s: float = Field(5.0, gt=0, description="seconds to open a camera (and socket I/O timeout)")
-    stall_timeout_s: float = Field(5.0, gt=0, description="seconds without a frame before reconnecting")
-    backoff_max_s: float = Field(
-        2.0,
-        gt=0,
-        description="cap of the random wait between reconnect attempts (full jitter from 0.5 s doubling): a camera "
-        "that comes back is resumed within about this long plus its open time",
-    )
     unwatched: Unwatched = Field(
         "pause",
         description="what a camera stream does while no client subscribes to its results: `pause` (frames are read "
@@ -226,9 +189,6 @@ class RecordingSettings(Group):
     """Recorded camera results (`unwatched="record"`)."""
 
     dir: Path = Field(Path("runs/recordings"), description="recorded camera results, a folder per stream")
-    segment_frames: int = Field(
-        300, ge=1, le=1_000_000, description="frames per recording segment (a folder with results.jsonl + overlay.mp4)"
-    )
     bytes_per_stream: ByteSize = Field(
         ByteSize(512 * 1024**2),
         description="disk a stream's recording may use; past it the oldest complete segments are deleted",
@@ -248,11 +208,6 @@ class WebhookSettings(Group):
         None,
         description="webhook hosts (names, *.suffix, IPs, CIDR); every address a host resolves to must be public "
         "or listed by IP / CIDR. Unset: any host with public addresses only",
-    )
-    timeout_s: float = Field(5.0, gt=0, description="seconds per webhook attempt (connect + response)")
-    max_attempts: int = Field(5, ge=1, le=20, description="webhook attempts before giving up")
-    backoff_s: float = Field(
-        1.0, gt=0, description="wait before the 2nd webhook attempt; doubled before each next one (full jitter)"
     )
 
     @field_validator("allowed_hosts", mode="before")
@@ -277,8 +232,4 @@ class RaySettings(Group):
     actor_gpus: float | None = Field(
         None, ge=0, description="GPUs per device-worker actor; unset: 1 when the Ray cluster has GPUs, else 0"
     )
-    health_interval_s: float = Field(
-        2.0,
-        gt=0,
-        description="seconds between the front-end's liveness checks of its actors (failover of idle streams)",
-    )
+

@@ -13,6 +13,7 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.worker import DeviceWorker
 from server.worker.device_worker import AdapterFactory, default_adapter_factory
+from server.worker.imaging import MAX_RESULT_SIDE
 from server.worker.layout import cross_stream_batch, worker_layout
 from server.worker.state_store import StreamStateStore
 
@@ -43,7 +44,7 @@ def build_worker(
         states_dir=state_store(settings),
         max_streams_per_owner=settings.streams.max_per_key if settings.auth_enabled else None,
         max_frame_pixels=settings.streams.max_frame_pixels,
-        max_result_side=settings.streams.max_result_side,
+        max_result_side=MAX_RESULT_SIDE,
         torch_threads=threads,
         lanes=lanes,
         cross_stream_batch=cross_stream_batch(device, settings.worker.cross_stream_batch),

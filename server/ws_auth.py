@@ -13,6 +13,7 @@ from server.settings import Settings
 from server.wire.inbound import CLOSE_POLICY
 from server.wire.outbound import close_with_error
 
+START_TIMEOUT_S = 10.0  # seconds a WebSocket client has for its first message (`start`, or `auth` on a results socket)
 UNAUTHORIZED_WS = 'missing or invalid API key: send X-API-Key / Bearer, or {"type": "auth", "api_key": ...} first'
 
 
@@ -38,10 +39,10 @@ async def _first_message_key(websocket: WebSocket, timeout_s: float) -> str | No
 async def authenticate_websocket(websocket: WebSocket, settings: Settings) -> Principal | None:
     """The caller of an accepted socket that sends nothing else first (a camera's results socket). Without a
     handshake key (and with auth on) the first message must be `{"type": "auth", "api_key": ...}`, within
-    `start_timeout_s`. On failure the socket is closed (1008) and None returned."""
+    `START_TIMEOUT_S`. On failure the socket is closed (1008) and None returned."""
     principal = websocket_principal(websocket)
     if principal is None and settings.auth_enabled:
-        principal = websocket_principal(websocket, await _first_message_key(websocket, settings.streams.start_timeout_s))
+        principal = websocket_principal(websocket, await _first_message_key(websocket, START_TIMEOUT_S))
     if principal is None:
         await close_unauthorized(websocket)
     return principal

@@ -31,6 +31,7 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.events import ControlReply, FrameError, FrameResult, SessionClosed
 from server.worker import CapacityError, DeviceWorker, FrameItem, StreamSession
+from server.worker.stream_session import QUEUE_SIZE
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 0.5
@@ -139,7 +140,7 @@ class JobRunner:
     def _execute(self, job: Job, cancel: threading.Event) -> None:
         results: queue.Queue[Any] = queue.Queue()
         session = StreamSession(
-            "job", job.task, job.method, job.preset, "block", self.settings.streams.queue_size, results.put,
+            "job", job.task, job.method, job.preset, "block", QUEUE_SIZE, results.put,
             session_id=f"job-{job.id}", instance_filter=InstanceFilter(job.score_threshold, job.min_area),
         )
         try:
@@ -205,18 +206,12 @@ class JobRunner:
         try:
             t = time.perf_counter()
             frames = iter_frames(
-                path, max_width=s.jobs.max_width, start=start, frame_limit=s.upload.max_frames,
-                max_pixels=s.upload.max_pixels,
+                path, start=start, frame_limit=s.upload.max_frames, max_pixels=s.upload.max_pixels
             )
             for frame in frames:
                 decode_s = time.perf_counter() - t
                 if cancel.is_set() or self._stopping.is_set():
                     break
-                if frame.pts_s is not None and frame.pts_s > s.upload.max_duration_s:
-                    raise VideoError(
-                        "too_long",
-                        f"the video runs past {frame.pts_s:.1f} s; the limit is {s.upload.max_duration_s:.0f} s",
-                    )
                 item = FrameItem(frame_id=frame.index, data=frame.rgb, pts_s=frame.pts_s, decode_s=decode_s)
                 if not self.worker.put(session, item):
                     break

@@ -13,8 +13,8 @@ URL policy (SSRF): http/https only, no credentials in the URL, the host must pas
 IP / CIDR entry lists it (the address rule of `server.sources.url_policy`). The connection goes to the checked
 address (no second DNS lookup) and redirects are not followed.
 
-Delivery: up to `M2F_WEBHOOK_MAX_ATTEMPTS` attempts, each with `M2F_WEBHOOK_TIMEOUT_S`; a 2xx answer ends it;
-between attempts a full-jitter wait from `M2F_WEBHOOK_BACKOFF_S`, doubling. Undelivered calls are logged.
+Delivery: up to `MAX_ATTEMPTS` (5) attempts, each within `ATTEMPT_TIMEOUT_S` (5 s); a 2xx answer ends it;
+between attempts a full-jitter wait from `BACKOFF_S` (1 s), doubling. Undelivered calls are logged.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ TIMESTAMP_HEADER = "X-M2F-Timestamp"
 DELIVERY_HEADER = "X-M2F-Delivery"
 SCHEMES = ("http", "https")
 SETTING = "M2F_WEBHOOK_ALLOWED_HOSTS"
+ATTEMPT_TIMEOUT_S = 5.0  # seconds per webhook attempt (connect + response)
+MAX_ATTEMPTS = 5  # webhook attempts before a delivery is given up (logged)
+BACKOFF_S = 1.0  # wait before the 2nd webhook attempt; doubled before each next one (full jitter)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -169,11 +172,10 @@ class WebhookSender:
         self._stop.set()
 
     def deliver(self, url: str, payload: dict) -> bool:
-        """POST `payload` to `url` until a 2xx answer or `webhook_max_attempts` attempts; True if delivered."""
-        s = self.settings
+        """POST `payload` to `url` until a 2xx answer or `MAX_ATTEMPTS` attempts; True if delivered."""
         raw = json.dumps(payload, separators=(",", ":")).encode()
         delivery, shown = uuid.uuid4().hex, redact_url(url)
-        for attempt in Backoff(s.webhook.backoff_s).attempts(s.webhook.max_attempts, self._stop):
+        for attempt in Backoff(BACKOFF_S).attempts(MAX_ATTEMPTS, self._stop):
             try:
                 status = self._post(url, raw, delivery)
                 if 200 <= status < 300:
@@ -213,7 +215,7 @@ class WebhookSender:
         if s.webhook.secret:
             headers[SIGNATURE_HEADER] = sign(s.webhook.secret, stamp, raw)
         conn_cls = _PinnedTLS if scheme == "https" else _Pinned
-        conn = conn_cls(host, port, str(addresses[0]), s.webhook.timeout_s)
+        conn = conn_cls(host, port, str(addresses[0]), ATTEMPT_TIMEOUT_S)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request("POST", path, body=raw, headers=headers)

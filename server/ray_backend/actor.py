@@ -26,7 +26,7 @@ from server.wire.inbound import encodings_for
 from server.worker.admission import CapacityError
 from server.worker.device_worker import AdapterFactory, DeviceWorker, default_adapter_factory
 from server.events import FrameError, FrameResult, SessionClosed
-from server.worker.stream_session import FrameItem, StreamSession
+from server.worker.stream_session import QUEUE_SIZE, FrameItem, StreamSession
 
 
 def session_view(session: StreamSession) -> dict[str, Any]:
@@ -81,7 +81,6 @@ class DeviceWorkerActor:
             max_state_memory=int(settings.streams.max_state_memory),
             states_dir=states_dir,
             max_frame_pixels=settings.streams.max_frame_pixels,
-            max_result_side=settings.streams.max_result_side,
             torch_threads=torch_threads or settings.worker.torch_threads,
             lanes=1,
             decode_threads=0,
@@ -104,7 +103,7 @@ class DeviceWorkerActor:
             method=spec.get("method") or self.settings.ttt.method,
             preset=spec.get("preset") or self.settings.ttt.preset,
             policy="block",
-            queue_size=self.settings.streams.queue_size,
+            queue_size=QUEUE_SIZE,
             deliver=out.put,
             encodings=encodings_for(task, spec.get("encodings")),
             session_id=spec["stream_id"],

@@ -35,6 +35,7 @@ from server.events import FrameError, SessionClosed
 from server.worker.stream_session import FrameItem, StreamSession
 
 log = logging.getLogger(__name__)
+HEALTH_INTERVAL_S = 2.0  # seconds between the front-end's liveness checks of its actors (failover of idle streams)
 
 
 class RayDeviceWorker:
@@ -253,8 +254,8 @@ class RayDeviceWorker:
             self._forget(session, reason)
 
     def _watch(self) -> None:
-        """Every `ray_health_interval_s`: `_poll_actors` (a failing round is logged, the next one runs)."""
-        while not self._stop.wait(self.settings.ray.health_interval_s):
+        """Every `HEALTH_INTERVAL_S`: `_poll_actors` (a failing round is logged, the next one runs)."""
+        while not self._stop.wait(HEALTH_INTERVAL_S):
             try:
                 self._poll_actors()
             except Exception:  # noqa: BLE001 - the health thread must outlive any one round

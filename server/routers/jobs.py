@@ -105,11 +105,7 @@ async def create_job(
             raise UploadError(422, str(exc)) from None
         try:
             info = await asyncio.to_thread(
-                probe,
-                path,
-                settings.upload.max_duration_s,
-                max_frames=settings.upload.max_frames,
-                max_pixels=settings.upload.max_pixels,
+                probe, path, max_frames=settings.upload.max_frames, max_pixels=settings.upload.max_pixels
             )
         except VideoError as exc:
             raise UploadError(VIDEO_ERROR_STATUS.get(exc.kind, 422), f"{exc.kind}: {exc.message}") from None

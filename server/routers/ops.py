@@ -8,10 +8,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from model.checkpoint import bundled_model_dir
+from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD
 from mask2former_ttt.ttt import METHODS
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from server.deps import Authorized, MetricsDep, ModelDep, SettingsDep, WorkerDep
 from server.schemas import Capacity, Health, Readiness, ServiceInfo, error_responses
+from server.worker.imaging import MAX_RESULT_SIDE
+from server.worker.stream_session import QUEUE_SIZE
 
 router = APIRouter(tags=["ops"])
 
@@ -82,16 +85,16 @@ async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> Ser
         methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
         presets=sorted(TTT_PRESETS),
         defaults={
-            "method": s.ttt.method, "preset": s.ttt.preset, "queue_size": s.streams.queue_size,
-            "score_threshold": s.instance.score_threshold, "min_area": s.instance.min_area,
+            "method": s.ttt.method, "preset": s.ttt.preset, "queue_size": QUEUE_SIZE,
+            "score_threshold": DEFAULT_SCORE_THRESHOLD, "min_area": DEFAULT_MIN_AREA,
         },
         limits={
             "max_streams": s.streams.max,
             "max_state_memory": int(s.streams.max_state_memory),
             "upload_max_bytes": int(s.upload.max_bytes),
-            "max_duration_s": s.upload.max_duration_s,
+            "upload_max_frames": s.upload.max_frames,
             "max_frame_bytes": int(s.streams.max_frame_bytes),
-            "max_result_side": s.streams.max_result_side,
+            "max_result_side": MAX_RESULT_SIDE,
         },
         capacity=Capacity(**worker.capacity()),
     )

@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from server.auth import presented_key, websocket_principal
-from server.ws_auth import close_unauthorized
+from server.ws_auth import START_TIMEOUT_S, close_unauthorized
 from server.logging_setup import kv
 from server.wire.inbound import (
     CLOSE_GOING_AWAY,
@@ -48,6 +48,7 @@ from server.streaming import LoopForwarder, put_frame
 from server.worker.admission import QuotaError
 from server.events import ControlReply, SessionClosed
 from server.worker import CapacityError, DeviceWorker, FrameItem, StreamSession
+from server.worker.stream_session import QUEUE_SIZE
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"], dependencies=[SameOrigin])
@@ -58,13 +59,11 @@ def _validation_text(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())
 
 
-async def _receive_start(websocket: WebSocket, settings: Settings) -> StartMessage:
+async def _receive_start(websocket: WebSocket) -> StartMessage:
     try:
-        msg = await asyncio.wait_for(websocket.receive(), settings.streams.start_timeout_s)
+        msg = await asyncio.wait_for(websocket.receive(), START_TIMEOUT_S)
     except asyncio.TimeoutError:
-        raise ProtocolError(
-            CLOSE_POLICY, "start_timeout", f"no start message within {settings.streams.start_timeout_s:g} s"
-        ) from None
+        raise ProtocolError(CLOSE_POLICY, "start_timeout", f"no start message within {START_TIMEOUT_S:g} s") from None
     if msg["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(msg.get("code", 1000))
     if msg.get("text") is None:
@@ -94,7 +93,7 @@ async def stream_ws(
         await close_unauthorized(websocket)  # a wrong handshake key: refuse before reading anything
         return
     try:
-        start = await _receive_start(websocket, settings)
+        start = await _receive_start(websocket)
     except ProtocolError as exc:
         await close_with_error(websocket, exc.close_code, exc.code, exc.message)
         return
@@ -112,7 +111,7 @@ async def stream_ws(
         method=start.method or settings.ttt.method,
         preset=start.preset or settings.ttt.preset,
         policy=start.policy,
-        queue_size=start.queue_size or settings.streams.queue_size,
+        queue_size=start.queue_size or QUEUE_SIZE,
         deliver=fwd,
         encodings=encodings_for(start.task, start.encodings),
         on_space=fwd.notify_space,

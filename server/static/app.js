@@ -6,7 +6,7 @@
 // URL parameters (all optional): task, method, preset, api_key, autostart=1, width (capture width, default 320),
 // fps (max frames sent per second, default 15), inflight (max frames awaiting a result, default 2),
 // score_threshold (0..1) and min_area (pixels): drop weaker / smaller instances and panoptic segments
-// (default: the server's M2F_INSTANCE_SCORE_THRESHOLD / M2F_INSTANCE_MIN_AREA), ttt_view (every N-th result
+// (default: the server's, /v1/info defaults), ttt_view (every N-th result
 // carries the TTT view: masked input + reconstruction; default 3, 0 = off).
 //
 // Colours: class c is drawn in /v1/classes class_colors[c] (the legend); things (instances, panoptic things) in

@@ -40,6 +40,7 @@ from server.worker.controls import StreamControls
 from server.events import SessionClosed
 from server.worker.decode_ahead import DecodeAhead
 from server.worker.frame_processing import FrameProcessor
+from server.worker.imaging import MAX_RESULT_SIDE
 from server.worker.rebalance import LaneBalancer
 from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
@@ -69,7 +70,7 @@ class DeviceWorker:
         max_state_memory: int,
         states_dir: Path | StreamStateStore,
         max_frame_pixels: int = 4096 * 4096,
-        max_result_side: int = 640,
+        max_result_side: int = MAX_RESULT_SIDE,
         seed: int = 0,
         torch_threads: int | None = None,
         lanes: int = 1,

@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+MAX_RESULT_SIDE = 640  # results are computed at the frame size scaled down so its long side is at most this
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not a decodable JPEG/PNG image of an accepted size."""

@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from server import rtsp_streams
 from tests.e2e.conftest_rtsp import rtsp_camera  # noqa: F401  (fixture)
 from tests.server.svc_helpers import build_tiny_checkpoint, running_service
 
@@ -25,8 +26,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 def service(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("svc-rtsp")
     ckpt = build_tiny_checkpoint(root / "ckpt")
-    with running_service(root, ckpt, rtsp_max_failures=3, rtsp_open_timeout_s=3.0, rtsp_stall_timeout_s=3.0) as server:
-        yield server
+    with pytest.MonkeyPatch.context() as patch:  # cameras given 3 s (not 5 s) to open and between frames
+        patch.setattr(rtsp_streams, "CAMERA_OPEN_TIMEOUT_S", 3.0)
+        patch.setattr(rtsp_streams, "CAMERA_STALL_TIMEOUT_S", 3.0)
+        with running_service(root, ckpt, rtsp_max_failures=3) as server:
+            yield server
 
 
 def _wait_state(service, stream_id: str, states: set[str], timeout: float = 30.0) -> dict:

@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 
 ray = pytest.importorskip("ray")
 
+from server.ray_backend import service_worker  # noqa: E402
 from server.wire.inbound import pack_frame  # noqa: E402
 from tests.e2e.conftest_rtsp import rtsp_camera  # noqa: E402,F401  (fixture)
 from tests.server.svc_helpers import make_clip, running_service, video_jpegs  # noqa: E402
@@ -55,12 +56,13 @@ def frames() -> list[bytes]:
 @pytest.fixture(scope="module")
 def ray_service(local_ray: None, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
     root = tmp_path_factory.mktemp("svc-ray")
-    with running_service(
-        root, tiny_checkpoint, backend="ray", ray_actors=2, ray_checkpoint_every=CHECKPOINT_EVERY,
-        ray_health_interval_s=0.5, ray_checkpoint_dir=str(root / "failover"), streams_max=8,
-        rtsp_open_timeout_s=5.0,
-    ) as server:
-        yield server
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service_worker, "HEALTH_INTERVAL_S", 0.5)  # actors checked every 0.5 s (not 2 s)
+        with running_service(
+            root, tiny_checkpoint, backend="ray", ray_actors=2, ray_checkpoint_every=CHECKPOINT_EVERY,
+            ray_checkpoint_dir=str(root / "failover"), streams_max=8,
+        ) as server:
+            yield server
 
 
 def interleaved(service, frames: list[bytes]) -> tuple[list[str], list[list[dict]]]:

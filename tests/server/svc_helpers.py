@@ -31,7 +31,6 @@ def make_settings(tmp_path: Path, checkpoint: Path, **overrides: Any) -> Setting
         checkpoint_dir=tmp_path / "states",
         recording_dir=tmp_path / "recordings",
         worker_torch_threads=1,
-        streams_start_timeout_s=5.0,
         rtsp_allowed_hosts=["127.0.0.1"],
     )
     values.update(overrides)

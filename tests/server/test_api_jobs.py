@@ -82,14 +82,14 @@ def test_bad_uploads_are_refused_with_a_reason(
 
 def test_upload_limits(tmp_path: Path, tiny_checkpoint: Path, clip: Path) -> None:
     with make_client(
-        tmp_path, tiny_checkpoint, upload_max_bytes=len(clip.read_bytes()) - 1, upload_max_duration_s=1
+        tmp_path, tiny_checkpoint, upload_max_bytes=len(clip.read_bytes()) - 1
     ) as client:
         r = upload(client, clip.read_bytes())
         assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
         assert client.post("/v1/jobs", content=b"raw", headers={"content-type": "video/mp4"}).status_code == 415
-    with make_client(tmp_path, tiny_checkpoint, upload_max_duration_s=0.1) as client:
+    with make_client(tmp_path, tiny_checkpoint, upload_max_frames=1) as client:
         r = upload(client, clip.read_bytes())
-        assert r.status_code == 422 and "too_long" in r.json()["detail"]
+        assert r.status_code == 422 and "too_many_frames" in r.json()["detail"]
         r = upload(client, clip.read_bytes(), task="depth")
         assert r.status_code == 422 and "unknown task" in r.json()["detail"]
         r = upload(client, clip.read_bytes(), method="nope")

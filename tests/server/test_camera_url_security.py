@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from server import rtsp_streams
 from server.settings import Settings
 from server.sources.base import SourceState, SourceStats
 from server.sources.rtsp import RtspSource
@@ -31,7 +32,13 @@ from tests.server.fake_rtsp import FakeCamera, Recorder, not_rtsp, redirecting
 from tests.server.svc_helpers import make_client
 
 pytestmark = pytest.mark.timeout(120)
-FAST = dict(rtsp_open_timeout_s=1.0, rtsp_stall_timeout_s=1.0)
+
+
+@pytest.fixture
+def fast_cameras(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cameras of the service given 1 s (not 5 s) to open and between frames, so refusals come quickly."""
+    monkeypatch.setattr(rtsp_streams, "CAMERA_OPEN_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(rtsp_streams, "CAMERA_STALL_TIMEOUT_S", 1.0)
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
@@ -74,12 +81,12 @@ class NullSource:
 
 @pytest.mark.parametrize("target_host", ["127.0.0.2", "localhost"])
 def test_camera_redirect_to_a_refused_host_is_not_followed(
-    tmp_path: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, target_host: str
+    tmp_path: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, target_host: str, fast_cameras: None
 ) -> None:
     caplog.set_level(logging.INFO)
     bind = "127.0.0.2" if target_host == "127.0.0.2" else "127.0.0.1"
     with Recorder(host=bind) as secret, make_client(
-        tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", rtsp_max_failures=2, **FAST
+        tmp_path, tiny_checkpoint, rtsp_allowed_hosts="127.0.0.1", rtsp_max_failures=2
     ) as client:
         location = f"rtsp://admin:pw@{target_host}:{secret.port}/secret"
         direct = client.post("/v1/streams", json={"url": location})
@@ -208,11 +215,11 @@ def test_with_auth_off_and_no_allowlist_only_public_addresses(tmp_path: Path, ti
 
 
 def test_clients_cannot_tell_why_a_camera_is_unavailable(
-    tmp_path: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, fast_cameras: None
 ) -> None:
     caplog.set_level(logging.INFO)
     with FakeCamera(respond=not_rtsp) as web, FakeCamera() as silent, make_client(
-        tmp_path, tiny_checkpoint, rtsp_max_failures=1, **FAST
+        tmp_path, tiny_checkpoint, rtsp_max_failures=1
     ) as client:
         urls = {
             "refused": f"rtsp://127.0.0.1:{free_port()}/cam",
@@ -237,10 +244,12 @@ def test_clients_cannot_tell_why_a_camera_is_unavailable(
 # --------------------------------------------------------------------------- (e) dead cameras
 
 
-def test_a_dead_camera_fails_by_default_and_frees_its_slot(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_a_dead_camera_fails_by_default_and_frees_its_slot(
+    tmp_path: Path, tiny_checkpoint: Path, fast_cameras: None
+) -> None:
     assert Settings().rtsp.max_failures == 5
     dead = f"rtsp://127.0.0.1:{free_port()}/cam"
-    with make_client(tmp_path, tiny_checkpoint, streams_max=1, rtsp_open_timeout_s=1.0) as client:
+    with make_client(tmp_path, tiny_checkpoint, streams_max=1) as client:
         sid = client.post("/v1/streams", json={"url": dead}).json()["id"]
         assert client.post("/v1/streams", json={"url": dead}).status_code == 503  # the dead camera holds the slot
         info = wait_failed(client, sid, timeout=40.0)  # 5 refused attempts, backoff 0.5 s doubling: < 8 s

@@ -70,9 +70,9 @@ def test_websocket_defaults_and_bad_values(
     tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = Seen(monkeypatch)
-    with make_client(tmp_path, tiny_checkpoint, instance_min_area=5) as client:
+    with make_client(tmp_path, tiny_checkpoint) as client:
         defaults = client.get("/v1/info").json()["defaults"]
-        assert (defaults["score_threshold"], defaults["min_area"]) == (DEFAULT_SCORE_THRESHOLD, 5)
+        assert (defaults["score_threshold"], defaults["min_area"]) == (DEFAULT_SCORE_THRESHOLD, DEFAULT_MIN_AREA)
         with client.websocket_connect("/v1/streams/ws") as ws:
             ws.send_text(json.dumps({"type": "start", "task": "instance", "policy": "block"}))
             assert ws.receive_json()["type"] == "started"
@@ -82,7 +82,7 @@ def test_websocket_defaults_and_bad_values(
             ws.send_text(json.dumps({"type": "start", "score_threshold": 2}))
             error = ws.receive_json()
             assert error["code"] == "bad_start" and "score_threshold" in error["message"], error
-    assert seen.wait(1) == [("instance", DEFAULT_SCORE_THRESHOLD, 5)]
+    assert seen.wait(1) == [("instance", DEFAULT_SCORE_THRESHOLD, DEFAULT_MIN_AREA)]
 
 
 def test_camera_create(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from server.jobs import webhook
 from server.jobs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, check_webhook_url, sign, verify
 from tests.server.svc_helpers import make_client, make_clip, make_settings
 from tests.server.test_api_jobs import upload, wait_job
@@ -85,9 +86,12 @@ def test_job_end_calls_the_webhook_signed(tmp_path: Path, tiny_checkpoint: Path)
     assert body["archive"] == f"/v1/jobs/{job['id']}/archive"
 
 
-def test_a_failing_receiver_gets_the_call_on_the_third_attempt(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    settings = make_settings(tmp_path, tiny_checkpoint, webhook_secret=SECRET, webhook_allowed_hosts=["127.0.0.1"],
-                             webhook_backoff_s=0.05, webhook_max_attempts=3)
+def test_a_failing_receiver_gets_the_call_on_the_third_attempt(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhook, "BACKOFF_S", 0.05)
+    monkeypatch.setattr(webhook, "MAX_ATTEMPTS", 3)
+    settings = make_settings(tmp_path, tiny_checkpoint, webhook_secret=SECRET, webhook_allowed_hosts=["127.0.0.1"])
     with receiver(fail_first=2) as (rec, url):
         assert WebhookSender(settings).deliver(url, {"job_id": "j1", "state": "failed"}) is True
     assert [r["valid"] for r in rec.requests] == [True, True, True]
@@ -113,8 +117,11 @@ def test_webhook_url_policy(url: str, allowed: list[str] | None, needle: str) ->
         check_webhook_url(url, allowed)
 
 
-def test_names_resolving_to_internal_addresses_are_not_called(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    settings = make_settings(tmp_path, tiny_checkpoint, webhook_backoff_s=0.01)
+def test_names_resolving_to_internal_addresses_are_not_called(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhook, "BACKOFF_S", 0.01)
+    settings = make_settings(tmp_path, tiny_checkpoint)
     with receiver() as (rec, url):
         port = url.split(":")[2].split("/")[0]
         sender = WebhookSender(settings, resolver=lambda host, p: ["127.0.0.1"])  # DNS says: loopback

@@ -61,17 +61,19 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert int(s.streams.max_state_memory) == 1024**3 and int(s.upload.max_bytes) == 10_000_000
     assert s.rtsp.allowed_hosts == ["10.0.0.0/8"] and s.streams.max == 3 and s.log_level == "DEBUG"
     assert s.webhook.allowed_hosts == ["hooks.example", "10.1.0.0/16"]
-    assert s.streams.queue_size == 2  # the group's other fields keep their defaults
+    assert s.streams.max_per_key == 4  # the group's other fields keep their defaults
     assert Settings.from_flat(api_keys="").auth_enabled is False
     monkeypatch.delenv("M2F_MODEL_PATH", raising=False)
     assert Settings().model.path == bundled_model_dir()
 
 
 def test_flat_names_are_the_environment_names() -> None:
-    s = Settings.from_flat(streams_max=2, rtsp_open_timeout_s=1.5, host="0.0.0.0", checkpoint_dir="cp")
-    assert (s.streams.max, s.rtsp.open_timeout_s, s.host, str(s.checkpoint.dir)) == (2, 1.5, "0.0.0.0", "cp")
+    s = Settings.from_flat(streams_max=2, rtsp_max_failures=3, host="0.0.0.0", checkpoint_dir="cp")
+    assert (s.streams.max, s.rtsp.max_failures, s.host, str(s.checkpoint.dir)) == (2, 3, "0.0.0.0", "cp")
     with pytest.raises(TypeError, match="M2F_MAX_STREAMS"):
         Settings.from_flat(max_streams=2)  # the name before grouping
+    with pytest.raises(TypeError, match="M2F_RTSP_OPEN_TIMEOUT_S"):
+        Settings.from_flat(rtsp_open_timeout_s=1.5)  # a removed setting (now a constant)
 
 
 def test_cli_has_serve() -> None:
@@ -103,10 +105,16 @@ def test_an_ungrouped_name_is_refused_with_its_grouped_one(monkeypatch: pytest.M
 
     monkeypatch.setenv("M2F_MAX_STREAMS", "3")
     monkeypatch.setenv("m2f_seed", "1")
+    monkeypatch.setenv("M2F_WEBHOOK_TIMEOUT_S", "9")
+    monkeypatch.setenv("M2F_UPLOAD_MAX_DURATION_S", "600")
     with pytest.raises(ValidationError) as refused:
         Settings()
     assert "M2F_MAX_STREAMS is now M2F_STREAMS_MAX" in str(refused.value)
     assert "M2F_SEED is no longer a setting" in str(refused.value)
-    monkeypatch.delenv("M2F_MAX_STREAMS")
-    monkeypatch.delenv("m2f_seed")
+    assert "M2F_WEBHOOK_TIMEOUT_S is no longer a setting" in str(refused.value)  # removed: a constant now
+    assert "M2F_UPLOAD_MAX_DURATION_S is no longer a setting (uploads are limited by M2F_UPLOAD_MAX_FRAMES)" in str(
+        refused.value
+    )
+    for name in ("M2F_MAX_STREAMS", "m2f_seed", "M2F_WEBHOOK_TIMEOUT_S", "M2F_UPLOAD_MAX_DURATION_S"):
+        monkeypatch.delenv(name)
     assert Settings().streams.max == 8

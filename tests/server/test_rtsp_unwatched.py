@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from server import rtsp_streams
 from tests.server.svc_helpers import make_client
 from tests.server.test_api_rtsp import ScriptedSource, factory, wait_for
 
@@ -55,10 +56,13 @@ def _recording(client, sid: str) -> dict:
     return r.json()
 
 
-def test_record_writes_segments_that_download_as_zips(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_record_writes_segments_that_download_as_zips(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ScriptedSource.instances.clear()
+    monkeypatch.setattr(rtsp_streams, "RECORDING_SEGMENT_FRAMES", 2)
     src_factory = factory(frames=5, fail_after=True)
-    with make_client(tmp_path, tiny_checkpoint, source_factory=src_factory, recording_segment_frames=2) as client:
+    with make_client(tmp_path, tiny_checkpoint, source_factory=src_factory) as client:
         sid = client.post("/v1/streams", json={"url": URL, "policy": "block", "unwatched": "record"}).json()["id"]
         ScriptedSource.instances[-1].go.set()
         wait_for(lambda: client.get(f"/v1/streams/{sid}").json()["state"] == "failed")
@@ -82,11 +86,13 @@ def test_record_writes_segments_that_download_as_zips(tmp_path: Path, tiny_check
         assert not (tmp_path / "recordings" / sid).exists()
 
 
-def test_record_budget_deletes_the_oldest_segments(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_record_budget_deletes_the_oldest_segments(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ScriptedSource.instances.clear()
+    monkeypatch.setattr(rtsp_streams, "RECORDING_SEGMENT_FRAMES", 2)
     with make_client(
-        tmp_path, tiny_checkpoint, source_factory=factory(frames=6, fail_after=True),
-        recording_segment_frames=2, recording_bytes_per_stream=1,
+        tmp_path, tiny_checkpoint, source_factory=factory(frames=6, fail_after=True), recording_bytes_per_stream=1
     ) as client:
         sid = client.post("/v1/streams", json={"url": URL, "policy": "block", "unwatched": "record"}).json()["id"]
         ScriptedSource.instances[-1].go.set()

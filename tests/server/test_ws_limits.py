@@ -1,6 +1,6 @@
 """WS /v1/streams/ws: documented limits and refusals (docs/websocket-protocol.md) through the real routers and
 device worker with fake adapters — restore only into the same method and preset, results scaled down to
-`M2F_STREAMS_MAX_RESULT_SIDE` (never up), frames above `M2F_STREAMS_MAX_FRAME_PIXELS` refused per frame, `M2F_STREAMS_START_TIMEOUT_S`."""
+`MAX_RESULT_SIDE` (never up), frames above `M2F_STREAMS_MAX_FRAME_PIXELS` refused per frame, `START_TIMEOUT_S`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from mask2former_ttt.outputs import png_decode, rle_decode
+from server import worker_factory
 from server.app import create_app
+from server.routers import streams_ws
 from server.wire.inbound import pack_frame
 from tests.server.serve_thread import serve_in_thread
 from tests.server.svc_helpers import fake_factory, jpeg, make_client, make_settings, png, rgb_frame
@@ -105,7 +107,7 @@ def test_restore_refuses_path_like_ids_even_when_the_file_exists(
             assert stats(b)["processed"] == 1
 
 
-# ---- results scaled to M2F_STREAMS_MAX_RESULT_SIDE --------------------------------------------------------------------
+# ---- results scaled to MAX_RESULT_SIDE (server.worker.imaging) ------------------------------------------------------
 @pytest.mark.parametrize(
     ("frame_hw", "result_hw"),
     [
@@ -116,9 +118,11 @@ def test_restore_refuses_path_like_ids_even_when_the_file_exists(
     ],
 )
 def test_results_are_scaled_down_to_max_result_side_keeping_the_aspect(
-    tmp_path: Path, tiny_checkpoint: Path, frame_hw: tuple[int, int], result_hw: tuple[int, int]
+    tmp_path: Path, tiny_checkpoint: Path, frame_hw: tuple[int, int], result_hw: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client = make_client(tmp_path, tiny_checkpoint, streams_max_result_side=40)
+    monkeypatch.setattr(worker_factory, "MAX_RESULT_SIDE", 40)  # the value the service's worker is built with
+    client = make_client(tmp_path, tiny_checkpoint)
     with client, client.websocket_connect("/v1/streams/ws") as ws:
         start(ws, task="semantic", encodings=["png", "rle"])
         ws.send_bytes(pack_frame(jpeg(rgb_frame(80, size=frame_hw)), frame_id="f"))
@@ -149,11 +153,12 @@ def test_a_frame_above_max_frame_pixels_is_a_bad_image_and_the_stream_goes_on(
         assert (s["processed"], s["errors"]) == (1, 1)
 
 
-# ---- M2F_STREAMS_START_TIMEOUT_S (real uvicorn: the client can wait with a timeout) ---------------------------------------
+# ---- START_TIMEOUT_S (real uvicorn: the client can wait with a timeout) ---------------------------------------------
 def test_a_client_that_never_sends_start_is_closed_with_1008_start_timeout(
-    tmp_path: Path, tiny_checkpoint: Path
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = create_app(make_settings(tmp_path, tiny_checkpoint, streams_start_timeout_s=0.3), adapter_factory=fake_factory())
+    monkeypatch.setattr(streams_ws, "START_TIMEOUT_S", 0.3)
+    app = create_app(make_settings(tmp_path, tiny_checkpoint), adapter_factory=fake_factory())
     with serve_in_thread(app) as server:
         with connect(f"{server.ws_url}/v1/streams/ws", open_timeout=10) as ws:
             msg = json.loads(ws.recv(timeout=20))  # a guard against a hang, not a timing assertion
