@@ -27,8 +27,9 @@ class Row(BaseModel):
 HEADLINE_ROWS = (
     "main_task_only", "online_k16", "full_preset", "default_preset", "fast_preset", "online_shuffled", "release_preset"
 )
-# the authors' release settings (B = 32, AdamW re-created every frame) cost ≈ 19× the fixed model on one CPU
-# thread: on the 2-core machine this row runs on world 0 of every family with one seed (its `runs` say so)
+# the authors' release settings (B = 32, AdamW re-created every frame) cost an order of magnitude more than the
+# presets (the README's cost table): on the 2-core machine this row runs on world 0 of every family with one seed
+# (its `runs` say so)
 RELEASE_BUDGET = {"seeds": 1, "max_videos_per_family": 1}
 # no masks and no random sampling: the mask seed cannot change these rows, one seed is the whole story
 SEED_INVARIANT = {"seeds": 1}
