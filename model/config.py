@@ -96,10 +96,29 @@ class ModelConfig(BaseModel):
     # {"median", "q_high"} of the θ0 model's mean per-pixel uncertainty (1 − max class probability) over the training
     # images (mask2former_ttt.ttt.confidence_shift), written by joint training or `m2f-ttt calibrate`
     confidence_reference: dict[str, float] | None = None
+    recon_trained: bool | None = Field(
+        None,
+        description="whether g (the reconstruction decoder TTT steps go through) is trained: true after joint "
+        "training, `m2f-ttt prepare` or a converted TTT-MAE checkpoint with its recon_head; false for a converted "
+        "detectron2 / Hugging Face Mask2Former (g freshly initialised, TTT only when asked for explicitly); null: "
+        "not recorded (checkpoints written before this field), taken as trained",
+    )
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def recon_untrained(self) -> bool:
+        """g is known to be freshly initialised (`recon_trained` false): TTT steps through it do not help."""
+        return self.recon_trained is False
+
+    @property
+    def guard_calibrated(self) -> bool:
+        """The safe-adaptation guard's three references are present (input, encoder-feature and confidence
+        statistics, from joint training, `m2f-ttt calibrate` or `m2f-ttt prepare`)."""
+        refs = (self.input_stats_reference, self.feature_stats_reference, self.confidence_reference)
+        return all(r is not None for r in refs)
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":

@@ -491,9 +491,8 @@ def detectron2_to_ymodel(
         raise ValueError("the checkpoint has a recon_head, which only the 'release' reconstruction variant can hold")
     model = build_model(cfg)
     report = apply_rules(state, model, with_recon)
+    model.cfg.recon_trained = with_recon  # the release's recon_head is a trained g; otherwise g is new
     logger.info("converted detectron2 checkpoint: %s", report.summary())
-    if cfg.task == "panoptic" and not cfg.thing_class_ids:
-        logger.warning("panoptic model without thing_class_ids: pass them as an override")
     return model.eval(), report
 
 

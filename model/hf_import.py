@@ -248,6 +248,7 @@ def load_hf_mask2former_with_report(
     hf = _load_hf(directory)
     model = build_model(cfg)
     report = transfer_hf_state(hf.state_dict(), model)
+    model.cfg.recon_trained = False  # g is new: `m2f-ttt prepare` trains it on the user's footage
     logger.info("imported %s: %s", directory, report.summary())
     return model.eval(), report
 

@@ -153,6 +153,7 @@ def train(cfg: TrainConfig) -> Path:
             _save(model, optimizer, schedule, step, last, history)
     bar.close()
     model.cfg.recon_loss_reference = recon_reference(model, loader, loss_fn, device)
+    model.cfg.recon_trained = True  # g trained jointly with f and h
     plain = StillDataset(cfg.data_root, cfg.split, cfg.dataset_format, resize=cfg.resize, augment=False)
     model.cfg.input_stats_reference = input_reference(plain, model.cfg.image_size, max_size=model.cfg.max_size)
     model.cfg.feature_stats_reference = encoder_reference(model.eval(), plain)
