@@ -137,24 +137,145 @@ def train(
     console.print(f"final checkpoint: {final}")
 
 
+def _fail(message: str) -> None:
+    """One line on stderr, exit status 2 (bad input: no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+FOOTAGE_HELP = ("video files, image folders (JPG/PNG, recursive), quoted glob patterns ('clips/**/*.mp4') or "
+                "camera URLs with a frame count (rtsp://host/x#frames=200, or --camera-frames)")
+
+
 @app.command()
 def calibrate(
+    footage: Optional[list[str]] = typer.Argument(None, help=FOOTAGE_HELP, show_default=False),
     model_dir: Path = typer.Option(..., help="checkpoint directory to update (config.json only)"),
-    data_root: Path = typer.Option(..., help="the training set the checkpoint was trained on"),
-    split: str = typer.Option("train"),
-    dataset_format: str = typer.Option("auto", help="auto | coco | cityscapes | kitti-step"),
-    max_images: int = typer.Option(500, min=2),
+    data_root: Optional[Path] = typer.Option(
+        None, help="instead of footage: the training set the checkpoint was trained on (a dataset layout)"),
+    split: str = typer.Option("train", help="--data-root only"),
+    dataset_format: str = typer.Option("auto", help="--data-root only: auto | coco | cityscapes | kitti-step"),
+    max_images: int = typer.Option(500, min=2, help="--data-root only: most images used"),
+    max_frames: int = typer.Option(500, min=2, help="footage only: most frames used (evenly spread)"),
+    camera_frames: Optional[int] = typer.Option(None, min=1, help="frames to read from each camera URL"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
 ) -> None:
-    """Store the training images' low-level statistics, the frozen encoder's feature statistics on them and the
-    frozen model's prediction uncertainty on them in a checkpoint (the safe-adaptation guard's references: its
-    shift gate, feature alignment and confidence gate). Joint training does this itself; use it for converted or
-    Hugging Face checkpoints."""
-    _logging()
-    from mask2former_ttt.training.calibration import calibrate_checkpoint
+    """Store the safe-adaptation guard's references in a checkpoint: the low-level statistics of images the model
+    should treat as unshifted, the frozen encoder's feature statistics on them and the frozen model's prediction
+    uncertainty on them (its shift gate, feature alignment and confidence gate). From your own unlabelled FOOTAGE
+    (`m2f-ttt calibrate --model-dir DIR clips/ cam.mp4`) or from a training set (--data-root). Joint training and
+    `m2f-ttt prepare` do this themselves."""
+    from model.checkpoint import load_config
 
-    ref = calibrate_checkpoint(model_dir, data_root, split, dataset_format, max_images=max_images)
+    if bool(footage) == (data_root is not None):
+        _fail("give either FOOTAGE (videos, image folders, globs, camera URLs) or --data-root, not "
+              + ("both" if footage else "neither"))
+    try:
+        load_config(model_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"--model-dir {model_dir}: " + " ".join(str(exc).split()))
+    if data_root is not None:
+        if not data_root.is_dir():
+            _fail(f"--data-root {data_root}: no such folder")
+        _logging()
+        from mask2former_ttt.training.calibration import calibrate_checkpoint
+
+        try:
+            ref = calibrate_checkpoint(model_dir, data_root, split, dataset_format, max_images=max_images)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(" ".join(str(exc).split()))
+    else:
+        from model.device import resolve_device
+        from mask2former_ttt.footage import FootageError, read_footage
+        from mask2former_ttt.training.calibration import calibrate_on_frames
+
+        try:
+            frames = read_footage(footage, max_frames, camera_frames)
+            if len(frames) < 2:
+                raise FootageError(f"the footage gives {len(frames)} frame; calibration needs at least 2")
+            dev = resolve_device(device)
+        except (FootageError, RuntimeError) as exc:
+            _fail(str(exc))
+        _logging()
+        ref = calibrate_on_frames(model_dir, frames, dev)
     console.print(f"{model_dir}: input_stats_reference mean={[round(v, 4) for v in ref['mean']]}; "
                   "feature_stats_reference and confidence_reference written")
+
+
+@app.command()
+def prepare(
+    model: Path = typer.Argument(..., help="a converted checkpoint directory, a Hugging Face Mask2Former directory "
+                                 "or a detectron2 / TTT-MAE release .pkl/.pth (converted as `m2f-ttt convert` does)"),
+    footage: list[str] = typer.Argument(..., help=FOOTAGE_HELP, show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="output checkpoint directory (created; written only when done)"),
+    steps: int = typer.Option(1000, min=1, help="training steps"),
+    batch_size: int = typer.Option(8, min=1, help="frames per step"),
+    lr: float = typer.Option(1e-3, min=0.0, help="AdamW learning rate of g (decays to 0)"),
+    max_frames: int = typer.Option(500, min=3, help="most footage frames used (evenly spread; ~10% held out)"),
+    adapt_encoder: bool = typer.Option(
+        False, "--adapt-encoder", help="train f as well, with a self-distillation term keeping h∘f's predictions "
+        "on the footage equal to the original model's"),
+    encoder_lr: float = typer.Option(1e-4, min=0.0, help="--adapt-encoder: AdamW learning rate of f"),
+    distill_weight: float = typer.Option(1.0, min=0.0, help="--adapt-encoder: weight of the distillation term"),
+    camera_frames: Optional[int] = typer.Option(None, min=1, help="frames to read from each camera URL"),
+    task: Optional[str] = typer.Option(None, help="converted sources: semantic | instance | panoptic"),
+    overrides: Optional[str] = typer.Option(None, help="converted sources: ModelConfig fields as nested JSON"),
+    checkpoint_every: int = typer.Option(100, min=1, help="save the training state every N steps (resumable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: all cores)"),
+    seed: int = 0,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing, non-empty -o directory"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Make a real Mask2Former TTT-ready from your own unlabelled footage: train g (the reconstruction decoder,
+    new in converted models) with the TTT-MAE objective, f and h frozen; store the guard's references from the
+    same footage; write a complete checkpoint and OUT/prepare.json (reconstruction loss before/after on held-out
+    frames). Interrupted? Rerun the same command: it continues from the last saved step."""
+    import torch
+
+    from model.device import resolve_device
+    from mask2former_ttt.footage import Footage, FootageError
+    from mask2former_ttt.model_source import ModelSourceError, load_model_source
+    from mask2former_ttt.training.prepare import PrepareError, PrepareOptions, check_out, prepare_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        check_out(out, overwrite)
+        cfg_overrides = _convert_overrides(task, overrides)
+        resolve_device(device)
+        source = Footage(footage, max_frames, camera_frames)
+        torch.manual_seed(seed)  # a converted model's new g: the same on a rerun (resuming)
+        ymodel, kind = load_model_source(model, cfg_overrides)
+        frames = list(source)
+        _warn_untagged_panoptic(ymodel.cfg, f"{out}/config.json")
+    except typer.BadParameter as exc:
+        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+    except (FootageError, ModelSourceError, PrepareError, RuntimeError) as exc:
+        _fail(str(exc))
+    _logging()
+    log = logging.getLogger("m2f-ttt.prepare")
+    log.info("model %s (%s, g %s); footage: %s", model, kind,
+             {True: "trained", False: "untrained", None: "not recorded"}[ymodel.cfg.recon_trained], source.describe())
+    opts = PrepareOptions(steps=steps, batch_size=batch_size, lr=lr, adapt_encoder=adapt_encoder,
+                          encoder_lr=encoder_lr, distill_weight=distill_weight, checkpoint_every=checkpoint_every,
+                          seed=seed, device=device)
+    identity = {"model": str(model.resolve()), "footage": [str(f) for f in footage], "max_frames": max_frames,
+                "task": task, "overrides": overrides}
+    try:
+        report = prepare_model(ymodel, frames, out, opts, identity, overwrite=overwrite, progress=progress)
+    except PrepareError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: rerun the same command to continue from the last saved step "
+                   f"(every {checkpoint_every} steps)", err=True)
+        raise typer.Exit(130) from None
+    line = (f"prepared {out} in {report['seconds'] / 60:.1f} min ({report['steps']} steps, "
+            f"{report['frames']['total']} frames): reconstruction loss on held-out frames "
+            f"{report['recon_loss_before']:.4f} -> {report['recon_loss_after']:.4f}")
+    if "distill_agreement" in report:
+        line += f"; agreement with the original predictions {100 * report['distill_agreement']:.1f} %"
+    console.print(line + "; g trained, guard calibrated")
 
 
 @app.command()
@@ -281,11 +402,17 @@ def _convert_overrides(task: str | None, overrides: str | None) -> dict:
     return merged
 
 
+def _warn_untagged_panoptic(cfg, where: str) -> None:
+    """One warning line when a panoptic model has no thing ids: its panoptic output would have no instances."""
+    if cfg.task == "panoptic" and not cfg.thing_class_ids:
+        typer.echo("warning: panoptic model without thing_class_ids, so panoptic output will have no instances: "
+                   "pass --overrides '{\"thing_class_ids\": [0, 1, ...]}' (the ids of the classes with instances) "
+                   f"or set them in {where}", err=True)
+
+
 @app.command()
 def convert(
-    source: Path = typer.Argument(
-        ..., exists=True, help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"
-    ),
+    source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"),
     out_dir: Path = typer.Argument(..., help="output checkpoint directory"),
     model_preset: str | None = typer.Option(
         None, "--model-preset", "--preset", show_default="swin-s",
@@ -305,6 +432,8 @@ def convert(
 
     The architecture comes from the source; class names and thing ids (absent from detectron2 files) and the task
     can be set with --overrides / --task."""
+    if not source.exists():
+        _fail(f"{source}: no such file or directory")
     _logging()
     from model.checkpoint import save_checkpoint
 
@@ -324,17 +453,30 @@ def convert(
 
             convert_detectron2_checkpoint(source, out_dir, model_preset or "swin-s", cfg_overrides, trust_pickle)
     except (ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:  # pydantic's ValidationError: ValueError
-        typer.echo(f"error: cannot convert {source}: {exc}", err=True)
+        from mask2former_ttt.model_source import one_line
+
+        typer.echo(f"error: cannot convert {source}: {one_line(exc)}", err=True)
         raise typer.Exit(2) from None
+    from model.checkpoint import load_config
+
+    cfg = load_config(out_dir)
+    _warn_untagged_panoptic(cfg, f"{out_dir}/config.json")
     console.print(f"converted {source} -> {out_dir}")
+    if cfg.recon_untrained:
+        console.print(f"g (the reconstruction decoder) is new: make the model TTT-ready with "
+                      f"`m2f-ttt prepare {out_dir} FOOTAGE... -o {out_dir}-ttt` (docs/real-weights.md)")
 
 
 @app.command()
 def info(model_dir: Path = typer.Option(None, help="checkpoint directory (default: the bundled model)")) -> None:
-    """Show a checkpoint's config (classes, sizes, reference loss)."""
+    """Show a checkpoint's config (classes, sizes, reference loss, whether g is trained and the guard calibrated)."""
     from model.checkpoint import bundled_model_dir, load_config
 
-    console.print_json(json.dumps(load_config(model_dir or bundled_model_dir()).model_dump()))
+    try:
+        cfg = load_config(model_dir or bundled_model_dir())
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(f"--model-dir {model_dir}: " + " ".join(str(exc).split()))
+    console.print_json(json.dumps({**cfg.model_dump(), "guard_calibrated": cfg.guard_calibrated}))
 
 
 @app.command()
@@ -343,7 +485,9 @@ def segment(
                                 "or camera device (/dev/video0)"),
     out: Path = typer.Option(..., "-o", "--out", help="output directory (created; must be empty unless --overwrite); "
                              "a folder / glob writes OUT/<video stem>/ per video"),
-    method: str = typer.Option("online", help="TTT method (online, main_only, no_memory, ...)"),
+    method: Optional[str] = typer.Option(
+        None, help="TTT method (online, main_only, no_memory, ...)",
+        show_default="online; main_only when the model's g is untrained (m2f-ttt prepare)"),
     preset: str = typer.Option("default", help="TTT preset: fast | default | full | release (docs/benchmark/cost_levers.md)"),
     task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),

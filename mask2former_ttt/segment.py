@@ -41,6 +41,7 @@ from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
 from mask2former_ttt.ttt.view import reconstruction_view
 from mask2former_ttt.ttt.config import TTT_PRESETS
+from mask2former_ttt.readiness import default_method, readiness
 from mask2former_ttt.live.sources import SourceInfo, open_source, source_kind  # noqa: F401  (SourceInfo re-exported)
 from mask2former_ttt.video_io import VideoError, fps_fraction, iter_frames
 
@@ -78,7 +79,7 @@ class SegmentSummary:
 def _check_choices(task: str, method: str, preset: str) -> None:
     if task not in TASKS:
         raise SegmentError(f"unknown task {task!r}; choose one of {list(TASKS)}")
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise SegmentError(f"unknown TTT method {method!r}; choose one of {sorted(METHODS)}")
     if preset not in TTT_PRESETS:
         raise SegmentError(f"unknown TTT preset {preset!r}; choose one of {sorted(TTT_PRESETS)}")
@@ -105,7 +106,7 @@ def segment_video(
     out_dir: str | Path,
     *,
     task: str = "panoptic",
-    method: str = "online",
+    method: str | None = None,
     preset: str = "default",
     device: str = "auto",
     model_dir: str | Path | None = None,
@@ -147,6 +148,9 @@ def segment_video(
     opened = open_source(source, input_format, max_width, max_frames) if is_file else None
     model = _load_model(model_path, dev)
     cfg = model.cfg
+    method, warning = default_method(cfg, method)
+    if warning:
+        logger.warning(warning)
     adapter = build_adapter(model, method, preset, seed)
     if adapter.needs_whole_video:  # offline baselines train on the whole video before predicting
         if not is_file:
@@ -154,8 +158,9 @@ def segment_video(
         adapter.prepare([_to_tensor(f.rgb) for f in iter_frames(source, max_width=max_width, max_frames=max_frames)])
     info, frames = opened or open_source(source, input_format, max_width, max_frames)
     fps: Fraction = fps_fraction(info.fps)
-    logger.info("segmenting source=%s kind=%s frames=%s fps=%.3f task=%s method=%s preset=%s model=%s device=%s",
-                info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev)
+    logger.info("segmenting source=%s kind=%s frames=%s fps=%.3f task=%s method=%s preset=%s model=%s device=%s "
+                "(%s)", info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev,
+                readiness(cfg))
     out = Path(out_dir)
     writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors)
     views = TTTViewWriter(out / TTT_VIEW_MP4, fps=fps) if ttt_view else None

@@ -1,0 +1,67 @@
+"""Bad inputs to `calibrate`, `prepare`, `convert`, `segment` and `info` end in exit status 2 and exactly one line
+on stderr, no traceback; a failed `prepare` leaves nothing in (or beside) its -o directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import bundled_model_dir
+from tests.prepare.helpers import bikes, cli
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    (root / "fake.mp4").write_text("this is a text file, not a video\n")
+    (root / "no-images").mkdir()
+    (root / "no-images" / "readme.txt").write_text("nothing to see")
+    (root / "not-a-model").mkdir()
+    (root / "not-a-model" / "weights.bin").write_bytes(b"\0" * 16)
+    return {"root": root, "fake": root / "fake.mp4", "empty": root / "no-images", "badmodel": root / "not-a-model",
+            "missing": root / "missing.mp4"}
+
+
+CASES = {
+    "calibrate, missing footage": (["calibrate", "--model-dir", "{bundled}", "{missing}"], "no such file"),
+    "calibrate, text named .mp4": (["calibrate", "--model-dir", "{bundled}", "{fake}"], "not a video file"),
+    "calibrate, folder without images": (["calibrate", "--model-dir", "{bundled}", "{empty}"], "no images"),
+    "calibrate, wrong model dir": (["calibrate", "--model-dir", "{badmodel}", "{bikes}"], "no config.json"),
+    "calibrate, no footage": (["calibrate", "--model-dir", "{bundled}"], "either FOOTAGE"),
+    "prepare, missing footage": (["prepare", "{bundled}", "{missing}", "-o", "{out}"], "no such file"),
+    "prepare, text named .mp4": (["prepare", "{bundled}", "{fake}", "-o", "{out}"], "not a video file"),
+    "prepare, folder without images": (["prepare", "{bundled}", "{empty}", "-o", "{out}"], "no images"),
+    "prepare, wrong model dir": (["prepare", "{badmodel}", "{bikes}", "-o", "{out}"], "not a model directory"),
+    "prepare, missing model": (["prepare", "{missing}", "{bikes}", "-o", "{out}"], "no such model"),
+    "prepare, text as model": (["prepare", "{fake}", "{bikes}", "-o", "{out}"], "not a model"),
+    "convert, missing source": (["convert", "{missing}", "{out}"], "no such file"),
+    "convert, wrong model dir": (["convert", "{badmodel}", "{out}"], "cannot convert"),
+    "segment, text named .mp4": (["segment", "{fake}", "-o", "{out}"], "not a video file"),
+    "segment, wrong model dir": (["segment", "{bikes}", "-o", "{out}", "--model", "{badmodel}"], "no model checkpoint"),
+    "info, wrong model dir": (["info", "--model-dir", "{badmodel}"], "no config.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_and_exit_2(case: str, inputs: dict[str, Path], tmp_path: Path) -> None:
+    args, expected = CASES[case]
+    out = tmp_path / "out"
+    values = {**inputs, "out": out, "bundled": bundled_model_dir(), "bikes": bikes()}
+    result = cli(*(a.format(**values) for a in args))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout and expected in lines[0], lines
+    if args[0] == "prepare":
+        assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # nothing in or beside -o
+
+
+def test_prepare_refuses_a_non_empty_out_before_any_work(inputs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = cli("prepare", str(bundled_model_dir()), bikes(), "-o", str(out))
+    assert result.exit_code == 2 and "--overwrite" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
