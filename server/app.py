@@ -14,7 +14,9 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI
 
 from model.checkpoint import load_checkpoint
+from model.config import ModelConfig
 from model.device import resolve_device
+from mask2former_ttt.readiness import default_method, recon_state
 from server.allow import install_allow_header
 from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
@@ -27,6 +29,18 @@ from server.worker.device_worker import AdapterFactory
 from server.worker_factory import build_worker
 
 log = logging.getLogger(__name__)
+
+
+def apply_default_method(settings: Settings, cfg: ModelConfig) -> None:
+    """With a model whose g is untrained and no method set by the operator (`M2F_TTT_METHOD`), new streams default
+    to `main_only`; one warning line says so and how to prepare the model."""
+    explicit = "method" in settings.ttt.model_fields_set
+    method, warning = default_method(cfg, settings.ttt.method if explicit else None, settings.ttt.method)
+    if warning:
+        log.warning(warning)
+    if method != settings.ttt.method:
+        settings.ttt.method = method
+        settings.ttt.__pydantic_fields_set__.discard("method")  # still the service's default, not the operator's
 
 
 def create_app(
@@ -44,6 +58,7 @@ def create_app(
         # ray: the actors hold the devices
         device = resolve_device("cpu" if settings.backend == "ray" else settings.model.device)
         model = await asyncio.to_thread(load_checkpoint, settings.model.path, device)
+        apply_default_method(settings, model.cfg)
         metrics: Metrics = app.state.metrics
         worker = await asyncio.to_thread(build_worker, settings, model, device, metrics, adapter_factory)
         worker.start()
@@ -71,6 +86,9 @@ def create_app(
                 max_streams=settings.streams.max,
                 auth=settings.auth_enabled,
                 backend=settings.backend,
+                method=settings.ttt.method,
+                g=recon_state(model.cfg),
+                guard="calibrated" if model.cfg.guard_calibrated else "not calibrated",
             ),
         )
         try:

@@ -116,6 +116,15 @@ class ModelInfo(BaseModel):
         False, description="the service runs the bundled synthetic-street demo model (its masks mean little on real "
         "footage; docs/real-weights.md loads real checkpoints)"
     )
+    recon_trained: bool | None = Field(
+        None, description="g, the reconstruction decoder TTT steps go through, is trained (false: a converted model's "
+        "new g, so the default method is main_only until `m2f-ttt prepare MODEL FOOTAGE -o OUT`; null: not recorded "
+        "by the checkpoint)"
+    )
+    guard_calibrated: bool = Field(
+        False, description="the safe-adaptation guard's references (input, feature and confidence statistics) are in "
+        "the checkpoint (`m2f-ttt prepare` or `m2f-ttt calibrate`); without them the presets adapt unguarded"
+    )
 
 
 class Defaults(BaseModel):

@@ -81,6 +81,8 @@ async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> Ser
             "thing_class_ids": cfg.thing_class_ids,
             "image_size": cfg.image_size,
             "bundled_demo": settings.model.path.resolve() == bundled_model_dir().resolve(),
+            "recon_trained": cfg.recon_trained,
+            "guard_calibrated": cfg.guard_calibrated,
         },
         methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
         presets=sorted(TTT_PRESETS),

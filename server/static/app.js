@@ -111,6 +111,12 @@
       if (!resp.ok) return;
       const info = await resp.json();
       $("demo-note").hidden = !info.model.bundled_demo;
+      const g = { true: "trained", false: "untrained", null: "not recorded" }[String(info.model.recon_trained)];
+      $("model-state").textContent = `Model ${info.model.name}: reconstruction decoder g ${g}, guard ` +
+        (info.model.guard_calibrated ? "calibrated" : "not calibrated") +
+        (info.model.recon_trained === false ? ` — TTT is off by default; prepare the model with ` +
+          "m2f-ttt prepare MODEL FOOTAGE -o OUT" : "") + ".";
+      $("model-state").hidden = false;
       const wanted = params.get("method") || el.method.value;
       el.method.replaceChildren(new Option(`server default (${info.defaults.method})`, ""));
       for (const m of info.methods) el.method.add(new Option(m, m));
