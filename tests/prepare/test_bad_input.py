@@ -19,7 +19,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "no-images" / "readme.txt").write_text("nothing to see")
     (root / "not-a-model").mkdir()
     (root / "not-a-model" / "weights.bin").write_bytes(b"\0" * 16)
-    return {"root": root, "fake": root / "fake.mp4", "empty": root / "no-images", "badmodel": root / "not-a-model",
+    from model.config import tiny_config
+    from model.hf_config import mask2former_config
+
+    odd = mask2former_config(tiny_config())  # a Hugging Face head option the project's model cannot express
+    odd.enforce_input_projection = not odd.enforce_input_projection
+    odd.save_pretrained(root / "odd-hf")
+    return {"root": root, "fake": root / "fake.mp4", "oddhf": root / "odd-hf", "empty": root / "no-images", "badmodel": root / "not-a-model",
             "missing": root / "missing.mp4"}
 
 
@@ -33,6 +39,7 @@ CASES = {
     "prepare, text named .mp4": (["prepare", "{bundled}", "{fake}", "-o", "{out}"], "not a video file"),
     "prepare, folder without images": (["prepare", "{bundled}", "{empty}", "-o", "{out}"], "no images"),
     "prepare, wrong model dir": (["prepare", "{badmodel}", "{bikes}", "-o", "{out}"], "not a model directory"),
+    "prepare, unsupported HF model": (["prepare", "{oddhf}", "{bikes}", "-o", "{out}"], "cannot be expressed"),
     "prepare, missing model": (["prepare", "{missing}", "{bikes}", "-o", "{out}"], "no such model"),
     "prepare, text as model": (["prepare", "{fake}", "{bikes}", "-o", "{out}"], "not a model"),
     "convert, missing source": (["convert", "{missing}", "{out}"], "no such file"),
