@@ -76,11 +76,13 @@ def test_a_converted_model_is_served_main_only_unless_a_method_is_set(
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert f"m2f-ttt prepare {converted}" in result.stdout  # the conversion says what to do next
     assert load_config(converted).recon_trained is False
-    with caplog.at_level(logging.WARNING, logger="server.app"):
+    with caplog.at_level(logging.INFO, logger="server.app"):
         with make_client(tmp_path / "a", converted, factory=default_adapter_factory) as client:
             info = client.get("/v1/info").json()
     assert info["model"]["recon_trained"] is False and info["model"]["guard_calibrated"] is False
     assert info["defaults"]["method"] == "main_only"
+    ready = next(r for r in caplog.records if r.getMessage() == "service ready").kv
+    assert (ready["g"], ready["guard"], ready["method"]) == ("untrained", "not calibrated", "main_only")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "server.app"]
     assert len(warnings) == 1 and "m2f-ttt prepare MODEL FOOTAGE" in warnings[0], warnings
     with make_client(tmp_path / "b", converted, factory=default_adapter_factory, ttt_method="online") as client:
@@ -105,3 +107,18 @@ def test_convert_warns_when_a_panoptic_model_has_no_thing_ids(tmp_path: Path) ->
     assert result.exit_code == 0
     lines = [line for line in result.stderr.splitlines() if "thing_class_ids" in line]
     assert len(lines) == 1 and "no instances" in lines[0] and "--overrides" in lines[0], result.stderr
+
+
+def test_calibrate_stores_the_guard_references_from_footage(hf_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    converted = tmp_path / "converted"
+    assert cli("convert", hf_dir, converted).exit_code == 0
+    weights = load_file(str(converted / "model.safetensors"))
+    assert not load_config(converted).guard_calibrated
+    result = cli("calibrate", "--model-dir", converted, bikes(), "--max-frames", "4")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    cfg = load_config(converted)
+    assert cfg.guard_calibrated and cfg.recon_trained is False  # references only: g is still untrained
+    after = load_file(str(converted / "model.safetensors"))
+    assert all((after[k] == v).all() for k, v in weights.items())  # weights untouched
