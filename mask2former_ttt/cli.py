@@ -186,18 +186,22 @@ def calibrate(
             _fail(" ".join(str(exc).split()))
     else:
         from model.device import resolve_device
-        from mask2former_ttt.footage import FootageError, read_footage
+        from mask2former_ttt.footage import Footage, FootageError
         from mask2former_ttt.training.calibration import calibrate_on_frames
 
         try:
-            frames = read_footage(footage, max_frames, camera_frames)
-            if len(frames) < 2:
-                raise FootageError(f"the footage gives {len(frames)} frame; calibration needs at least 2")
+            source = Footage(footage, max_frames, camera_frames)
+            if len(source) < 2:
+                raise FootageError(f"the footage gives {len(source)} frame; calibration needs at least 2")
             dev = resolve_device(device)
         except (FootageError, RuntimeError) as exc:
             _fail(str(exc))
         _logging()
-        ref = calibrate_on_frames(model_dir, frames, dev)
+        logging.getLogger("m2f-ttt.calibrate").info("footage: %s", source.describe())
+        try:
+            ref = calibrate_on_frames(model_dir, source, dev)
+        except (FootageError, ValueError) as exc:  # a file that stops decoding part-way
+            _fail(str(exc))
     console.print(f"{model_dir}: input_stats_reference mean={[round(v, 4) for v in ref['mean']]}; "
                   "feature_stats_reference and confidence_reference written")
 
@@ -245,9 +249,11 @@ def prepare(
         cfg_overrides = _convert_overrides(task, overrides)
         resolve_device(device)
         source = Footage(footage, max_frames, camera_frames)
+        if len(source) < 3:
+            raise FootageError(f"the footage gives {len(source)} frame{'s' if len(source) != 1 else ''}; prepare "
+                               "needs at least 3 (a few are held out to measure the result)")
         torch.manual_seed(seed)  # a converted model's new g: the same on a rerun (resuming)
         ymodel, kind = load_model_source(model, cfg_overrides)
-        frames = list(source)
         _warn_untagged_panoptic(ymodel.cfg, f"{out}/config.json")
     except typer.BadParameter as exc:
         _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc))
@@ -263,8 +269,8 @@ def prepare(
     identity = {"model": str(model.resolve()), "footage": [str(f) for f in footage], "max_frames": max_frames,
                 "task": task, "overrides": overrides}
     try:
-        report = prepare_model(ymodel, frames, out, opts, identity, overwrite=overwrite, progress=progress)
-    except PrepareError as exc:
+        report = prepare_model(ymodel, source, out, opts, identity, overwrite=overwrite, progress=progress)
+    except (PrepareError, FootageError) as exc:  # FootageError: a file that stops decoding part-way
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: rerun the same command to continue from the last saved step "

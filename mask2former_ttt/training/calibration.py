@@ -6,7 +6,7 @@ uncertainty on them (`confidence_reference`, see mask2former_ttt/ttt/confidence_
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -77,24 +77,23 @@ def calibrate_checkpoint(model_dir: Path, data_root: Path, split: str = "train",
 
 
 @torch.no_grad()
-def store_guard_references(model: YModel, frames: list[torch.Tensor]) -> None:
-    """Write the guard's three references, computed on `frames` ((3, H, W) uint8 at any size; brought to the working
-    resolution), into `model.cfg` (`model` in eval mode, on any device)."""
-    if len(frames) < 2:
-        raise ValueError(f"need at least 2 frames to calibrate, found {len(frames)}")
+def store_guard_references(model: YModel, frames: Iterable[torch.Tensor]) -> None:
+    """Write the guard's three references, computed on `frames` ((3, H, W) uint8 at any size, brought to the working
+    resolution as they come, so only those are kept), into `model.cfg` (`model` in eval mode, on any device)."""
     cfg, device = model.cfg, next(model.parameters()).device
     work = [to_working_resolution(f, cfg.image_size, cfg.max_size) for f in frames]
+    if len(work) < 2:
+        raise ValueError(f"need at least 2 frames to calibrate, found {len(work)}")
     cfg.input_stats_reference = reference_statistics(work)
     cfg.feature_stats_reference = feature_reference(model, (f.to(device) for f in work))
     cfg.confidence_reference = confidence_reference(model, (f.to(device) for f in work))
 
 
-def calibrate_on_frames(model_dir: Path, frames: list[torch.Tensor], device: str = "cpu") -> dict[str, list[float]]:
+def calibrate_on_frames(model_dir: Path, frames: Iterable[torch.Tensor], device: str = "cpu") -> dict[str, list[float]]:
     """`calibrate_checkpoint` from unlabelled frames (`mask2former_ttt.footage`) instead of a training set: the
     references are then those of the user's own footage, which the guard treats as 'no shift'."""
     model = load_checkpoint(model_dir, device).eval()
     store_guard_references(model, frames)
     save_config(model.cfg, model_dir)
-    log.info("input, encoder-feature and prediction-confidence statistics of %d footage frames written to %s",
-             len(frames), model_dir)
+    log.info("input, encoder-feature and prediction-confidence statistics of the footage written to %s", model_dir)
     return model.cfg.input_stats_reference

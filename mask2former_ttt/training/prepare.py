@@ -30,6 +30,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -100,6 +101,7 @@ def _split(n: int) -> tuple[list[int], list[int]]:
 
 
 def _fingerprint(identity: dict[str, Any], opts: PrepareOptions, frames: list[torch.Tensor]) -> str:
+    """What a saved training state must match to be continued: the inputs, the options, a sample of the frames."""
     data = {k: v for k, v in asdict(opts).items() if k not in ("checkpoint_every", "device")}
     digest = hashlib.sha256(json.dumps({"identity": identity, "options": data}, sort_keys=True, default=str).encode())
     for f in frames[:: max(1, len(frames) // 16)]:
@@ -194,14 +196,15 @@ def _lr_factor(step: int, steps: int) -> float:
 
 def prepare_model(
     model: YModel,
-    frames: list[torch.Tensor],
+    frames: Iterable[torch.Tensor],
     out: Path,
     opts: PrepareOptions,
     identity: dict[str, Any],
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train g (and f) on `frames` ((3, H, W) uint8, any size), calibrate the guard, write the checkpoint to `out`;
+    """Train g (and f) on `frames` ((3, H, W) uint8, any size; brought to the working resolution as they come, so
+    only those are held in memory), calibrate the guard, write the checkpoint to `out`;
     returns the report (also `out/prepare.json`). `identity` (model source, footage) decides with `opts` whether a
     saved training state is continued."""
     out = Path(out)
@@ -221,7 +224,7 @@ def prepare_model(
 
     model = model.to(device).eval()
     frozen = copy.deepcopy(model).requires_grad_(False).eval() if opts.adapt_encoder else None
-    fingerprint = _fingerprint(identity, opts, frames)
+    fingerprint = _fingerprint(identity, opts, work)
     work_dir = work_dir_for(out)
     state_dir = work_dir / STATE_DIR
     state = _load_state(state_dir, fingerprint)

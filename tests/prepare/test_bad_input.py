@@ -25,7 +25,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     odd = mask2former_config(tiny_config())  # a Hugging Face head option the project's model cannot express
     odd.enforce_input_projection = not odd.enforce_input_projection
     odd.save_pretrained(root / "odd-hf")
-    return {"root": root, "fake": root / "fake.mp4", "oddhf": root / "odd-hf", "empty": root / "no-images", "badmodel": root / "not-a-model",
+    from PIL import Image
+
+    for i in range(2):
+        (root / "two").mkdir(exist_ok=True)
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(root / "two" / f"{i}.png")
+    return {"root": root, "fake": root / "fake.mp4", "oddhf": root / "odd-hf", "twoimages": root / "two", "empty": root / "no-images", "badmodel": root / "not-a-model",
             "missing": root / "missing.mp4"}
 
 
@@ -40,6 +45,7 @@ CASES = {
     "prepare, folder without images": (["prepare", "{bundled}", "{empty}", "-o", "{out}"], "no images"),
     "prepare, wrong model dir": (["prepare", "{badmodel}", "{bikes}", "-o", "{out}"], "not a model directory"),
     "prepare, unsupported HF model": (["prepare", "{oddhf}", "{bikes}", "-o", "{out}"], "cannot be expressed"),
+    "prepare, two frames": (["prepare", "{bundled}", "{twoimages}", "-o", "{out}"], "needs at least 3"),
     "prepare, missing model": (["prepare", "{missing}", "{bikes}", "-o", "{out}"], "no such model"),
     "prepare, text as model": (["prepare", "{fake}", "{bikes}", "-o", "{out}"], "not a model"),
     "convert, missing source": (["convert", "{missing}", "{out}"], "no such file"),
@@ -72,3 +78,17 @@ def test_prepare_refuses_a_non_empty_out_before_any_work(inputs: dict[str, Path]
     assert result.exit_code == 2 and "--overwrite" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("case", ["prepare, two frames", "prepare, unsupported HF model"])
+def test_the_installed_command_prints_one_line_too(case: str, inputs: dict[str, Path], tmp_path: Path) -> None:
+    """In a real process logging is configured and transformers may talk: still one line when the input is bad."""
+    import subprocess
+    import sys
+
+    args, expected = CASES[case]
+    values = {**inputs, "out": tmp_path / "out", "bundled": bundled_model_dir(), "bikes": bikes()}
+    cmd = [sys.executable, "-c", "from server.cli import main; main()", *(a.format(**values) for a in args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
