@@ -107,7 +107,7 @@ def full_preset() -> TTTConfig:
     """The best quality: a step on every frame with B = 4 full frames (SGD 3e-3, kept momentum, masked-pixel
     loss), with the whole guard: shift and confidence gates, feature alignment, θ0 on typical frames.
     Test videos, Δ mIoU drift+noise+fog pooled vs `main_task_only` (docs/benchmark/results.json): A +7.91
-    (clean −0.20), B +1.66 (clean 0.00). Cost: see the README's cost table."""
+    (clean −0.20), B +1.66 (clean 0.00). Cost: 6.84× `main_only` (bench_quick_cpu.json)."""
     return TTTConfig(
         window=16,
         batch_size=4,
@@ -128,7 +128,7 @@ def default_preset() -> TTTConfig:
     """`full` at a fraction of its cost: one full frame per step at twice the step size, pipelined (the step
     leaves the latency path), predictions from a moving average of the weights (smooths single-sample steps),
     1 % pull toward θ0. Test videos, Δ mIoU drift+noise+fog pooled vs `main_task_only`: A +7.66 (clean −0.06),
-    B +2.06 (clean 0.00). Cost: see the README's cost table."""
+    B +2.06 (clean 0.00). Cost: 3.03× `main_only` (bench_quick_cpu.json)."""
     full = full_preset()
     assert full.guard is not None
     return full.model_copy(update={
@@ -141,7 +141,7 @@ def fast_preset() -> TTTConfig:
     """The cheapest useful point: one full frame per step on every third frame at three times `full`'s step
     size, pipelined, 1 % pull toward θ0, without the confidence gate (it let the return videos' final clean
     segment fall by 1.5 on A's validation videos). Test videos, Δ mIoU drift+noise+fog pooled vs
-    `main_task_only`: A +6.05 (clean −0.05), B −0.05 (clean 0.00). Cost: see the README's cost table."""
+    `main_task_only`: A +6.05 (clean −0.05), B −0.05 (clean 0.00). Cost: 1.71× `main_only`."""
     full = full_preset()
     assert full.guard is not None
     return full.model_copy(update={
