@@ -224,6 +224,11 @@ def prepare(
     camera_frames: Optional[int] = typer.Option(None, min=1, help="frames to read from each camera URL"),
     task: Optional[str] = typer.Option(None, help="converted sources: semantic | instance | panoptic"),
     overrides: Optional[str] = typer.Option(None, help="converted sources: ModelConfig fields as nested JSON"),
+    model_preset: Optional[str] = typer.Option(
+        None, "--model-preset", show_default="swin-s", help="detectron2 sources: preset for what tensor shapes cannot "
+        "tell (as in `m2f-ttt convert`)"),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="detectron2 sources: allow arbitrary pickled objects (only for files you trust)"),
     checkpoint_every: int = typer.Option(100, min=1, help="save the training state every N steps (resumable)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: all cores)"),
@@ -253,7 +258,7 @@ def prepare(
             raise FootageError(f"the footage gives {len(source)} frame{'s' if len(source) != 1 else ''}; prepare "
                                "needs at least 3 (a few are held out to measure the result)")
         torch.manual_seed(seed)  # a converted model's new g: the same on a rerun (resuming)
-        ymodel, kind = load_model_source(model, cfg_overrides)
+        ymodel, kind = load_model_source(model, cfg_overrides, model_preset, trust_pickle)
         _warn_untagged_panoptic(ymodel.cfg, f"{out}/config.json")
     except typer.BadParameter as exc:
         _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc))
@@ -267,7 +272,7 @@ def prepare(
                           encoder_lr=encoder_lr, distill_weight=distill_weight, checkpoint_every=checkpoint_every,
                           seed=seed, device=device)
     identity = {"model": str(model.resolve()), "footage": [str(f) for f in footage], "max_frames": max_frames,
-                "task": task, "overrides": overrides}
+                "task": task, "overrides": overrides, "model_preset": model_preset}
     try:
         report = prepare_model(ymodel, source, out, opts, identity, overwrite=overwrite, progress=progress)
     except (PrepareError, FootageError) as exc:  # FootageError: a file that stops decoding part-way

@@ -122,3 +122,24 @@ def test_calibrate_stores_the_guard_references_from_footage(hf_dir: Path, tmp_pa
     assert cfg.guard_calibrated and cfg.recon_trained is False  # references only: g is still untrained
     after = load_file(str(converted / "model.safetensors"))
     assert all((after[k] == v).all() for k, v in weights.items())  # weights untouched
+
+
+def test_prepare_takes_a_detectron2_release_file_as_convert_does(tmp_path: Path) -> None:
+    import pickle
+
+    from model.config import tiny_config
+    from tests.evaluation.test_cli_commands import _d2_state
+    from tests.random_model import random_model
+
+    pkl = tmp_path / "ttt_tiny_semantic_baseline.pkl"  # a TTT-MAE release-style file: f, h and recon_head
+    with pkl.open("wb") as fh:
+        pickle.dump({"model": _d2_state(random_model(tiny_config(), seed=3))}, fh)
+    out = tmp_path / "ready"
+    small = '{"image_size": 64, "max_size": null}'  # 19 classes would otherwise get the KITTI recipe's 1024
+    result = cli("prepare", pkl, bikes(), "-o", out, "--model-preset", "tiny", "--overrides", small, "--steps", "2",
+                 "--max-frames", "6", "--no-progress", "--threads", "1")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    cfg = load_config(out)
+    assert cfg.recon_trained is True and cfg.guard_calibrated and (cfg.task, cfg.image_size) == ("semantic", 64)
+    refused = cli("prepare", pkl, bikes(), "-o", tmp_path / "x", "--model-preset", "huge")
+    assert refused.exit_code == 2 and "unknown model preset" in refused.stderr and not (tmp_path / "x").exists()
