@@ -40,7 +40,10 @@ class ModelSettings(Group):
 class TTTSettings(Group):
     """What new streams and jobs adapt with unless they ask otherwise."""
 
-    method: str = Field("online", description="default TTT method of new streams")
+    method: str = Field(
+        "online", description="default TTT method of new streams; unset, a model whose g is untrained (a converted "
+        "Mask2Former before `m2f-ttt prepare`) gets main_only"
+    )
     preset: str = Field("default", description="default TTT preset of new streams")
 
 
