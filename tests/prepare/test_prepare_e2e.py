@@ -87,6 +87,10 @@ def test_a_converted_model_is_served_main_only_unless_a_method_is_set(
     assert len(warnings) == 1 and "m2f-ttt prepare MODEL FOOTAGE" in warnings[0], warnings
     with make_client(tmp_path / "b", converted, factory=default_adapter_factory, ttt_method="online") as client:
         assert client.get("/v1/info").json()["defaults"]["method"] == "online"  # the operator's choice stands
+    static = Path(__file__).resolve().parents[2] / "server" / "static"  # the page's info line reads the same flags
+    assert 'id="model-state"' in (static / "index.html").read_text()
+    page = (static / "app.js").read_text()
+    assert "info.model.recon_trained" in page and "info.model.guard_calibrated" in page and "m2f-ttt prepare" in page
 
 
 def test_segment_runs_main_only_on_a_converted_model(hf_dir: Path, tmp_path: Path) -> None:
