@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -181,7 +182,7 @@ def _load_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a state torn by a crash: start over rather than fail
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # torn by a crash: start over
         log.warning("cannot read the saved training state %s (%s): starting over", file, exc)
         return None
     if state.get("fingerprint") != fingerprint:
