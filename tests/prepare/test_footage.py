@@ -67,3 +67,33 @@ def test_camera_frame_count_comes_from_the_url_or_the_option() -> None:
     assert list_footage(["rtsp://cam/x#frames=200"])[0].frames == 200
     item = list_footage(["rtsp://cam/x"], camera_frames=50)[0]
     assert (item.kind, item.source, item.frames) == ("camera", "rtsp://cam/x", 50)
+
+
+def test_a_live_input_reads_its_frame_count_then_takes_the_budget(tmp_path: Path) -> None:
+    """A live input (here an MPEG-TS stream over local HTTP) is read for `#frames=N` frames, then subsampled."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import av
+
+    with av.open(str(tmp_path / "cam.ts"), "w", format="mpegts") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 8 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        footage = Footage([f"http://127.0.0.1:{server.server_address[1]}/cam.ts#frames=20"], max_frames=5)
+        levels = [int(f.float().mean().round()) for f in footage]
+    finally:
+        server.shutdown()
+    assert footage.total == 20 and len(levels) == 5
+    assert levels == pytest.approx([0, 40, 80, 112, 152], abs=3)  # frames 0, 5, 10, 14, 19 of the first 20
