@@ -245,6 +245,7 @@ def prepare(
     from model.device import resolve_device
     from mask2former_ttt.footage import Footage, FootageError
     from mask2former_ttt.model_source import ModelSourceError, load_model_source
+    from mask2former_ttt.readiness import recon_state
     from mask2former_ttt.training.prepare import PrepareError, PrepareOptions, check_out, prepare_model
 
     if threads:
@@ -266,8 +267,7 @@ def prepare(
         _fail(str(exc))
     _logging()
     log = logging.getLogger("m2f-ttt.prepare")
-    log.info("model %s (%s, g %s); footage: %s", model, kind,
-             {True: "trained", False: "untrained", None: "not recorded"}[ymodel.cfg.recon_trained], source.describe())
+    log.info("model %s (%s, g %s); footage: %s", model, kind, recon_state(ymodel.cfg), source.describe())
     opts = PrepareOptions(steps=steps, batch_size=batch_size, lr=lr, adapt_encoder=adapt_encoder,
                           encoder_lr=encoder_lr, distill_weight=distill_weight, checkpoint_every=checkpoint_every,
                           seed=seed, device=device)
