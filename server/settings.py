@@ -125,6 +125,15 @@ class Settings(BaseSettings):
         return out
 
     @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable the service reads (`M2F_HOST`, `M2F_STREAMS_MAX`, ...)."""
+        groups = cls.groups()
+        names = {f"{ENV_PREFIX}{name.upper()}" for name in cls.model_fields if name not in groups}
+        for group, model in groups.items():
+            names |= {f"{ENV_PREFIX}{group.upper()}_{field.upper()}" for field in model.model_fields}
+        return names
+
+    @classmethod
     def from_flat(cls, **values: Any) -> Settings:
         """Settings from values named like their environment variables without `M2F_` (`streams_max=4`,
         `rtsp_allowed_hosts=[...]`, `host=...`); the environment fills in the others."""
