@@ -52,7 +52,7 @@ def confidence_gate_in_use(model_cfg: ModelConfig, shift_gate: Gate | None, gate
         if model_cfg.name not in _WARNED:
             _WARNED.add(model_cfg.name)
             log.warning("%s: no confidence_reference, so the confidence gate is off; turn it on with `m2f-ttt "
-                        "calibrate --model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
+                        "calibrate --model-dir DIR FOOTAGE...` (your own videos or image folders)", model_cfg.name)
         return None
     return gate
 
@@ -87,7 +87,7 @@ def confidence_shift_score(uncertainty: float, reference: dict | None) -> float:
     median training image, 1 = the 0.5 % least confident ones)."""
     if reference is None:
         raise ConfidenceReferenceMissing(
-            "the checkpoint has no confidence_reference: run `m2f-ttt calibrate --model-dir DIR --data-root "
-            "TRAIN_DATA`, or set confidence_gate=None"
+            "the checkpoint has no confidence_reference: run `m2f-ttt calibrate --model-dir DIR FOOTAGE...`, or set "
+            "confidence_gate=None"
         )
     return in_tail_units(uncertainty, reference["median"], reference["q_high"])

@@ -61,6 +61,6 @@ def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> FeatureAlignment
         if model_cfg.name not in _WARNED:
             _WARNED.add(model_cfg.name)
             log.warning("%s: no feature_stats_reference, so feature_align is off; turn it on with `m2f-ttt calibrate "
-                        "--model-dir DIR --data-root TRAIN_DATA`", model_cfg.name)
+                        "--model-dir DIR FOOTAGE...` (your own videos or image folders)", model_cfg.name)
         return None
     return FeatureAlignment(reference, cfg.guard.feature_align)
