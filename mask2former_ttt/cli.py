@@ -208,8 +208,9 @@ def calibrate(
 
 @app.command()
 def prepare(
-    model: Path = typer.Argument(..., help="a converted checkpoint directory, a Hugging Face Mask2Former directory "
-                                 "or a detectron2 / TTT-MAE release .pkl/.pth (converted as `m2f-ttt convert` does)"),
+    model: Path = typer.Argument(..., help="a converted checkpoint directory, a Hugging Face Mask2Former directory, "
+                                 "hf:<repo-id>[@<revision>] or a detectron2 / TTT-MAE release .pkl/.pth (converted as "
+                                 "`m2f-ttt convert` does)"),
     footage: list[str] = typer.Argument(..., help=FOOTAGE_HELP, show_default=False),
     out: Path = typer.Option(..., "-o", "--out", help="output checkpoint directory (created; written only when done)"),
     steps: int = typer.Option(1000, min=1, help="training steps"),
@@ -271,7 +272,7 @@ def prepare(
     opts = PrepareOptions(steps=steps, batch_size=batch_size, lr=lr, adapt_encoder=adapt_encoder,
                           encoder_lr=encoder_lr, distill_weight=distill_weight, checkpoint_every=checkpoint_every,
                           seed=seed, device=device)
-    identity = {"model": str(model.resolve()), "footage": [str(f) for f in footage], "max_frames": max_frames,
+    identity = {"model": str(model) if str(model).startswith("hf:") else str(model.resolve()), "footage": [str(f) for f in footage], "max_frames": max_frames,
                 "task": task, "overrides": overrides, "model_preset": model_preset}
     try:
         report = prepare_model(ymodel, source, out, opts, identity, overwrite=overwrite, progress=progress)
@@ -423,7 +424,8 @@ def _warn_untagged_panoptic(cfg, where: str) -> None:
 
 @app.command()
 def convert(
-    source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint or Hugging Face Mask2Former directory"),
+    source: Path = typer.Argument(..., help="detectron2 .pkl/.pth checkpoint, Hugging Face Mask2Former directory or "
+                                  "hf:<repo-id>[@<revision>] (downloaded, or taken from the Hugging Face cache offline)"),
     out_dir: Path = typer.Argument(..., help="output checkpoint directory"),
     model_preset: str | None = typer.Option(
         None, "--model-preset", "--preset", show_default="swin-s",
@@ -443,6 +445,11 @@ def convert(
 
     The architecture comes from the source; class names and thing ids (absent from detectron2 files) and the task
     can be set with --overrides / --task."""
+    from model.hub import is_hf_spec
+
+    if is_hf_spec(source):
+        _convert_hf(str(source), out_dir, _convert_overrides(task, overrides), model_preset, trust_pickle)
+        return
     if not source.exists():
         _fail(f"{source}: no such file or directory")
     _logging()
@@ -472,19 +479,70 @@ def convert(
 
     cfg = load_config(out_dir)
     _warn_untagged_panoptic(cfg, f"{out_dir}/config.json")
+    _converted(source, out_dir, cfg)
+
+
+def _converted(source: object, out_dir: Path, cfg) -> None:
     console.print(f"converted {source} -> {out_dir}")
     if cfg.recon_untrained:
         console.print(f"g (the reconstruction decoder) is new: make the model TTT-ready with "
                       f"`m2f-ttt prepare {out_dir} FOOTAGE... -o {out_dir}-ttt` (docs/real-weights.md)")
 
 
+def _convert_hf(spec: str, out_dir: Path, cfg_overrides: dict, model_preset: str | None, trust_pickle: bool) -> None:
+    """`m2f-ttt convert hf:<repo-id>[@<revision>] OUT`: the cached conversion copied to OUT, or with --overrides /
+    --task a conversion of the cached snapshot."""
+    import shutil
+
+    from model.checkpoint import load_config, save_checkpoint
+    from model.hub import (HubModelError, download_snapshot, hf_name_overrides, resolve_hf_model,
+                           untagged_panoptic_error)
+
+    for flag, given in (("--model-preset", model_preset is not None), ("--trust-pickle", trust_pickle)):
+        if given:
+            raise typer.BadParameter(f"applies to detectron2 checkpoint files, not to {spec}", param_hint=f"'{flag}'")
+    _logging()
+    try:
+        if not cfg_overrides:
+            shutil.copytree(resolve_hf_model(spec), out_dir, dirs_exist_ok=True)
+        else:
+            from model.hf_import import load_hf_mask2former
+
+            snapshot, repo_id, _ = download_snapshot(spec)
+            model = load_hf_mask2former(snapshot, hf_name_overrides(repo_id, cfg_overrides))
+            if model.cfg.task == "panoptic" and not model.cfg.thing_class_ids:
+                raise untagged_panoptic_error(spec, str(out_dir))
+            save_checkpoint(model, out_dir)
+    except HubModelError as exc:
+        _fail(str(exc))
+    except (ValueError, TypeError, OSError) as exc:  # pydantic's ValidationError: ValueError
+        from mask2former_ttt.model_source import one_line
+
+        _fail(f"cannot convert {spec}: {one_line(exc)}")
+    _converted(spec, out_dir, load_config(out_dir))
+
+
+def _model_path(model: Path | None) -> Path | None:
+    """A model option's directory: `hf:<repo-id>[@<revision>]` resolved to its cached conversion (one line and exit
+    2 when it cannot be had), anything else as given."""
+    from model.hub import HubModelError, is_hf_spec, resolve_hf_model
+
+    if not is_hf_spec(model):
+        return model
+    try:
+        return resolve_hf_model(str(model))
+    except HubModelError as exc:
+        _fail(str(exc))
+
+
 @app.command()
-def info(model_dir: Path = typer.Option(None, help="checkpoint directory (default: the bundled model)")) -> None:
+def info(model_dir: Path = typer.Option(None, help="checkpoint directory or hf:<repo-id>[@<revision>] (default: "
+                                        "the bundled model)")) -> None:
     """Show a checkpoint's config (classes, sizes, reference loss, whether g is trained and the guard calibrated)."""
     from model.checkpoint import bundled_model_dir, load_config
 
     try:
-        cfg = load_config(model_dir or bundled_model_dir())
+        cfg = load_config(_model_path(model_dir) or bundled_model_dir())
     except (FileNotFoundError, ValueError) as exc:
         _fail(f"--model-dir {model_dir}: " + " ".join(str(exc).split()))
     console.print_json(json.dumps({**cfg.model_dump(), "guard_calibrated": cfg.guard_calibrated}))
@@ -502,7 +560,8 @@ def segment(
     preset: str = typer.Option("default", help="TTT preset: fast | default | full | release (docs/benchmark/cost_levers.md)"),
     task: str = typer.Option("panoptic", help="semantic | instance | panoptic"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
-    model: Optional[Path] = typer.Option(None, help="checkpoint directory (default: the bundled model)"),
+    model: Optional[Path] = typer.Option(
+        None, help="checkpoint directory or hf:<repo-id>[@<revision>] (default: the bundled model)"),
     max_frames: Optional[int] = typer.Option(
         None, min=1, help="stop after this many frames (live inputs run until Ctrl-C otherwise)"
     ),
@@ -536,6 +595,7 @@ def segment(
     from mask2former_ttt.segment_batch import plan_runs
     from mask2former_ttt.video_io import VideoError
 
+    model = _model_path(model)
     try:
         runs = plan_runs(video, out, input_format, overwrite)
     except SegmentError as exc:

@@ -1,4 +1,5 @@
-"""A MODEL argument of `m2f-ttt prepare`: a project checkpoint directory, a Hugging Face Mask2Former directory, or a
+"""A MODEL argument of `m2f-ttt prepare`: a project checkpoint directory, a Hugging Face Mask2Former directory (or
+`hf:<repo-id>[@<revision>]`, model.hub), or a
 detectron2 / released TTT-MAE `.pkl` / `.pth` file, loaded as a Y-model with the converters `m2f-ttt convert`
 uses (`model.hf_import`, `model.convert_detectron2`)."""
 
@@ -59,6 +60,14 @@ def load_model_source(
 ) -> tuple[YModel, str]:
     """(the Y-model in eval mode on the CPU, its kind). `overrides` (nested ModelConfig fields) apply to converted
     sources; raises `ModelSourceError` with a one-line reason."""
+    from model.hub import HubModelError, download_snapshot, hf_name_overrides, is_hf_spec
+
+    if is_hf_spec(path):  # hf:<repo-id>[@<revision>]: the Hugging Face snapshot, converted as a directory is
+        try:
+            path, repo_id, _ = download_snapshot(str(path))
+        except HubModelError as exc:
+            raise ModelSourceError(str(exc)) from None
+        overrides = hf_name_overrides(repo_id, overrides)
     path = Path(path)
     kind = model_source_kind(path)
     try:

@@ -26,6 +26,7 @@ from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
 
 from model.config import ModelConfig
 from model.hf_config import mask2former_config
+from model.label_sets import is_placeholder, match_label_set
 from model.recipes import recipe_sizes
 from model.weight_transfer import TransferReport, deep_merge, infer_task, merge_overrides, transfer_into_ymodel
 from model.ymodel import YModel, build_model
@@ -108,10 +109,12 @@ def model_config_from_hf(
     """Derive a ModelConfig (4-channel f) from a Hugging Face Mask2FormerConfig, then apply `overrides`.
 
     Swin and head dimensions, queries, class names (id2label), thing ids (config attribute `thing_class_ids` or
-    `thing_ids` if present, else empty), image size, long-side cap and mean/std (`preprocessor_config.json` if
+    `thing_ids` if present), image size, long-side cap and mean/std (`preprocessor_config.json` if
     present) and the task (if the directory or model id names one) come from the checkpoint; everything else from
-    ModelConfig defaults. A label set of the authors' release (19 street classes, 80 or 133 COCO classes) gets the
-    release's inference size instead of the processor's (model/recipes.py).
+    ModelConfig defaults. A known label set (COCO panoptic / COCO / Cityscapes / ADE20K, model/label_sets.py) gives
+    the names of placeholder-named classes and the thing ids the config lacks (colours follow the class names,
+    mask2former_ttt/outputs/palette.py). A label set of the authors' release (19 street classes, 80 or 133 COCO
+    classes) gets the release's inference size instead of the processor's (model/recipes.py).
     """
     bb = hf_cfg.backbone_config
     if bb is None or getattr(bb, "model_type", None) != "swin":
@@ -121,11 +124,13 @@ def model_config_from_hf(
     base = ModelConfig()
     mean, std = _mean_std(pre, base)
     names = [str(directory.resolve().name) if directory else "", str(getattr(hf_cfg, "_name_or_path", "") or "")]
+    class_names, thing_ids = _class_names(hf_cfg), _thing_ids(hf_cfg)
+    known = match_label_set(class_names)
     fields: dict[str, Any] = {
         "name": f"hf-{names[0] or 'mask2former'}",
         "task": infer_task(*names) or base.task,
-        "class_names": _class_names(hf_cfg),
-        "thing_class_ids": _thing_ids(hf_cfg),
+        "class_names": list(known.class_names) if known and is_placeholder(class_names) else class_names,
+        "thing_class_ids": thing_ids or (list(known.thing_ids) if known else []),
         "image_size": _image_size(pre, int(bb.image_size)),
         "max_size": _max_size(pre),
         "pixel_mean": mean,

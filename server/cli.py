@@ -55,6 +55,12 @@ def _serve(
         settings = Settings(backend=backend) if backend else Settings()
     except ValueError as exc:  # pydantic's ValidationError: one line per setting, no traceback
         errors = getattr(exc, "errors", lambda: [])()
+        from model.hub import HubModelError
+
+        for error in errors:  # M2F_MODEL_PATH=hf:...: the model cannot be had; the line says what to do
+            if isinstance((error.get("ctx") or {}).get("error"), HubModelError):
+                typer.echo(f"error: {error['ctx']['error']}", err=True)
+                raise typer.Exit(2) from None
         lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in errors] or [str(exc)]
         typer.echo("invalid settings (docs/configuration.md): " + "; ".join(lines), err=True)
         raise typer.Exit(2) from None

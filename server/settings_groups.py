@@ -32,9 +32,19 @@ class ModelSettings(Group):
     """The served checkpoint and where it runs."""
 
     path: Path = Field(
-        default_factory=bundled_model_dir, description="checkpoint directory (config.json + model.safetensors)"
+        default_factory=bundled_model_dir,
+        description="checkpoint directory (config.json + model.safetensors), or `hf:<repo-id>[@<revision>]`: a Hugging "
+        "Face Mask2Former, downloaded (offline: taken from the Hugging Face cache) and converted once",
     )
     device: str = Field("auto", description="auto | cpu | cuda[:i]")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve_hf(cls, value: object) -> object:
+        """`hf:<repo-id>[@<revision>]` -> the directory of its cached conversion (model.hub)."""
+        from model.hub import is_hf_spec, resolve_hf_model
+
+        return resolve_hf_model(str(value)) if is_hf_spec(value) else value
 
 
 class TTTSettings(Group):
