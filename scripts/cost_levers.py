@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 # the frontier's base configuration spelled out (SGD 3e-3, B = 4 full frames, a step on every frame, shift gate +
-# 1 % anchor, no confidence gate or feature alignment), so that the candidates (and their cached scores) do not
-# move when the presets do. The crop, adapt-scope and low-rank candidates of docs/benchmark/cost_levers.md were
-# measured with earlier code and rejected; their levers no longer exist
+# 1 % anchor, no confidence gate or feature alignment), so that the candidates do not move when the presets do.
+# docs/benchmark/cost_levers.md was measured with an earlier guard, before return detection and θ0 on shut frames
+# became fixed behaviour: a rerun measures today's guard, not those figures. Its crop, adapt-scope and low-rank
+# candidates were rejected there; those levers no longer exist
 BASE: dict = {
     "window": 16, "batch_size": 4, "micro_batch": 4, "sampling": "with_replacement", "optimizer": "sgd", "lr": 3e-3,
     "weight_decay": 0.0, "backbone_lr_mult": 1.0, "grad_clip": 1.0, "reset_optimizer_each_frame": False,

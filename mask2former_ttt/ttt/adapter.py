@@ -3,7 +3,8 @@ tensors and optimizer state (implicit memory), and a `step(frame) -> StepResult`
 
 The network is shared: the adapter keeps only name -> tensor copies of what it adapts and swaps them into the one
 shared `YModel` (ttt/stream_forward.py), so h and every frozen tensor exist once per process. The safe-adaptation
-decisions are the stream's `Guard`'s (ttt/guard.py), asked in `begin_adapt`, `predict` and `_after_update`.
+decisions are the stream's `Guard`'s (ttt/guard.py), asked in `begin_adapt` / `_on_shut_frame`, `predict` /
+`prediction_tensors` and `_after_update`.
 """
 
 from __future__ import annotations

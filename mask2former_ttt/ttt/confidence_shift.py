@@ -1,9 +1,9 @@
 """How unsure the frozen model is on a frame, against how unsure it is on its training images: the safe-adaptation
 guard's prediction-side shift detector.
 
-Pixel and encoder-feature statistics can miss a shift the model fails on: over the first 60 frames of domain B's
-drift videos the frozen model's mIoU falls from 69 to 20 while both scores *fall*, because the drifted frames grow
-more typical of the training images (docs/benchmark/domains.md). The model's own predictions do not miss it: its
+Pixel statistics can miss a shift the model fails on: over the first 60 frames of domain B's drift videos the
+frozen model's mIoU falls from 69 to 20 while the pixel score (and an encoder-feature score, measured and dropped)
+*falls*, because the drifted frames grow more typical of the training images (docs/benchmark/domains.md). The model's own predictions do not miss it: its
 per-pixel confidence drops as it starts to fail.
 
 The statistic is the frame's mean per-pixel uncertainty, 1 − max_k p(k), of h∘f's semantic class distribution
@@ -14,8 +14,9 @@ carry across checkpoints.
 
 The score uses θ0, the shared model's own weights, never the stream's adapted ones: a learner that grew confident
 (or over-confident) would otherwise close, or hold open, the gate on itself. It costs one forward of h∘f without
-gradients per gated frame, except while the stream has never stepped: its predictions are then θ0's, and the
-score reuses the frame's own prediction (a clean stream pays nothing for the gate).
+gradients per gated frame, except where the frame's prediction is θ0's (the stream never stepped, or the guard
+serves θ0 while the step is shut): the score then reuses that prediction (ttt/guard.py), and where the gate runs
+θ0 before a frame's prediction that θ0 serves, its forward is the prediction.
 """
 
 from __future__ import annotations

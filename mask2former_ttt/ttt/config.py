@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class GuardConfig(BaseModel):
     """The safe-adaptation guard's settings (ttt/guard.py). Return detection is always on: after
     `guard.RETURN_FRAMES` closed frames in a row the stream counts as back on the training domain."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt or removed field is an error, not silently ignored
 
     shift_gate: tuple[float, float] = Field(
         (2.5, 4.0),
@@ -48,6 +50,8 @@ class GuardConfig(BaseModel):
 
 class TTTConfig(BaseModel):
     """How one stream adapts. Defaults follow the authors' release unless a preset says otherwise."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt or removed field is an error, not silently ignored
 
     window: int = Field(16, ge=1, description="explicit memory: frames kept in the sliding window (k)")
     batch_size: int = Field(32, ge=1, description="samples per TTT step (B)")
@@ -156,8 +160,9 @@ GUARD_FIELDS = tuple(GuardConfig.model_fields)
 
 def with_overrides(cfg: TTTConfig, overrides: dict[str, object]) -> TTTConfig:
     """`cfg` with `overrides` (validated). A guard field may be named directly (`shift_gate=...`): it is set on
-    `cfg`'s guard; `guard={...}` sets several of them; `guard=None` runs unguarded. ValueError naming the problem
-    for a guard field on an unguarded configuration."""
+    `cfg`'s guard; `guard={...}` sets several of them (on an unguarded configuration it starts from
+    `GuardConfig`'s defaults, `full`'s guard); `guard=None` runs unguarded. ValueError naming the problem for an
+    unknown field, a guard field on an unguarded configuration, or `shift_gate=None`."""
     if not overrides:
         return cfg
     flat = {k: v for k, v in overrides.items() if k not in GUARD_FIELDS}
@@ -165,6 +170,8 @@ def with_overrides(cfg: TTTConfig, overrides: dict[str, object]) -> TTTConfig:
     data = {**cfg.model_dump(), **flat}
     if isinstance(data.get("guard"), dict) and isinstance(flat.get("guard"), dict) and cfg.guard is not None:
         data["guard"] = {**cfg.guard.model_dump(), **flat["guard"]}
+    if guard_changes.get("shift_gate", ()) is None:
+        raise ValueError("shift_gate=None: the shift gate is the guard's core; run without the guard with guard=None")
     if guard_changes:
         if data.get("guard") is None:
             raise ValueError(f"{', '.join(guard_changes)}: this configuration runs without the safe-adaptation "

@@ -63,7 +63,8 @@ class StepResult:
 @dataclass
 class FrameWork:
     """One frame on its way through `step`: x (3, h, w) uint8 at the working resolution (in the window), its
-    stats, whether its step is due before its prediction, and θ0's view of it (ttt/stats.py)."""
+    stats, whether its step is due before its prediction, and θ0's view of it (`Theta0View`, shared by the
+    confidence gate and the prediction: ttt/guard.py)."""
 
     x: torch.Tensor
     stats: StepStats

@@ -28,6 +28,7 @@ def save(a: StreamAdapter) -> dict[str, Any]:
         "generator": a.generator.get_state(),
         "frame_index": a.frame_index,
         "rollbacks": a.rollbacks,
+        # the keys keep their established names, so saved streams and checkpoints stay loadable
         "loss_mean": a.divergence.level,
         "pending_step": a.pending is not None,
         "closed_frames": a.guard.shut_frames,

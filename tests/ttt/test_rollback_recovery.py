@@ -24,7 +24,7 @@ def test_one_rollback_when_the_loss_level_jumps_then_adaptation_resumes(tiny_mod
     for t in range(8):
         a.step(frames[t % 4])
     assert a.rollbacks == 0
-    scale["value"] = 1.0  # back to the usual level: 100x the running mean, far past explode_factor
+    scale["value"] = 1.0  # back to the usual level: 100x the running mean, far past EXPLODE_FACTOR
     rolled = [a.step(frames[t % 4]).stats.rolled_back for t in range(6)]
     assert rolled[0] and not any(rolled[1:]), rolled
     assert a.rollbacks == 1 and a.divergence.level is not None

@@ -1,0 +1,33 @@
+"""`ttt_preset(name, **overrides)` / `config.with_overrides`: guard fields named directly land in the preset's guard,
+and anything the configuration does not have is refused instead of silently ignored."""
+
+from __future__ import annotations
+
+import pytest
+
+from mask2former_ttt.ttt.config import ttt_preset
+
+
+def test_a_guard_field_named_directly_changes_only_that_field_of_the_presets_guard() -> None:
+    cfg = ttt_preset("default", anchor=0.05, lr=1e-3)
+    assert (cfg.guard.anchor, cfg.lr) == (0.05, 1e-3)
+    assert cfg.guard.predict_ema == 0.9 and cfg.guard.feature_align == 0.03  # the rest of default's guard is kept
+    assert ttt_preset("default", guard={"anchor": 0.05}).guard == cfg.guard
+    assert ttt_preset("default", guard=None).guard is None
+
+
+@pytest.mark.parametrize("overrides", [
+    {"crop": (64, 96)},  # a removed lever
+    {"theta0_when_shut": False},  # now fixed behaviour of the guard
+    {"guard": {"anchr": 0.5}},  # a misspelt guard field
+])
+def test_unknown_fields_are_refused(overrides: dict) -> None:
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        ttt_preset("full", **overrides)
+
+
+def test_switching_the_guard_off_is_guard_none_and_a_guard_field_needs_a_guard() -> None:
+    with pytest.raises(ValueError, match="guard=None"):
+        ttt_preset("full", shift_gate=None)
+    with pytest.raises(ValueError, match="runs without the safe-adaptation guard"):
+        ttt_preset("release", anchor=0.01)
