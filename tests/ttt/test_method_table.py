@@ -25,3 +25,14 @@ def test_each_ablation_keeps_what_its_name_says(tiny_model, method: str) -> None
         MEMORY[method]
     assert a.method == method and a.adapts == (method != "main_only")
     assert a.window.maxlen == cfg.window
+
+
+def test_whole_video_methods_are_refused_only_for_live_streams_and_the_default_seed_is_zero(tiny_model) -> None:
+    from mask2former_ttt.ttt.methods import check_method
+
+    assert check_method("offline_all_frames").needs_whole_video  # offline use: allowed by default
+    with pytest.raises(ValueError, match="cannot run in the service"):
+        check_method("offline_all_frames", live=True)
+    with pytest.raises(ValueError, match="unknown method"):
+        check_method("offline")
+    assert build_adapter(tiny_model, "online", "full").seed == 0
