@@ -60,7 +60,7 @@ def test_a_restart_ends_open_streams_drops_records_without_blobs_and_skips_unrea
     (tmp_path / "broken.json").write_text("{not json")
     before = time.time()
     index = CheckpointIndex(tmp_path, retention_s=60.0)
-    everyone = lambda owner: True  # noqa: E731
+    everyone = lambda owner: True
     assert [r.checkpoint_id for r in index.visible(everyone)] == ["open"]
     assert not (tmp_path / "orphan.json").exists()
     ended = index.get("open", everyone).ended
@@ -75,3 +75,43 @@ def test_the_defaults_keep_three_per_stream_a_gibibyte_per_key_for_an_hour(tmp_p
     _record(tmp_path, "older", ended=time.time() - 4000.0)
     kept = CheckpointIndex(tmp_path)
     assert [r.checkpoint_id for r in kept.visible(lambda owner: True)] == ["old"]  # past the hour: deleted
+
+
+def _admit(index: CheckpointIndex, path: Path, checkpoint_id: str, owner: str, stream: str, size: int,
+           ended: float | None = None) -> None:
+    (path / f"{checkpoint_id}.pt").write_bytes(b"x" * size)
+    index.admit(CheckpointRecord(checkpoint_id=checkpoint_id, stream_id=stream, bytes=size, frames=1,
+                                 method="online", preset="default", created=time.time(), ended=ended, owner=owner))
+
+
+def test_the_byte_quota_evicts_only_the_owners_ended_checkpoints_and_refuses_past_them(tmp_path: Path) -> None:
+    from server.worker.checkpoint_index import CheckpointQuotaError
+
+    index = CheckpointIndex(tmp_path, per_stream=10, bytes_per_key=100)
+    everyone = lambda owner: True
+    _admit(index, tmp_path, "a-ended", "a", "s1", 40, ended=time.time())
+    _admit(index, tmp_path, "a-live", "a", "s2", 40)
+    _admit(index, tmp_path, "b-ended", "b", "s3", 90, ended=time.time())
+    _admit(index, tmp_path, "a-new", "a", "s2", 50)  # 130 > 100: a's ended checkpoint goes, b's stays
+    assert {r.checkpoint_id for r in index.visible(everyone)} == {"a-live", "b-ended", "a-new"}
+    assert not (tmp_path / "a-ended.pt").exists() and (tmp_path / "a-new.json").exists()
+    with pytest.raises(CheckpointQuotaError, match="quota exceeded"):
+        _admit(index, tmp_path, "a-too-big", "a", "s2", 20)  # nothing of a's has ended: refused
+    assert not (tmp_path / "a-too-big.pt").exists()
+    assert "a-too-big" not in {r.checkpoint_id for r in index.visible(everyone)}
+
+
+def test_a_stream_keeps_its_newest_checkpoints_and_its_end_starts_their_retention(tmp_path: Path) -> None:
+    index = CheckpointIndex(tmp_path, per_stream=2, retention_s=0.0)
+    everyone = lambda owner: True
+    for i in range(3):
+        _admit(index, tmp_path, f"s-{i}", "a", "s", 1)
+    _admit(index, tmp_path, "t-0", "a", "t", 1)
+    assert [r.checkpoint_id for r in index.visible(everyone)] == ["s-1", "s-2", "t-0"]  # s-0 evicted
+    assert not (tmp_path / "s-0.pt").exists()
+    index.stream_ended("s")  # retention 0: s's checkpoints go at once, t's stay
+    assert [r.checkpoint_id for r in index.visible(everyone)] == ["t-0"]
+    assert not (tmp_path / "s-1.json").exists()
+    kept = CheckpointIndex(tmp_path, per_stream=2, retention_s=60.0)
+    kept.stream_ended("t")  # within retention: kept, its end written to the sidecar for the next start
+    assert CheckpointRecord.model_validate_json((tmp_path / "t-0.json").read_text()).ended is not None
