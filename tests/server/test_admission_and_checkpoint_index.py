@@ -1,5 +1,5 @@
-"""The worker's bookkeeping, without a model or a server (fast): stream-count admission with per-key quotas, and the
-checkpoint index across a restart and at its default limits."""
+"""The worker's bookkeeping, without a model or a server (fast): stream-count admission with per-key quotas, the
+checkpoint index across a restart and at its default limits, and the decode-ahead pool's size."""
 
 from __future__ import annotations
 
@@ -115,3 +115,12 @@ def test_a_stream_keeps_its_newest_checkpoints_and_its_end_starts_their_retentio
     kept = CheckpointIndex(tmp_path, per_stream=2, retention_s=60.0)
     kept.stream_ended("t")  # within retention: kept, its end written to the sidecar for the next start
     assert CheckpointRecord.model_validate_json((tmp_path / "t-0.json").read_text()).ended is not None
+
+
+def test_decoding_ahead_takes_zero_threads_as_decode_on_the_lane_and_refuses_negative_counts() -> None:
+    from server.worker.decode_ahead import DecodeAhead
+
+    inline = DecodeAhead(0, 1 << 20)  # no pool: frames are decoded by the lane that runs them
+    assert inline._pool is None
+    with pytest.raises(ValueError, match="decode threads must be >= 0"):
+        DecodeAhead(-1, 1 << 20)
