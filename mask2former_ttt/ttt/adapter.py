@@ -174,9 +174,9 @@ class StreamAdapter:
         """
         work = self.begin_frame(frame)
         if work.due:
-            self.adapt(work.stats, work.theta0)
+            self.adapt(work.stats, work.view)
         t0 = time.perf_counter()
-        class_logits, mask_logits = self.predict(work.x, work.theta0)
+        class_logits, mask_logits = self.predict(work.x, work.view)
         self._sync()
         return self.end_frame(work, class_logits, mask_logits, time.perf_counter() - t0)
 
@@ -192,7 +192,7 @@ class StreamAdapter:
                 stats.take_step_of(self.deferred_stats)
                 self.deferred_stats = None
             self.window.append(x)
-            self.pending = work.theta0 if self._step_due() else None
+            self.pending = work.view if self._step_due() else None
             return work
         self.window.append(x)
         work.due = self._step_due()

@@ -189,9 +189,9 @@ def step_many(adapters: list[StreamAdapter], frames: list[torch.Tensor]) -> list
     works = [a.begin_frame(f) for a, f in zip(adapters, frames)]
     due = [(a, w) for a, w in zip(adapters, works) if w.due]
     if due:
-        adapt_many([a for a, _ in due], [w.stats for _, w in due], [w.theta0 for _, w in due])
+        adapt_many([a for a, _ in due], [w.stats for _, w in due], [w.view for _, w in due])
     t0 = time.perf_counter()
-    preds = predict_many(adapters, [w.x for w in works], [w.theta0 for w in works])
+    preds = predict_many(adapters, [w.x for w in works], [w.view for w in works])
     share = (time.perf_counter() - t0) / len(adapters)
     return [a.end_frame(w, c, m, share) for a, w, (c, m) in zip(adapters, works, preds)]
 

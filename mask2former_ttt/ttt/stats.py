@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 
-STEP_FIELDS = ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back",
+STEP_RECORD_FIELDS = ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back",
                "shift_score", "confidence_score", "step_scale")  # what a TTT step records
 
 
@@ -36,7 +36,7 @@ class StepStats:
 
     def take_step_of(self, other: "StepStats") -> None:
         """Report the step `other` recorded (a pipelined frame's, taken after its result was sent) as this frame's."""
-        for name in STEP_FIELDS:
+        for name in STEP_RECORD_FIELDS:
             setattr(self, name, getattr(other, name))
 
 
@@ -69,4 +69,4 @@ class FrameWork:
     x: torch.Tensor
     stats: StepStats
     due: bool
-    theta0: Theta0View = field(default_factory=Theta0View)
+    view: Theta0View = field(default_factory=Theta0View)

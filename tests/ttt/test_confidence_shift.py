@@ -214,8 +214,8 @@ def test_the_gates_theta0_prediction_is_handed_only_to_the_frame_it_was_made_for
     shut = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5))
     work = shut.begin_frame(scene(99))
     assert work.due
-    shut.adapt(work.stats, work.theta0)
-    assert work.theta0.logits is not None  # the gate's θ0 forward, kept for the frame's own prediction
+    shut.adapt(work.stats, work.view)
+    assert work.view.logits is not None  # the gate's θ0 forward, kept for the frame's own prediction
     other = to_working_resolution(scene(98), gated_model.cfg.image_size, gated_model.cfg.max_size)
     want = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=None).predict(other)
     got = shut.predict(other)
