@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 
-STEP_RECORD_FIELDS = ("loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back",
-               "shift_score", "confidence_score", "step_scale")  # what a TTT step records
+STEP_RECORD_FIELDS = (  # what a TTT step records
+    "loss", "sample_s", "ttt_forward_s", "ttt_backward_s", "optimizer_s", "steps_taken", "rolled_back", "shift_score",
+    "confidence_score", "step_scale",
+)
 
 
 @dataclass
