@@ -116,6 +116,8 @@ def train(
     device: str = "auto",
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: all cores)"),
     checkpoint_every: Optional[int] = typer.Option(None, min=1, show_default=_RECIPE_HELP["checkpoint_every"]),
+    main_task_only: bool = typer.Option(
+        False, help="train f and h on the labels only (no ℓ_s); `m2f-ttt prepare` trains g later from unlabelled footage"),
     seed: int = 0,
 ) -> None:
     """Joint training ℓ_m + ℓ_s (resumes from out_dir/last when present). Unset options follow the bundled model's
@@ -131,7 +133,7 @@ def train(
     cfg = TrainConfig(
         data_root=data_root, dataset_format=dataset_format, out_dir=out_dir, init=init, init_path=init_path,
         model_preset=model_preset, resize=resize, device=device, threads=threads, seed=seed,
-        **{**recipe, "grad_clip": recipe["grad_clip"] or None},
+        recon_weight=0.0 if main_task_only else 1.0, **{**recipe, "grad_clip": recipe["grad_clip"] or None},
     )
     final = run(cfg)
     console.print(f"final checkpoint: {final}")

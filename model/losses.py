@@ -39,7 +39,8 @@ class SetLoss(nn.Module):
 
 
 class JointLoss(nn.Module):
-    """ℓ_m on the unmasked input through h∘f plus `recon_weight` · ℓ_s on an independently masked copy through g∘f."""
+    """ℓ_m on the unmasked input through h∘f plus `recon_weight` · ℓ_s on an independently masked copy through g∘f.
+    With `recon_weight` 0 (main-task-only training) g is neither run nor trained."""
 
     def __init__(self, model: YModel, recon_weight: float = 1.0) -> None:
         super().__init__()
@@ -63,6 +64,8 @@ class JointLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """x: (B, 3, H, W) normalized. Returns the total loss and its parts (`loss_main`, `loss_recon`, set terms)."""
         main, parts = self.set_loss(model.predict(x), mask_labels, class_labels)
+        if not self.recon_weight:
+            return main, {"loss_main": float(main.detach()), "loss_recon": 0.0, **parts}
         recon = self.reconstruction(model, x, generator)
         parts = {"loss_main": float(main.detach()), "loss_recon": float(recon.detach()), **parts}
         return main + self.recon_weight * recon, parts

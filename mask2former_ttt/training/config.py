@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 
 class TrainConfig(BaseModel):
-    """ℓ_m + recon_weight · ℓ_s on still images; AdamW with backbone lr multiplier, clip, poly schedule."""
+    """ℓ_m + recon_weight · ℓ_s on still images; AdamW with backbone lr multiplier, clip, poly schedule.
+    `recon_weight` 0 trains the main task only (g stays untrained: `m2f-ttt prepare` trains it later, without labels)."""
 
     data_root: Path
     dataset_format: Literal["auto", "coco", "cityscapes", "kitti-step"] = "auto"
@@ -28,7 +29,7 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = 0.01
     poly_power: float = 0.9
     warmup_steps: int = 0
-    recon_weight: float = 1.0
+    recon_weight: float = Field(1.0, ge=0.0)
     crop: tuple[int, int] | None = None
     amp: bool = True
     device: str = "auto"

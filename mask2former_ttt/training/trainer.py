@@ -87,7 +87,8 @@ def recon_reference(model: YModel, loader: DataLoader, loss: JointLoss, device: 
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Run joint training; returns the directory of the final checkpoint (`out_dir/final`)."""
+    """Run joint training (or main-task-only training: `cfg.recon_weight` 0); returns the directory of the final
+    checkpoint (`out_dir/final`)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -152,8 +153,8 @@ def train(cfg: TrainConfig) -> Path:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save(model, optimizer, schedule, step, last, history)
     bar.close()
-    model.cfg.recon_loss_reference = recon_reference(model, loader, loss_fn, device)
-    model.cfg.recon_trained = True  # g trained jointly with f and h
+    model.cfg.recon_trained = cfg.recon_weight > 0  # g trained jointly with f and h, or not at all
+    model.cfg.recon_loss_reference = recon_reference(model, loader, loss_fn, device) if model.cfg.recon_trained else None
     plain = StillDataset(cfg.data_root, cfg.split, cfg.dataset_format, resize=cfg.resize, augment=False)
     model.cfg.input_stats_reference = input_reference(plain, model.cfg.image_size, max_size=model.cfg.max_size)
     model.cfg.feature_stats_reference = encoder_reference(model.eval(), plain)

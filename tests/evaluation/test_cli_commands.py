@@ -216,3 +216,27 @@ def test_train_init_hf_starts_from_the_hf_weights(hf_dir: Path, tmp_path: Path) 
     worst = max(float((got[k].float() - start[k].float()).abs().max()) for k in fh)
     assert worst < 20 * lr, worst
     assert any(not torch.equal(got[k], start[k]) for k in fh)  # and it did train
+
+
+def test_train_main_task_only_leaves_g_untrained_and_says_so(tmp_path: Path) -> None:
+    from mask2former_ttt.data.generate import generate_dataset
+    from model.checkpoint import load_checkpoint
+
+    data = tmp_path / "data"
+    generate_dataset(data, n_train_stills=4, stills_per_world=4, n_val_worlds=0, n_test_worlds=0,
+                     segments_videos=False, size=(96, 128), workers=1, progress=False)
+    common = ("--data-root", str(data), "--batch-size", "2", "--threads", "1", "--main-task-only")
+    run("train", *common, "--steps", "1", "--out-dir", str(tmp_path / "one"))
+    run("train", *common, "--steps", "2", "--out-dir", str(tmp_path / "two"))
+    one = load_checkpoint(tmp_path / "one" / "final").state_dict()
+    main_only = load_checkpoint(tmp_path / "two" / "final")
+    assert main_only.cfg.recon_trained is False
+    assert main_only.cfg.recon_loss_reference is None
+    g = [k for k in one if k.startswith("recon.")]
+    assert g
+    # The second step moved h but not g (no ℓ_s): a joint run moves g on every step.
+    two = main_only.state_dict()
+    assert all(torch.equal(two[k], one[k]) for k in g)
+    assert any(not torch.equal(two[k], one[k]) for k in one if k.startswith("head."))
+    history = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert [h["loss_recon"] for h in history] == [0.0, 0.0]
