@@ -73,13 +73,17 @@ METHODS: dict[str, MethodSpec] = {
     "class_balance_reset": MethodSpec(_wrapped(ClassBalanceReset)),
     "temporal_smoothing": MethodSpec(_wrapped(TemporalSmoothing)),
 }
+# The methods a live stream, a camera, an upload job or a single-image prediction can run: every method that needs
+# no whole video first. The one list the service accepts, `GET /v1/info` shows and its refusals name.
+LIVE_METHODS: tuple[str, ...] = tuple(sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video))
 
 
 def check_method(method: str, *, live: bool = False) -> MethodSpec:
     """The method's spec; ValueError naming the problem for an unknown method, or, with `live`, for a method
     that cannot serve a live stream (it needs the whole video first)."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        choices = list(LIVE_METHODS) if live else sorted(METHODS)
+        raise ValueError(f"unknown method {method!r}; choose one of {choices}")
     spec = METHODS[method]
     if live and spec.needs_whole_video:
         raise ValueError(

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from model.checkpoint import bundled_model_dir
 from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD
-from mask2former_ttt.ttt import METHODS
+from mask2former_ttt.ttt.methods import LIVE_METHODS
 from mask2former_ttt.ttt.config import TTT_PRESETS
 from server.deps import Authorized, MetricsDep, ModelDep, SettingsDep, WorkerDep
 from server.schemas import Capacity, Health, Readiness, ServiceInfo, error_responses
@@ -84,7 +84,7 @@ async def info(settings: SettingsDep, model: ModelDep, worker: WorkerDep) -> Ser
             "recon_trained": cfg.recon_trained,
             "guard_calibrated": cfg.guard_calibrated,
         },
-        methods=sorted(m for m, spec in METHODS.items() if not spec.needs_whole_video),
+        methods=list(LIVE_METHODS),
         presets=sorted(TTT_PRESETS),
         defaults={
             "method": s.ttt.method, "preset": s.ttt.preset, "queue_size": QUEUE_SIZE,
