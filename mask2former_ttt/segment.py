@@ -34,6 +34,7 @@ from model.checkpoint import bundled_model_dir, load_checkpoint
 from model.config import TASKS
 from model.device import resolve_device
 from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
+from mask2former_ttt.outputs.legend_strip import check_legend_mode
 from mask2former_ttt.outputs.ttt_view import TTT_VIEW_MP4, TTTViewWriter
 from mask2former_ttt.outputs.writer import VideoResultWriter
 from mask2former_ttt.tracking import MaskTracker
@@ -118,6 +119,8 @@ def segment_video(
     score_threshold: float | None = None,
     min_area: int | None = None,
     ttt_view: bool = False,
+    legend: str = "auto",
+    labels: bool = True,
 ) -> SegmentSummary:
     """Segment every frame of `source` while adapting to it; write the results to `out_dir`.
 
@@ -126,11 +129,16 @@ def segment_video(
     Instances / panoptic segments scoring below `score_threshold` or smaller than `min_area` pixels are dropped
     (None: `DEFAULT_SCORE_THRESHOLD` / `DEFAULT_MIN_AREA` of `model.postprocess`). `ttt_view` also writes
     `ttt_view.mp4`: masked input, reconstruction and ℓ_s curve per frame (one extra no-grad forward per frame).
+    `legend` (auto | always | never) and `labels` style `overlay.mp4` (`mask2former_ttt.outputs.overlay.overlay`).
     """
     source = str(source)
     _check_choices(task, method, preset)
     if max_frames is not None and max_frames < 1:
         raise SegmentError("max_frames must be at least 1")
+    try:
+        check_legend_mode(legend)
+    except ValueError as exc:
+        raise SegmentError(str(exc)) from None
     try:
         keep = InstanceFilter(
             DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
@@ -162,7 +170,8 @@ def segment_video(
                 "(%s)", info.source, info.kind, info.frames, float(fps), task, method, preset, model_path, dev,
                 readiness(cfg))
     out = Path(out_dir)
-    writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors)
+    writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors,
+                               legend=legend, labels=labels)
     views = TTTViewWriter(out / TTT_VIEW_MP4, fps=fps) if ttt_view else None
     bar = tqdm(total=info.frames, unit="frame", desc="segment", dynamic_ncols=True, disable=not progress)
     done, interrupted, t_start = 0, False, time.perf_counter()

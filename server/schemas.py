@@ -62,6 +62,15 @@ UPLOAD_REQUEST_BODY = {
                             "description": "http(s) URL called with a signed JSON POST when the job ends "
                             "(docs/security.md)",
                         },
+                        "legend": {
+                            "type": "string", "enum": ["auto", "always", "never"], "default": "auto",
+                            "description": "overlay.mp4's class legend: auto (in the frame from 240 rows, else a "
+                            "strip beside it, which widens the video) | always (a strip beside every frame) | never",
+                        },
+                        "labels": {
+                            "type": "boolean", "default": True,
+                            "description": "overlay.mp4 labels each instance 'class #id score'",
+                        },
                     },
                 }
             }

@@ -118,5 +118,7 @@ def encode_masks(
     if "overlay" in encodings:
         if image is None:
             raise ValueError("the overlay encoding needs the frame image")
-        out["overlay"] = jpeg_encode(overlay(image, kind, result, num_classes, class_names=class_names, colors=colors))
+        out["overlay"] = jpeg_encode(  # the result's size: no legend strip beside it
+            overlay(image, kind, result, num_classes, class_names=class_names, colors=colors, beside=False)
+        )
     return out

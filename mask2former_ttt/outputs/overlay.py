@@ -5,7 +5,8 @@ contours are found by comparing each pixel with its right and lower neighbours; 
 Classes have one colour each (`palette.class_colors`: the dataset's, Cityscapes for street classes); things are
 drawn in a per-id shade of their class colour (`palette.thing_shades`), so a legend of class colours holds for
 every pixel. Each thing gets a label "class #id score" at the top-left of its box (a loop over the few things), and
-frames of 240 rows or more a legend of their largest classes in the top-right corner.
+frames of 240 rows or more a legend of their largest classes in the top-right corner; smaller frames get a legend
+strip beside them (`legend_strip`), so every overlay explains its colours unless `legend="never"`.
 
 Why not `supervision` (MaskAnnotator / PolygonAnnotator / LabelAnnotator): evaluated with supervision 0.31. Its
 annotators take one boolean (H, W) mask per detection, so semantic label maps and panoptic stuff would first be
@@ -24,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mask2former_ttt.outputs.legend_strip import check_legend_mode, legend_strip
 from mask2former_ttt.outputs.masks import as_numpy, instance_id_map
 from mask2former_ttt.outputs.palette import class_colors, thing_shades
 
@@ -160,13 +162,22 @@ def overlay(
     alpha: float = 0.5,
     class_names: Sequence[str] | None = None,
     colors: Sequence[Sequence[int]] | None = None,
+    *,
+    legend: str = "auto",
+    labels: bool = True,
+    beside: bool = True,
 ) -> np.ndarray:
     """Draw a `semantic | instance | panoptic` result on `image` (H, W, 3) uint8 (resized to the result's size).
 
     Segments are filled with their colour at `alpha` and outlined at full opacity; things are labelled with class
-    name, id and score; frames at least `MIN_LEGEND_HEIGHT` high get a legend of their largest classes. `class_names` (default `class_0`, ... for `num_classes`) and `colors` ((K, 3) RGB, e.g. the
-    checkpoint's `class_colors`) choose the colours (`palette.class_colors`).
+    name, id and score (`labels`). `legend`: `auto` draws a legend of the frame's largest classes in frames at least
+    `MIN_LEGEND_HEIGHT` high and a strip beside smaller ones (the result is then wider by
+    `legend_strip.strip_width`); `always` puts the strip beside every frame (nothing covers it); `never` draws none.
+    `beside=False` never adds a strip (the output keeps the result's size). `class_names` (default `class_0`, ...
+    for `num_classes`) and `colors` ((K, 3) RGB, e.g. the checkpoint's `class_colors`) choose the colours
+    (`palette.class_colors`).
     """
+    check_legend_mode(legend)
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
     palette = class_colors(names, colors)
     ids, lut, painted = _ids_and_lut(kind, result, palette)
@@ -175,7 +186,13 @@ def overlay(
     out = blend(image, fill, painted, alpha)
     edge = borders(ids) & painted
     out[edge] = fill[edge]
-    out = _draw_labels(out, ids, lut, _things(kind, result), names)
-    if out.shape[0] >= MIN_LEGEND_HEIGHT:
+    if labels:
+        out = _draw_labels(out, ids, lut, _things(kind, result), names)
+    tall = out.shape[0] >= MIN_LEGEND_HEIGHT
+    strip = beside and (legend == "always" or (legend == "auto" and not tall))
+    if strip:
+        areas = class_areas(kind, result, ids, len(names))
+        out = np.concatenate([out, legend_strip(out.shape[0], areas, palette, names)], axis=1)
+    elif legend != "never" and tall:
         out = _draw_legend(out, class_areas(kind, result, ids, len(names)), palette, names)
     return out

@@ -3,7 +3,8 @@
 Layout of `out_dir`:
 - `results.jsonl`: one JSON object per frame: `frame_index`, `pts_s`, `width`, `height`, `segments_info`,
   instance RLEs (`rle`, task instance) or the name of the frame's PNG (`png`), plus the caller's `extra` fields;
-- `overlay.mp4`: H.264/yuv420p overlay of every frame at the result size;
+- `overlay.mp4`: H.264/yuv420p overlay of every frame at the result size (wider by a legend strip on frames too
+  small for an in-frame legend, unless `legend="never"`: `overlay.overlay`);
 - task semantic: `semantic/NNNNNN.png` label maps;
 - task panoptic: `panoptic/NNNNNN.png` COCO-panoptic RGB id maps and `panoptic.json` (COCO-panoptic document).
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from mask2former_ttt.outputs import coco_panoptic
 from mask2former_ttt.outputs.frame import encode_masks, segments_info
+from mask2former_ttt.outputs.legend_strip import check_legend_mode
 from mask2former_ttt.outputs.mp4 import Mp4Writer
 from mask2former_ttt.outputs.overlay import overlay
 
@@ -104,10 +106,15 @@ class VideoResultWriter:
         write_overlay: bool = True,
         resume_from: int | None = None,
         class_colors: Sequence[Sequence[int]] | None = None,
+        legend: str = "auto",
+        labels: bool = True,
     ) -> None:
         """`resume_from=None`: write afresh. `resume_from=N`: resumable mode (see the module docstring), keeping
         the first N frames already in `out_dir` (ValueError if they are not all there). `class_colors`: (K, 3) RGB
-        overlay colours (the checkpoint's `class_colors`; default: by class name, `palette.class_colors`)."""
+        overlay colours (the checkpoint's `class_colors`; default: by class name, `palette.class_colors`).
+        `legend` (auto | always | never) and `labels` (instance labels) style the overlay (`overlay.overlay`)."""
+        self.legend = check_legend_mode(legend)
+        self.labels = labels
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.kind = kind
@@ -189,7 +196,8 @@ class VideoResultWriter:
         if self.resumable and self.write_overlay and self._mp4 is None:
             self._mp4 = PartWriter(self.out_dir / OVERLAY_PARTS / f"{self.frames:06d}.mp4", fps=self.fps)
         if self._mp4 is not None:
-            self._mp4.write(overlay(image, self.kind, result, class_names=self.class_names, colors=self.class_colors))
+            self._mp4.write(overlay(image, self.kind, result, class_names=self.class_names, colors=self.class_colors,
+                                    legend=self.legend, labels=self.labels))
         self.frames += 1
         return record
 

@@ -1,7 +1,9 @@
-"""Per-job options from the upload form: the instance filter (`score_threshold`, `min_area`) and `webhook_url`."""
+"""Per-job options from the upload form: the instance filter (`score_threshold`, `min_area`), `webhook_url`, and
+the overlay's style (`legend`, `labels`)."""
 
 from __future__ import annotations
 
+from mask2former_ttt.outputs.legend_strip import check_legend_mode
 from model.postprocess import InstanceFilter
 from server.jobs.upload import UploadError
 from server.jobs.webhook import check_webhook_url
@@ -35,3 +37,20 @@ def job_options(fields: dict[str, str], settings: Settings) -> tuple[InstanceFil
         except ValueError as exc:
             raise UploadError(422, f"webhook_url: {exc}") from None
     return keep, url
+
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def overlay_options(fields: dict[str, str]) -> tuple[str, bool]:
+    """The overlay's `legend` (auto | always | never, default auto) and `labels` (true | false, default true);
+    UploadError 422 naming the bad field."""
+    legend = fields.get("legend", "").strip() or "auto"
+    try:
+        check_legend_mode(legend)
+    except ValueError as exc:
+        raise UploadError(422, f"form field 'legend': {exc}") from None
+    text = fields.get("labels", "").strip().lower() or "true"
+    if text not in BOOLEANS:
+        raise UploadError(422, f"form field 'labels' must be true or false, got {text!r}")
+    return legend, BOOLEANS[text]

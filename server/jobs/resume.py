@@ -98,15 +98,16 @@ def open_writer(
     start = int((job.checkpoint or {}).get("frames", 0))
     args = (results_dir, job.task, class_names, thing_class_ids)
     fps = fps_fraction(job.video.get("fps"))
+    style = {"class_colors": class_colors, "legend": job.legend, "labels": job.labels}
     try:
-        return VideoResultWriter(*args, fps=fps, resume_from=start, class_colors=class_colors), start
+        return VideoResultWriter(*args, fps=fps, resume_from=start, **style), start
     except ValueError as exc:
         log.warning(
             "job results do not match its checkpoint: restarting at frame 0", extra=kv(job=job.id, error=str(exc))
         )
         job.checkpoint = None
         prune_states(results_dir.parent, None)
-        return VideoResultWriter(*args, fps=fps, resume_from=0, class_colors=class_colors), 0
+        return VideoResultWriter(*args, fps=fps, resume_from=0, **style), 0
 
 
 def restore_adapter(worker: "DeviceWorker", job: "Job", session: StreamSession, job_dir: Path, start: int) -> None:

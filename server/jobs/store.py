@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model.config import Task
+from mask2former_ttt.outputs.legend_strip import LegendMode
 from server.logging_setup import kv
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ class Job(BaseModel):
     score_threshold: float = Field(0.0, description="instances / panoptic segments scoring less are dropped")
     min_area: int = Field(0, description="instances / panoptic segments with fewer pixels are dropped")
     webhook_url: str | None = Field(None, description="called (signed POST) when the job ends; docs/security.md")
+    legend: LegendMode = Field(
+        "auto", description="overlay.mp4's class legend: auto (in the frame from 240 rows, else a strip beside it) | "
+        "always (a strip beside every frame) | never"
+    )
+    labels: bool = Field(True, description="overlay.mp4 labels each instance 'class #id score'")
     checkpoint: dict | None = Field(
         None,
         description="last commit: `frames` whose results are on disk for good and the adapter `state` file saved "

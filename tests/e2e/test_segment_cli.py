@@ -13,6 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mask2former_ttt.cli import app
+from mask2former_ttt.outputs.legend_strip import strip_width
+from model.checkpoint import load_config
 from tests.e2e.conftest_rtsp import RtspCamera, rtsp_camera  # noqa: F401
 from tests.server.svc_helpers import THING_IDS, build_tiny_checkpoint, make_clip
 
@@ -58,7 +60,8 @@ def test_segment_file_writes_overlay_jsonl_and_panoptic(tmp_path: Path, ckpt: Pa
     in_codec, in_frames, in_fps, in_size = decoded(clip)
     codec, frames, fps, size = decoded(out / "overlay.mp4")
     assert (codec, frames) == ("h264", in_frames), (codec, frames, in_frames)
-    assert fps == pytest.approx(in_fps) and size == in_size
+    strip = strip_width(load_config(ckpt).class_names)  # the legend strip beside frames under 240 rows
+    assert fps == pytest.approx(in_fps) and size == (in_size[0] + strip, in_size[1])
 
     records = read_jsonl(out / "results.jsonl")
     assert [r["frame_index"] for r in records] == list(range(in_frames))
@@ -98,7 +101,8 @@ def test_segment_live_ffmpeg_source_semantic(tmp_path: Path, ckpt: Path) -> None
                  "--task", "semantic", "--method", "main_only", "--max-frames", "3")
     assert result.exit_code == 0, result.output
     codec, frames, fps, size = decoded(out / "overlay.mp4")
-    assert (codec, frames, size) == ("h264", 3, (160, 96)) and fps == pytest.approx(10)
+    strip = strip_width(load_config(ckpt).class_names)
+    assert (codec, frames, size) == ("h264", 3, (160 + strip, 96)) and fps == pytest.approx(10)
     records = read_jsonl(out / "results.jsonl")
     assert len(records) == 3 and all(r["ttt"]["loss"] is None for r in records)  # main_only takes no TTT step
     assert sorted(p.name for p in (out / "semantic").iterdir()) == [f"{i:06d}.png" for i in range(3)]
@@ -110,7 +114,7 @@ def test_segment_rtsp_camera(tmp_path: Path, ckpt: Path, rtsp_camera: RtspCamera
                  "--max-width", "160", "--task", "instance")
     assert result.exit_code == 0, result.output
     codec, frames, _, size = decoded(out / "overlay.mp4")
-    assert (codec, frames, size) == ("h264", 3, (160, 120))
+    assert (codec, frames, size) == ("h264", 3, (160 + strip_width(load_config(ckpt).class_names), 120))
     assert len(read_jsonl(out / "results.jsonl")) == 3
 
 

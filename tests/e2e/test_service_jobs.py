@@ -12,7 +12,9 @@ import av
 import httpx
 import pytest
 
+from mask2former_ttt.outputs.legend_strip import strip_width
 from mask2former_ttt.segment import segment_video
+from model.checkpoint import load_config
 from tests.server.svc_helpers import build_tiny_checkpoint, make_clip, running_service
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +48,8 @@ def test_upload_job_progress_results_and_restart(tmp_path: Path) -> None:
             stream = c.streams.video[0]
             assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
             decoded = list(c.decode(stream))
-        assert len(decoded) == FRAMES and (decoded[0].width, decoded[0].height) == (160, 90)
+        strip = strip_width(load_config(ckpt).class_names)  # the legend strip beside frames under 240 rows
+        assert len(decoded) == FRAMES and (decoded[0].width, decoded[0].height) == (160 + strip, 90)
 
         lines = [json.loads(x) for x in http.get(f"/v1/jobs/{job_id}/results/results.jsonl").text.splitlines()]
         assert [x["frame_index"] for x in lines] == list(range(FRAMES))

@@ -133,7 +133,7 @@ def test_segments_info_and_encodings_per_task() -> None:
 
 def test_overlay_blends_only_painted_pixels_and_resizes_the_frame() -> None:
     image = np.full((40, 60, 3), 200, dtype=np.uint8)
-    out = overlay(image, "panoptic", panoptic(), num_classes=19, alpha=0.5)
+    out = overlay(image, "panoptic", panoptic(), num_classes=19, alpha=0.5, legend="never")
     assert out.shape == (20, 30, 3)
     assert out[15, 25].tolist() == [200, 200, 200]  # void stays untouched
     stuff = class_palette(19)[0].astype(int)

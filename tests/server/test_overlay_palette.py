@@ -66,7 +66,7 @@ def test_things_are_labelled_with_class_id_and_score() -> None:
     masks[0, 40:90, 30:110] = True
     result = InstanceResult(torch.tensor([10]), torch.tensor([0.87]), masks, ids=torch.tensor([7]))
     image = np.zeros((96, 128, 3), np.uint8)
-    out = overlay(image, "instance", result, alpha=0.5, class_names=SYNTHETIC.class_names)
+    out = overlay(image, "instance", result, alpha=0.5, class_names=SYNTHETIC.class_names, legend="never")
     shade = thing_shades(np.array([CITY["car"]], np.uint8), np.array([7]))[0]
     above = out[25:40, 30:110]  # the label box sits just above the instance, in the instance's colour
     assert (above == shade).all(axis=2).mean() > 0.1
