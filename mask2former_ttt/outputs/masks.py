@@ -46,6 +46,22 @@ def rle_decode(rles: list[dict]) -> np.ndarray:
     return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
+def mask_bboxes(masks: Any) -> np.ndarray:
+    """(N, H, W) bool masks -> (N, 4) int64 COCO boxes [x, y, w, h] in pixels (what `pycocotools.mask.toBbox` gives
+    for each mask's RLE; zeros for an empty mask)."""
+    m = as_numpy(masks).astype(bool, copy=False)
+    if m.ndim != 3:
+        raise ValueError(f"expected (N, H, W) masks, got shape {m.shape}")
+    rows, cols = m.any(axis=2), m.any(axis=1)  # (N, H), (N, W)
+    present = rows.any(axis=1)
+    y0, x0 = rows.argmax(axis=1), cols.argmax(axis=1)
+    y1 = m.shape[1] - 1 - rows[:, ::-1].argmax(axis=1)
+    x1 = m.shape[2] - 1 - cols[:, ::-1].argmax(axis=1)
+    boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.int64)
+    boxes[~present] = 0
+    return boxes
+
+
 def instance_id_map(masks: Any, ids: Any = None) -> np.ndarray:
     """(N, H, W) bool masks sorted by decreasing score -> (H, W) int64 ids: 0 = none, else `ids[i]` for instance
     i ((N,) persistent track ids, see `mask2former_ttt.tracking`), or i + 1 without ids.

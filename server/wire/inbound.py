@@ -34,7 +34,7 @@ def image_format(data: bytes) -> str | None:
     return None
 
 
-Encoding = Literal["png", "rle", "overlay"]
+Encoding = Literal["png", "rle", "polygons", "overlay"]
 HEADER_LEN = struct.Struct(">I")
 MAX_HEADER_BYTES = 4096
 
