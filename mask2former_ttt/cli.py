@@ -588,6 +588,9 @@ def segment(
         "auto", help="class legend of overlay.mp4: auto (in the frame from 240 rows, else a strip beside it, which "
         "widens the video) | always (a strip beside every frame) | never"),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="label each instance 'class #id score'"),
+    encodings: str = typer.Option(
+        "", help="comma-separated encodings results.jsonl adds to each frame: rle (COCO RLEs for every task), "
+        "polygons (COCO polygons of each mask's outer contours)"),
 ) -> None:
     """Segment a video while adapting to it: overlay MP4, per-frame JSONL, PNGs (+ COCO-panoptic JSON).
 
@@ -612,7 +615,8 @@ def segment(
             summary = segment_video(video, out, task=task, method=method, preset=preset, device=device, model_dir=model,
                                     max_frames=max_frames, max_width=max_width, input_format=input_format, seed=seed,
                                     progress=progress, score_threshold=score_threshold, min_area=min_area,
-                                    ttt_view=ttt_view, legend=legend, labels=labels)
+                                    ttt_view=ttt_view, legend=legend, labels=labels,
+                                    encodings=[e.strip() for e in encodings.split(",") if e.strip()])
         except VideoError as exc:
             typer.echo(f"error: cannot use {video!r} ({exc.kind}): {exc.message}", err=True)
             raise typer.Exit(2) from None

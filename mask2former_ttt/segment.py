@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from model.device import resolve_device
 from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, InstanceFilter
 from mask2former_ttt.outputs.legend_strip import check_legend_mode
 from mask2former_ttt.outputs.ttt_view import TTT_VIEW_MP4, TTTViewWriter
-from mask2former_ttt.outputs.writer import VideoResultWriter
+from mask2former_ttt.outputs.writer import VideoResultWriter, check_jsonl_encodings
 from mask2former_ttt.tracking import MaskTracker
 from mask2former_ttt.ttt import METHODS, build_adapter
 from mask2former_ttt.ttt.frame_step import step_frame
@@ -121,6 +121,7 @@ def segment_video(
     ttt_view: bool = False,
     legend: str = "auto",
     labels: bool = True,
+    encodings: Sequence[str] = (),
 ) -> SegmentSummary:
     """Segment every frame of `source` while adapting to it; write the results to `out_dir`.
 
@@ -130,6 +131,7 @@ def segment_video(
     (None: `DEFAULT_SCORE_THRESHOLD` / `DEFAULT_MIN_AREA` of `model.postprocess`). `ttt_view` also writes
     `ttt_view.mp4`: masked input, reconstruction and ℓ_s curve per frame (one extra no-grad forward per frame).
     `legend` (auto | always | never) and `labels` style `overlay.mp4` (`mask2former_ttt.outputs.overlay.overlay`).
+    `encodings` (`rle`, `polygons`) are added to every results.jsonl record (`outputs.writer.JSONL_ENCODINGS`).
     """
     source = str(source)
     _check_choices(task, method, preset)
@@ -137,6 +139,7 @@ def segment_video(
         raise SegmentError("max_frames must be at least 1")
     try:
         check_legend_mode(legend)
+        encodings = check_jsonl_encodings(encodings)
     except ValueError as exc:
         raise SegmentError(str(exc)) from None
     try:
@@ -171,7 +174,7 @@ def segment_video(
                 readiness(cfg))
     out = Path(out_dir)
     writer = VideoResultWriter(out, task, cfg.class_names, cfg.thing_class_ids, fps=fps, class_colors=cfg.class_colors,
-                               legend=legend, labels=labels)
+                               legend=legend, labels=labels, encodings=encodings)
     views = TTTViewWriter(out / TTT_VIEW_MP4, fps=fps) if ttt_view else None
     bar = tqdm(total=info.frames, unit="frame", desc="segment", dynamic_ncols=True, disable=not progress)
     done, interrupted, t_start = 0, False, time.perf_counter()

@@ -71,6 +71,11 @@ UPLOAD_REQUEST_BODY = {
                             "type": "boolean", "default": True,
                             "description": "overlay.mp4 labels each instance 'class #id score'",
                         },
+                        "encodings": {
+                            "type": "string",
+                            "description": "comma-separated encodings results.jsonl adds to each frame: `rle` (COCO "
+                            "RLEs for every task), `polygons` (COCO polygons)",
+                        },
                     },
                 }
             }

@@ -2,7 +2,8 @@
 
 Layout of `out_dir`:
 - `results.jsonl`: one JSON object per frame: `frame_index`, `pts_s`, `width`, `height`, `segments_info`,
-  instance RLEs (`rle`, task instance) or the name of the frame's PNG (`png`), plus the caller's `extra` fields;
+  instance RLEs (`rle`, task instance) or the name of the frame's PNG (`png`), the `encodings` asked for besides
+  (`rle` for every task, `polygons`: `outputs.frame.encode_masks`), plus the caller's `extra` fields;
 - `overlay.mp4`: H.264/yuv420p overlay of every frame at the result size (wider by a legend strip on frames too
   small for an in-frame legend, unless `legend="never"`: `overlay.overlay`);
 - task semantic: `semantic/NNNNNN.png` label maps;
@@ -41,6 +42,15 @@ OVERLAY = "overlay.mp4"
 PANOPTIC_JSON = "panoptic.json"
 OVERLAY_PARTS = ".overlay-parts"
 PANOPTIC_LINES = ".panoptic.jsonl"
+JSONL_ENCODINGS = ("rle", "polygons")  # encodings results.jsonl can carry besides its layout's own
+
+
+def check_jsonl_encodings(encodings: Sequence[str]) -> tuple[str, ...]:
+    """`encodings` without repeats; ValueError naming any that results.jsonl cannot carry."""
+    unknown = sorted(set(encodings) - set(JSONL_ENCODINGS))
+    if unknown:
+        raise ValueError(f"unknown results.jsonl encodings {unknown}; choose from {list(JSONL_ENCODINGS)}")
+    return tuple(dict.fromkeys(encodings))
 
 
 def _keep_lines(path: Path, n: int) -> list[str]:
@@ -108,11 +118,14 @@ class VideoResultWriter:
         class_colors: Sequence[Sequence[int]] | None = None,
         legend: str = "auto",
         labels: bool = True,
+        encodings: Sequence[str] = (),
     ) -> None:
         """`resume_from=None`: write afresh. `resume_from=N`: resumable mode (see the module docstring), keeping
         the first N frames already in `out_dir` (ValueError if they are not all there). `class_colors`: (K, 3) RGB
         overlay colours (the checkpoint's `class_colors`; default: by class name, `palette.class_colors`).
-        `legend` (auto | always | never) and `labels` (instance labels) style the overlay (`overlay.overlay`)."""
+        `legend` (auto | always | never) and `labels` (instance labels) style the overlay (`overlay.overlay`).
+        `encodings` (of `JSONL_ENCODINGS`) are added to every results.jsonl record."""
+        self.encodings = check_jsonl_encodings(encodings)
         self.legend = check_legend_mode(legend)
         self.labels = labels
         self.out_dir = Path(out_dir)
@@ -164,7 +177,7 @@ class VideoResultWriter:
         Returns the JSON record written to `results.jsonl`.
         """
         segs = segments_info(self.kind, result, self.class_names)
-        want = ("rle",) if self.kind == "instance" else ("png",)
+        want = (("rle",) if self.kind == "instance" else ("png",)) + self.encodings
         enc = encode_masks(self.kind, result, want, segs)
         height, width = (
             result.masks.shape[1:]
@@ -178,8 +191,9 @@ class VideoResultWriter:
             "height": int(height),
             "segments_info": segs,
         }
-        if "rle" in enc:
-            record["rle"] = enc["rle"]
+        for name in JSONL_ENCODINGS:
+            if name in enc:
+                record[name] = enc[name]
         if "png" in enc and self._png_dir is not None:
             name = f"{index:06d}.png"
             (self._png_dir / name).write_bytes(enc["png"])

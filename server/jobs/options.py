@@ -1,9 +1,10 @@
-"""Per-job options from the upload form: the instance filter (`score_threshold`, `min_area`), `webhook_url`, and
-the overlay's style (`legend`, `labels`)."""
+"""Per-job options from the upload form: the instance filter (`score_threshold`, `min_area`), `webhook_url`, the
+overlay's style (`legend`, `labels`) and the extra `encodings` of results.jsonl."""
 
 from __future__ import annotations
 
 from mask2former_ttt.outputs.legend_strip import check_legend_mode
+from mask2former_ttt.outputs.writer import check_jsonl_encodings
 from model.postprocess import InstanceFilter
 from server.jobs.upload import UploadError
 from server.jobs.webhook import check_webhook_url
@@ -54,3 +55,13 @@ def overlay_options(fields: dict[str, str]) -> tuple[str, bool]:
     if text not in BOOLEANS:
         raise UploadError(422, f"form field 'labels' must be true or false, got {text!r}")
     return legend, BOOLEANS[text]
+
+
+def jsonl_encodings(fields: dict[str, str]) -> list[str]:
+    """The form field `encodings` (comma-separated: `polygons`, `rle`) as the encodings results.jsonl adds to its
+    layout; UploadError 422 naming an unknown one."""
+    names = [n.strip() for n in fields.get("encodings", "").split(",") if n.strip()]
+    try:
+        return list(check_jsonl_encodings(names))
+    except ValueError as exc:
+        raise UploadError(422, f"form field 'encodings': {exc}") from None

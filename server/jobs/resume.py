@@ -98,7 +98,7 @@ def open_writer(
     start = int((job.checkpoint or {}).get("frames", 0))
     args = (results_dir, job.task, class_names, thing_class_ids)
     fps = fps_fraction(job.video.get("fps"))
-    style = {"class_colors": class_colors, "legend": job.legend, "labels": job.labels}
+    style = {"class_colors": class_colors, "legend": job.legend, "labels": job.labels, "encodings": job.encodings}
     try:
         return VideoResultWriter(*args, fps=fps, resume_from=start, **style), start
     except ValueError as exc:

@@ -55,6 +55,9 @@ class Job(BaseModel):
         "always (a strip beside every frame) | never"
     )
     labels: bool = Field(True, description="overlay.mp4 labels each instance 'class #id score'")
+    encodings: list[Literal["rle", "polygons"]] = Field(
+        default_factory=list, description="encodings results.jsonl adds to each frame's record (`rle`, `polygons`)"
+    )
     checkpoint: dict | None = Field(
         None,
         description="last commit: `frames` whose results are on disk for good and the adapter `state` file saved "

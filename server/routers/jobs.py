@@ -1,5 +1,5 @@
 """Upload jobs: `POST /v1/jobs` (multipart `file` + optional `task`, `method`, `preset`, `score_threshold`,
-`min_area`, `webhook_url`, `legend`, `labels`), `GET /v1/jobs[/{id}]`, `GET /v1/jobs/{id}/results/{name}` (a file,
+`min_area`, `webhook_url`, `legend`, `labels`, `encodings`), `GET /v1/jobs[/{id}]`, `GET /v1/jobs/{id}/results/{name}` (a file,
 or a folder's listing), `GET /v1/jobs/{id}/archive` (every result as one ZIP), `DELETE /v1/jobs/{id}`."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mask2former_ttt.video_io import VideoError, probe
 from server.auth import Principal
 from server.deps import Authorized, JobRunnerDep, JobStoreDep, PrincipalDep, SettingsDep, check_method
 from server.jobs.archive import iter_zip, result_files
-from server.jobs.options import job_options, overlay_options
+from server.jobs.options import job_options, jsonl_encodings, overlay_options
 from server.jobs.runner import JobRunner
 from server.jobs.store import Job, JobStore
 from server.jobs.upload import UploadError, receive_upload
@@ -100,6 +100,7 @@ async def create_job(
             raise UploadError(422, f"unknown task {task!r}; choose one of {list(TASKS)}")
         keep, webhook_url = job_options(fields, settings)
         legend, labels = overlay_options(fields)
+        encodings = jsonl_encodings(fields)
         try:
             check_method(method, preset)
         except ValueError as exc:
@@ -133,6 +134,7 @@ async def create_job(
         webhook_url=webhook_url,
         legend=legend,
         labels=labels,
+        encodings=encodings,
     )
     store.save(job)
     runner.enqueue(job_id)
