@@ -22,7 +22,9 @@ from server.jobs.runner import JobRunner
 from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
-from server.routers import checkpoints, docs_offline, jobs, ops, recordings, streams_rtsp, streams_ws, ui
+from server.routers import (
+    checkpoints, docs_offline, jobs, ops, recordings, streams_probe, streams_rtsp, streams_ws, ui,
+)
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
 from server.worker.device_worker import AdapterFactory
@@ -111,7 +113,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_rtsp, recordings, checkpoints, jobs, ui, docs_offline):
+    for module in (ops, streams_ws, streams_probe, streams_rtsp, recordings, checkpoints, jobs, ui, docs_offline):
         app.include_router(module.router)
     install_allow_header(app)
     return app

@@ -23,6 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from model.postprocess import InstanceFilter
+from server.auth import Principal
+from server.camera_errors import DIAGNOSIS, camera_error
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.recording import StreamRecorder
@@ -65,7 +67,7 @@ def redact(url: str) -> str:
 
 
 def client_error(stats: Any) -> str | None:
-    """`last_error` as clients see it: "camera unavailable", never the diagnosis (that goes to the log)."""
+    """`last_error` as tenant keys see it: "camera unavailable", never the diagnosis (`server.camera_errors`)."""
     from server.sources.rtsp import client_error as public
 
     return public(stats)
@@ -212,7 +214,8 @@ class RtspManager:
         last_error = getattr(stats, "last_error", None)
         log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=last_error))
         public = client_error(stats)
-        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": public})
+        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": public,
+                    DIAGNOSIS: last_error})
         if value == "failed" and not stream.released:
             stream.released = True
             self.worker.close_session(stream.session, f"camera failed: {public}")
@@ -254,8 +257,9 @@ class RtspManager:
         """The streams `principal` may see (its own; an admin: all)."""
         return [s for s in self.streams.values() if principal.owns(s.owner)]
 
-    def status(self, stream: RtspStream) -> dict:
-        """What `GET /v1/streams/{id}` returns."""
+    def status(self, stream: RtspStream, principal: Principal | None = None) -> dict:
+        """What `GET /v1/streams/{id}` returns to `principal`: `last_error` is the diagnosis for admins (and for
+        everyone without API keys), the generic text otherwise (`server.camera_errors`)."""
         self._sync_reconnects(stream)
         stats = getattr(stream.source, "stats", None)
         st = stats.as_dict() if hasattr(stats, "as_dict") else {}
@@ -275,7 +279,7 @@ class RtspManager:
             "skipped_by_max_fps": st.get("frames_dropped", 0),
             "errors": sess.errors,
             "reconnects": st.get("reconnects", 0),
-            "last_error": client_error(stats),
+            "last_error": camera_error(stats, principal),
             "codec": st.get("codec"),
             "width": st.get("width"),
             "height": st.get("height"),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response, WebSocket, WebSocketDisc
 from pydantic import BaseModel, Field
 
 from server.auth import Principal
+from server.camera_errors import for_subscriber
 from server.deps import Authorized, PrincipalDep, RtspDep, SettingsDep, WorkerDep, check_method
 from server.ws_auth import authenticate_websocket
 from server.wire.inbound import CLOSE_NORMAL, Encoding, close_reason, encodings_for
@@ -100,19 +101,19 @@ async def create_stream(
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     response.headers["Location"] = f"/v1/streams/{stream.id}"
-    return {"id": stream.id, **manager.status(stream)}
+    return {"id": stream.id, **manager.status(stream, principal)}
 
 
 @router.get("/v1/streams", dependencies=[Authorized], response_model=StreamList)
 async def list_streams(manager: RtspDep, principal: PrincipalDep) -> dict:
     """The caller's camera streams (an admin key: every stream)."""
-    return {"streams": [manager.status(s) for s in manager.visible(principal)]}
+    return {"streams": [manager.status(s, principal) for s in manager.visible(principal)]}
 
 
 @router.get("/v1/streams/{stream_id}", dependencies=[Authorized], response_model=StreamStatus, responses=error_responses(404))
 async def get_stream(stream_id: StreamId, manager: RtspDep, principal: PrincipalDep) -> dict:
     """State (connecting / running / reconnecting / failed / stopped), counters, last error, memory."""
-    return manager.status(_stream(manager, stream_id, principal))
+    return manager.status(_stream(manager, stream_id, principal), principal)
 
 
 @router.delete(
@@ -200,21 +201,21 @@ async def stream_results(websocket: WebSocket, stream_id: str, manager: RtspDep,
         await close_with_error(websocket, CLOSE_NOT_FOUND, "not_found", f"no stream {stream_id!r}")
         return
     if stream.state == "failed":
-        reason = manager.status(stream).get("last_error") or "camera failed"
+        reason = manager.status(stream, principal).get("last_error") or "camera failed"
         await close_with_error(websocket, CLOSE_BAD_GATEWAY, "camera_failed", reason)
         return
     queue: asyncio.Queue = asyncio.Queue(maxsize=32)
     stream.subscribers.add(queue)
     watcher = asyncio.create_task(_wait_disconnect(websocket))
     try:
-        await websocket.send_text(json.dumps({"type": "subscribed", **manager.status(stream)}))
+        await websocket.send_text(json.dumps({"type": "subscribed", **manager.status(stream, principal)}))
         while True:
             getter = asyncio.create_task(queue.get())
             done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if watcher in done:
                 getter.cancel()
                 return
-            msg = getter.result()
+            msg = for_subscriber(getter.result(), principal)
             if msg is CLOSED:
                 await websocket.send_text(json.dumps({"type": "closed", "stream_id": stream_id, "reason": "deleted"}))
                 await websocket.close(CLOSE_NORMAL)
