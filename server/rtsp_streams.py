@@ -66,13 +66,6 @@ def redact(url: str) -> str:
     return redact_url(url)
 
 
-def client_error(stats: Any) -> str | None:
-    """`last_error` as tenant keys see it: "camera unavailable", never the diagnosis (`server.camera_errors`)."""
-    from server.sources.rtsp import client_error as public
-
-    return public(stats)
-
-
 @dataclass
 class RtspStream:
     """One camera: its worker session (None once released), source, subscribers and settings."""
@@ -213,7 +206,7 @@ class RtspManager:
         stats = getattr(stream.source, "stats", None)
         last_error = getattr(stats, "last_error", None)
         log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=last_error))
-        public = client_error(stats)
+        public = camera_error(stats, None)  # subscribers who may see the diagnosis get DIAGNOSIS instead
         stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": public,
                     DIAGNOSIS: last_error})
         if value == "failed" and not stream.released:

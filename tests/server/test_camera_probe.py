@@ -65,3 +65,10 @@ def test_probes_are_rate_limited_per_key(tmp_path: Path, tiny_checkpoint: Path) 
         assert int(limited.headers["retry-after"]) >= 1 and "camera probes a minute" in limited.json()["detail"]
         other = client.post("/v1/streams/test", json=refused, headers={"X-API-Key": "other"})
         assert other.status_code == 400  # another key has its own budget
+
+
+def test_the_probe_path_allows_only_post(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    with make_client(tmp_path, tiny_checkpoint) as client:
+        r = client.put("/v1/streams/test", json={"url": "rtsp://127.0.0.1/cam"})
+        assert r.status_code == 405 and r.headers["allow"] == "POST"  # not /v1/streams/{stream_id}'s GET, DELETE
+        assert client.put("/v1/streams/abc123").headers["allow"] == "DELETE, GET"
