@@ -117,9 +117,7 @@ def bench(
             extra["server_serial"] = {k: vars(v) for k, v in serial.items()}
             _print_server("server over WebSocket (closed loop), default worker layout, vs the bare library loop", srv)
             _print_server("the same on one serial lane (the worker before lanes)", serial)
-            from server.worker.layout import cross_stream_batch as default_batch
-
-            if cross_stream_batch > 1 and default_batch(device, None) != cross_stream_batch:  # else the rows above
+            if cross_stream_batch > 1:  # the default worker runs streams one by one
                 batch_env = {"M2F_WORKER_CROSS_STREAM_BATCH": str(cross_stream_batch)}
                 batched = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=batch_env)
                 extra["server_batched"] = {k: vars(v) for k, v in batched.items()}

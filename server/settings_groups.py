@@ -69,12 +69,13 @@ class WorkerSettings(Group):
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per worker lane (unset: cores / lanes on the CPU)"
     )
-    cross_stream_batch: int | None = Field(
-        None,
+    cross_stream_batch: int = Field(
+        1,
         ge=1,
         description="most streams of a lane whose frames go through one batched call (their predictions in one "
-        "vmap, their TTT steps in one vmapped gradient; each stream's result is what it gets alone). Unset: 8 on "
-        "CUDA, 1 (off) on the CPU, where a batched call is slower than the streams one by one",
+        "vmap, their TTT steps in one vmapped gradient; each stream's result is what it gets alone). 1 = off, on "
+        "every device: on the CPU a batched call is slower than the streams one by one, and no GPU has measured "
+        "it faster yet (scripts/gpu_check.sh times it)",
     )
 
 

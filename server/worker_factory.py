@@ -14,7 +14,7 @@ from server.settings import Settings
 from server.worker import DeviceWorker
 from server.worker.device_worker import AdapterFactory, default_adapter_factory
 from server.worker.imaging import MAX_RESULT_SIDE
-from server.worker.layout import cross_stream_batch, worker_layout
+from server.worker.layout import worker_layout
 from server.worker.state_store import StreamStateStore
 
 
@@ -47,6 +47,6 @@ def build_worker(
         max_result_side=MAX_RESULT_SIDE,
         torch_threads=threads,
         lanes=lanes,
-        cross_stream_batch=cross_stream_batch(device, settings.worker.cross_stream_batch),
+        cross_stream_batch=settings.worker.cross_stream_batch,
         adapter_factory=adapter_factory or default_adapter_factory,
     )

@@ -8,7 +8,6 @@ import os
 import torch
 
 MAX_AUTO_LANES = 4
-AUTO_CUDA_BATCH = 8
 
 
 def worker_layout(
@@ -28,11 +27,3 @@ def worker_layout(
         threads = max(1, cpus // lanes)
     return lanes, threads
 
-
-def cross_stream_batch(device: torch.device, batch: int | None) -> int:
-    """Most streams per batched call (`M2F_WORKER_CROSS_STREAM_BATCH`): `AUTO_CUDA_BATCH` on CUDA when unset, else
-    1 on the CPU, where vmap is slower than the streams one by one (SDPA has no CPU batching rule: 4 streams' TTT
-    steps took 0.54 s in one vmapped call against 0.35 s serially)."""
-    if batch is not None:
-        return batch
-    return AUTO_CUDA_BATCH if device.type == "cuda" else 1

@@ -16,7 +16,6 @@ from model.checkpoint import load_checkpoint
 from server.metrics import Metrics
 from server.worker import DeviceWorker, FrameError, FrameItem, FrameResult, StreamSession
 from server.worker import frame_processing
-from server.worker.layout import cross_stream_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # SDPA under vmap on CPU
 
@@ -102,10 +101,13 @@ def test_bad_frames_and_unbatchable_streams_leave_the_batch_alone(model, tmp_pat
     assert sizes == [3, 2]  # `fast` differs in configuration: it ran alone; the bad frame left its round's call
 
 
-def test_cross_stream_batching_is_on_for_cuda_only_unless_set() -> None:
-    assert cross_stream_batch(torch.device("cpu"), None) == 1
-    assert cross_stream_batch(torch.device("cuda"), None) == 8
-    assert cross_stream_batch(torch.device("cpu"), 4) == 4
+def test_cross_stream_batching_is_off_unless_set(monkeypatch) -> None:
+    from server.settings import Settings
+
+    monkeypatch.delenv("M2F_WORKER_CROSS_STREAM_BATCH", raising=False)
+    assert Settings().worker.cross_stream_batch == 1
+    monkeypatch.setenv("M2F_WORKER_CROSS_STREAM_BATCH", "4")
+    assert Settings().worker.cross_stream_batch == 4
 
 
 def test_a_failing_batched_call_fails_that_rounds_frames_only(model, tmp_path, monkeypatch) -> None:
