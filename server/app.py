@@ -23,7 +23,7 @@ from server.jobs.store import JobStore
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.routers import (
-    checkpoints, docs_offline, jobs, ops, recordings, streams_probe, streams_rtsp, streams_ws, ui,
+    checkpoints, docs_offline, jobs, ops, predict, recordings, streams_probe, streams_rtsp, streams_ws, ui,
 )
 from server.rtsp_streams import RtspManager, default_source_factory
 from server.settings import Settings
@@ -113,7 +113,8 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.model = None
     app.state.worker = None
-    for module in (ops, streams_ws, streams_probe, streams_rtsp, recordings, checkpoints, jobs, ui, docs_offline):
+    routers = (ops, predict, streams_ws, streams_probe, streams_rtsp, recordings, checkpoints, jobs, ui, docs_offline)
+    for module in routers:
         app.include_router(module.router)
     install_allow_header(app)
     return app

@@ -25,6 +25,7 @@ ERROR_DESCRIPTIONS = {
     415: "not a video",
     422: "unusable input (the message says what)",
     429: "quota exceeded",
+    500: "the model failed on the input (the message says how)",
     503: "the service is starting, or full",
 }
 

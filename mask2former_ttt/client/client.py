@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import jobs
 from .cameras import camera_messages
 from .http_api import check, make_http
+from .predict import Image_, encoding_list
+from .predict import predict as post_predict
 from .sources import Source
 from .stream import ErrorHook, Stream
 
@@ -64,6 +66,20 @@ class Client:
                          api_key=self.api_key, **start)
         return Stream(self.ws_url, source, msg, max_in_flight=max_in_flight, max_width=max_width,
                       max_frames=max_frames, fps=fps, timeout_s=timeout_s, on_error=on_error)
+
+    # --- single images -----------------------------------------------------------------------------------------
+    def predict(self, image_or_path: Image_, task: str = "semantic", stream_id: str | None = None,
+                encodings: str | Sequence[str] | None = None, *, score_threshold: float | None = None,
+                min_area: int | None = None) -> dict[str, Any]:
+        """`POST /v1/predict`: one image (JPEG / PNG bytes, a path to one, or an (H, W, 3) uint8 RGB array) -> the
+        result dict a WebSocket frame gets (`decode_masks` turns its masks into arrays). With `stream_id` (one of
+        your live streams: a WebSocket stream's `stream_id`, or a camera's id) the image is predicted with that
+        stream's adapted weights, else with the initial ones. `encodings`: `png`, `rle`, `polygons`, `overlay`
+        (one name or several; default: the task's). `NotFoundError` for an unknown stream, `CapacityError` when
+        the service is full, `ClientError` for a refused image."""
+        params = _drop_none(task=task, stream_id=stream_id, encodings=encoding_list(encodings),
+                            score_threshold=score_threshold, min_area=min_area)
+        return post_predict(self.http, image_or_path, params)
 
     # --- upload jobs -------------------------------------------------------------------------------------------
     def submit_job(self, path: str | Path, task: str = "semantic", method: str | None = None,

@@ -30,14 +30,25 @@ def decode_rle(rles: list[dict]) -> np.ndarray:
     return np.moveaxis(mask_utils.decode(coco), -1, 0).astype(bool)
 
 
+def decode_polygons(polygons: list[list[list[float]]], height: int, width: int) -> np.ndarray:
+    """`masks.polygons` (COCO polygons per segment) -> (N, height, width) bool, rasterised by pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros((len(polygons), height, width), dtype=bool)
+    for i, polys in enumerate(polygons):
+        if polys:
+            out[i] = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, height, width))).astype(bool)
+    return out
+
+
 def decode_overlay(b64: str) -> np.ndarray:
     """A base64 `masks.overlay` JPEG -> (H, W, 3) uint8 RGB."""
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
 
 
 def decode_masks(result: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Every encoding present in `result["masks"]`, decoded: `png` (H, W) ids, `rle` (N, H, W) bool, `overlay`
-    (H, W, 3) RGB; H and W are the result's `height` and `width`."""
+    """Every encoding present in `result["masks"]`, decoded: `png` (H, W) ids, `rle` and `polygons` (N, H, W) bool,
+    `overlay` (H, W, 3) RGB; H and W are the result's `height` and `width`."""
     masks = result.get("masks", {})
     out: dict[str, np.ndarray] = {}
     if "png" in masks:
@@ -46,6 +57,8 @@ def decode_masks(result: dict[str, Any]) -> dict[str, np.ndarray]:
         out["rle"] = decode_rle(masks["rle"])
         if not masks["rle"]:
             out["rle"] = np.zeros((0, result["height"], result["width"]), dtype=bool)
+    if "polygons" in masks:
+        out["polygons"] = decode_polygons(masks["polygons"], result["height"], result["width"])
     if "overlay" in masks:
         out["overlay"] = decode_overlay(masks["overlay"])
     return out

@@ -30,6 +30,11 @@ class Adapter(Protocol):
         """frame: (3, H, W) uint8 RGB -> the prediction on this frame after adapting to it."""
         ...
 
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (3, h, w) uint8 at the working resolution -> class logits (Q, K+1), mask logits (Q, h/4, w/4) with the
+        weights the stream predicts with now; the stream's state is not changed."""
+        ...
+
     def finish_pending(self) -> None:
         """Take a step that a pipelined `step` deferred; a no-op when none is pending (and for other configs)."""
         ...

@@ -46,7 +46,9 @@ class RemoteControls(StreamControls):
         self.backend = backend
 
     # ---- controls: run on the owner ------------------------------------------------------------------------
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
+    def control(
+        self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict], notify: bool = True
+    ) -> Future:
         """Queue `fn(session)` in order with the stream's frames; it runs on the owning actor."""
 
         def run(s: StreamSession) -> dict:
@@ -55,7 +57,7 @@ class RemoteControls(StreamControls):
                 self.backend.checkpoint_now(s.id)
             return payload
 
-        return super().control(session, name, run)
+        return super().control(session, name, run, notify)
 
     def checkpoint(self, session: StreamSession) -> Future:
         """Save the stream's adapted state here, under an id (`{checkpoint_id, bytes, frames}`)."""

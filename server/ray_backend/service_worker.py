@@ -189,8 +189,10 @@ class RayDeviceWorker:
         return self.scheduler.put(session, item, timeout)
 
     # ---- in-order controls, run on the owner (`RemoteControls`) -----------------------------------------------
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
-        return self.controls.control(session, name, fn)
+    def control(
+        self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict], notify: bool = True
+    ) -> Future:
+        return self.controls.control(session, name, fn, notify)
 
     def reset(self, session: StreamSession) -> Future:
         return self.controls.reset(session)

@@ -28,9 +28,11 @@ class StreamControls:
         self.scheduler = scheduler
         self.states = states
 
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
-        """Queue an in-order control. Its outcome is both delivered to the session as a ControlReply and set on
-        the returned Future (failed at once if the stream is closed)."""
+    def control(
+        self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict], notify: bool = True
+    ) -> Future:
+        """Queue an in-order control. Its outcome is set on the returned Future (failed at once if the stream is
+        closed) and, with `notify`, delivered to the session as a ControlReply."""
         fut: Future = Future()
 
         def run(s: StreamSession) -> dict:
@@ -48,7 +50,7 @@ class StreamControls:
             if not fut.done():
                 fut.set_exception(RuntimeError(reason))
 
-        if not self.scheduler.offer(session, ControlItem(name, run, discard)):
+        if not self.scheduler.offer(session, ControlItem(name, run, discard, notify)):
             fut.set_exception(RuntimeError(f"stream {session.id} is closed"))
         return fut
 

@@ -221,9 +221,12 @@ class DeviceWorker:
         return self.scheduler.put(session, item, timeout)
 
     # ---- in-order controls (`StreamControls`) ----------------------------------------------------------------
-    def control(self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict]) -> Future:
-        """`fn(session)` on the stream's lane after its queued frames (`StreamControls.control`)."""
-        return self.controls.control(session, name, fn)
+    def control(
+        self, session: StreamSession, name: str, fn: Callable[[StreamSession], dict], notify: bool = True
+    ) -> Future:
+        """`fn(session)` on the stream's lane after its queued frames (`StreamControls.control`; `notify`: its reply
+        also goes to the stream's consumer)."""
+        return self.controls.control(session, name, fn, notify)
 
     def reset(self, session: StreamSession) -> Future:
         return self.controls.reset(session)

@@ -28,7 +28,7 @@ from server.logging_setup import kv
 
 log = logging.getLogger(__name__)
 
-Source = Literal["ws", "rtsp", "job"]
+Source = Literal["ws", "rtsp", "job", "predict"]  # predict: a one-image stream (POST /v1/predict)
 QUEUE_SIZE = 2  # frames queued per stream before its drop / backpressure policy applies (a WebSocket start: 1-64)
 _ids = itertools.count()
 
