@@ -29,6 +29,7 @@ from pydantic_core import PydanticUndefined  # noqa: E402
 
 from model.checkpoint import bundled_model_dir  # noqa: E402
 from server.settings import REPLACED_NAMES, Settings, replaced_message  # noqa: E402
+from server.settings_groups import default_data_dir  # noqa: E402
 
 OUT = REPO / "docs" / "configuration.md"
 UNITS = ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
@@ -45,8 +46,13 @@ The service (`m2f-ttt serve`, the Docker image) reads its settings from environm
 {doc}
 
 Example: `M2F_STREAMS_MAX=4 M2F_API_KEYS=key1,key2 M2F_MODEL_DEVICE=cuda m2f-ttt serve --host 0.0.0.0`.
-Relative paths are relative to the working directory. The Docker image sets `M2F_MODEL_PATH=/models`,
-`M2F_JOBS_DIR=/data/jobs` and `M2F_CHECKPOINT_DIR=/data/stream-states`.
+Relative paths are relative to the working directory. The Docker image sets `M2F_MODEL_PATH=/models` and
+`M2F_DATA_DIR=/data`.
+
+**Where data goes**: everything the service writes — upload jobs (`jobs/`), camera recordings (`recordings/`) and
+stream checkpoints (`stream-states/`) — lives under one directory, `M2F_DATA_DIR` (default: the platform's user data
+directory, `~/.local/share/mask2former-ttt` on Linux), unless `M2F_JOBS_DIR`, `M2F_RECORDING_DIR` or
+`M2F_CHECKPOINT_DIR` puts one of them elsewhere.
 """
 TABLE_HEAD = """\
 | environment variable | type | default | description |
@@ -94,6 +100,8 @@ def default_text(field: FieldInfo) -> str:
     """The default as a user would write it; the bundled model and repo paths stay machine-independent."""
     if field.default_factory is bundled_model_dir:
         return "the bundled model (`model/bundled/tiny-synth` in the package)"
+    if field.default_factory is default_data_dir:
+        return "the platform's user data directory (`~/.local/share/mask2former-ttt` on Linux)"
     if field.default_factory is not None:
         value = field.default_factory()
     elif field.default is PydanticUndefined:

@@ -17,6 +17,7 @@ from model.postprocess import DEFAULT_MIN_AREA, DEFAULT_SCORE_THRESHOLD, Instanc
 from server.settings_groups import (
     ApiSettings,
     CheckpointSettings,
+    DataSettings,
     Group,
     JobSettings,
     ModelSettings,
@@ -102,6 +103,7 @@ class Settings(BaseSettings):
         "local", description="local: one process owns the device; ray: sticky per-stream device-worker actors"
     )
 
+    data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     ttt: TTTSettings = Field(default_factory=TTTSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -169,6 +171,14 @@ class Settings(BaseSettings):
             raise ValueError(f"M2F_PORT={value!r} is not a port number; Kubernetes sets such a value for a Service "
                              "named `m2f`: set M2F_PORT explicitly or `enableServiceLinks: false`")
         return value
+
+    @model_validator(mode="after")
+    def _data_under_one_dir(self) -> Settings:
+        """Jobs, checkpoints and recordings without a directory of their own go under `data.dir`."""
+        for group, sub in ((self.jobs, "jobs"), (self.checkpoint, "stream-states"), (self.recording, "recordings")):
+            if group.dir is None:
+                group.dir = self.data.dir / sub
+        return self
 
     @model_validator(mode="after")
     def _cameras_denied_by_default_with_auth(self) -> Settings:

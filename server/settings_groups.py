@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import platformdirs
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
@@ -26,6 +27,26 @@ class Group(BaseModel):
     """A group of settings: `M2F_<GROUP>_<FIELD>`; unknown names are ignored, as for the whole service."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+APP_NAME = "mask2former-ttt"
+
+
+def default_data_dir() -> Path:
+    """The platform's user data directory of the service (`~/.local/share/mask2former-ttt` on Linux; XDG_DATA_HOME
+    and the other platforms' conventions through platformdirs)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class DataSettings(Group):
+    """Where the service keeps what it writes: upload jobs, camera recordings, stream checkpoints."""
+
+    dir: Path = Field(
+        default_factory=default_data_dir,
+        description="the service's data: `jobs/`, `recordings/` and `stream-states/` (checkpoints) under it, each "
+        "unless its own setting (M2F_JOBS_DIR, M2F_RECORDING_DIR, M2F_CHECKPOINT_DIR) says otherwise; `/data` in the "
+        "Docker image",
+    )
 
 
 class ModelSettings(Group):
@@ -114,7 +135,9 @@ class UploadLimits(Group):
 class JobSettings(Group):
     """Upload jobs: where they live, how many run, how often they checkpoint."""
 
-    dir: Path = Field(Path("runs/jobs"), description="uploaded videos and job results (survive restarts)")
+    dir: Path | None = Field(
+        None, description="uploaded videos and job results (survive restarts); unset: `jobs/` in M2F_DATA_DIR"
+    )
     max_concurrent: int = Field(2, ge=1, description="upload jobs that run at once (the others stay queued)")
     max_per_key: int = Field(
         1, ge=1, description="upload jobs of one API key that run at once; keys take turns for the free slots"
@@ -156,7 +179,9 @@ class ApiSettings(Group):
 class CheckpointSettings(Group):
     """Stream checkpoints (the adapted state a client saves and restores by id)."""
 
-    dir: Path = Field(Path("runs/stream-states"), description="stream checkpoints (torch.save of adapter state)")
+    dir: Path | None = Field(
+        None, description="stream checkpoints (torch.save of adapter state); unset: `stream-states/` in M2F_DATA_DIR"
+    )
     per_stream: int = Field(
         3, ge=1, description="checkpoints kept per stream; saving one more deletes the stream's oldest"
     )
@@ -202,7 +227,9 @@ class RtspSettings(Group):
 class RecordingSettings(Group):
     """Recorded camera results (`unwatched="record"`)."""
 
-    dir: Path = Field(Path("runs/recordings"), description="recorded camera results, a folder per stream")
+    dir: Path | None = Field(
+        None, description="recorded camera results, a folder per stream; unset: `recordings/` in M2F_DATA_DIR"
+    )
     bytes_per_stream: ByteSize = Field(
         ByteSize(512 * 1024**2),
         description="disk a stream's recording may use; past it the oldest complete segments are deleted",

@@ -59,6 +59,7 @@ def service_env(model_path: Path, work_dir: Path, **extra: str) -> dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("M2F_")}
     env.update({
         "M2F_MODEL_PATH": str(model_path),
+        "M2F_DATA_DIR": str(work_dir),
         "M2F_JOBS_DIR": str(work_dir / "jobs"),
         "M2F_CHECKPOINT_DIR": str(work_dir / "states"),
         "M2F_LOG_LEVEL": "INFO",

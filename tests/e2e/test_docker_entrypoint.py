@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 COMPOSE = REPO / "docker" / "compose.yaml"
 DOCKERIGNORE = REPO / ".dockerignore"
-PATH_SETTINGS = {"M2F_MODEL_PATH", "M2F_JOBS_DIR", "M2F_CHECKPOINT_DIR"}
+PATH_SETTINGS = {"M2F_MODEL_PATH", "M2F_DATA_DIR"}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
