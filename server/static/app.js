@@ -9,6 +9,7 @@
 // (default: the server's, /v1/info defaults), ttt_view (every N-th result
 // carries the TTT view: masked input + reconstruction; default 3, 0 = off).
 //
+// The legend lists every class from page load (/v1/classes); classes of the drawn result come first.
 // Colours: class c is drawn in /v1/classes class_colors[c] (the legend); things (instances, panoptic things) in
 // their id's shade of their class colour (`shade`, the same rule as mask2former_ttt.outputs.palette.thing_shades)
 // and labelled "class #id score". The TTT view panel shows the masked input, g∘f's reconstruction and the
@@ -594,7 +595,35 @@
   el.apiKey.addEventListener("change", () => {
     sessionStorage.setItem("m2f-api-key", apiKey());
     loadMethods();
+    loadLegend();
+    window.dispatchEvent(new Event("m2f-api-key"));
   });
+
+  // the legend before any stream: /v1/classes (names and colours), else /v1/info's names in the fallback palette
+  async function loadLegend() {
+    try {
+      await loadClasses();
+      if (!ui.classes) {
+        const resp = await fetch("/v1/info", { headers: authHeaders() });
+        if (!resp.ok) return;
+        const names = (await resp.json()).model.class_names;
+        ui.classes = { class_names: names, thing_class_ids: [], class_colors: vocPalette(names.length), instance_colors: [] };
+      }
+      buildLuts();
+      buildLegend();
+    } catch (err) {
+      setStatus(`cannot load the classes: ${err.message}`, true);
+    }
+  }
+
+  // for the page's other panels (jobs.js, cameras.js): the key's headers, the chosen task and overlay style, the legend
+  window.m2f.api = {
+    headers: authHeaders,
+    apiKey,
+    task: () => el.task.value,
+    overlayStyle: () => ({ legend: $("legend-mode").value, labels: $("labels-on").checked }),
+    showPresent: (result) => updateLegend(result),
+  };
 
   // ------------------------------------------------------------------------------------------- boot
   el.apiKey.value = params.get("api_key") || sessionStorage.getItem("m2f-api-key") || "";
@@ -605,5 +634,5 @@
   }
   if (["semantic", "instance", "panoptic"].includes(params.get("task"))) el.task.value = params.get("task");
   if (params.get("method")) el.method.add(new Option(params.get("method"), params.get("method"), true, true));
-  loadMethods().finally(() => { if (params.get("autostart") === "1") start(); });
+  Promise.all([loadMethods(), loadLegend()]).finally(() => { if (params.get("autostart") === "1") start(); });
 })();
