@@ -32,8 +32,8 @@ def predict_frame(
     tracker: Any = None,
 ) -> FrameStep:
     """frame: (3, H, W) uint8 RGB -> its `task` result at `out_size` (default (H, W)) from `adapter`'s current
-    weights, no step taken (`ttt`: loss None, 0 steps, step scale 0); `task=None`: the logits only. `tracker` as in `step_frame` (a fresh
-    `MaskTracker` makes the image's ids and duplicate removal those of a stream's first frame)."""
+    weights, no step taken (`ttt`: loss None, 0 steps, step scale 0); `task=None`: the logits only. `tracker` as in
+    `step_frame` (a fresh `MaskTracker` makes the image's ids and duplicate removal those of a stream's first frame)."""
     model = adapter.model
     device = next(model.parameters()).device
     x = to_working_resolution(to_device(frame, device), model.cfg.image_size, model.cfg.max_size)  # (3, h, w)

@@ -32,7 +32,8 @@ def test_each_place_keeps_its_own_setting(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("M2F_JOBS_DIR", str(tmp_path / "elsewhere"))
     s = Settings()
     assert s.jobs.dir == tmp_path / "elsewhere"
-    assert (s.recording.dir, s.checkpoint.dir) == (tmp_path / "data" / "recordings", tmp_path / "data" / "stream-states")
+    data = tmp_path / "data"
+    assert (s.recording.dir, s.checkpoint.dir) == (data / "recordings", data / "stream-states")
 
 
 def test_the_default_is_the_platforms_user_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ def test_quota_and_capacity_refuse_a_one_image_stream(tmp_path: Path, tiny_check
             own_stream = post(client, key=KEY_A, stream_id=stream_id)
     assert quota.status_code == 429 and "M2F_STREAMS_MAX_PER_KEY=1" in quota.json()["detail"]
     assert other_key.status_code == own_stream.status_code == 200
-    with make_client(tmp_path / "full", tiny_checkpoint, factory=fake_factory(created=created), streams_max=1) as client:
+    factory = fake_factory(created=created)
+    with make_client(tmp_path / "full", tiny_checkpoint, factory=factory, streams_max=1) as client:
         with client.websocket_connect("/v1/streams/ws") as ws:
             start(ws)
             full = post(client)
@@ -128,7 +129,8 @@ def test_quota_and_capacity_refuse_a_one_image_stream(tmp_path: Path, tiny_check
         (IMAGE, "text/plain", 415, "send one JPEG or PNG image as the body"),
         (b"", "image/png", 422, "no image in the request"),
         (IMAGE[:40], "image/jpeg", 422, "bad_image: cannot decode image"),
-        (jpeg(rgb_frame(5, size=(40, 60))), "image/jpeg", 422, "bad_image: image is 60x40 = 2400 pixels; the limit is 2000"),
+        (jpeg(rgb_frame(5, size=(40, 60))), "image/jpeg", 422,
+         "bad_image: image is 60x40 = 2400 pixels; the limit is 2000"),
         (b"\xff\xd8\xff" + bytes(5000), "image/jpeg", 413, "the limit is 4096 bytes (M2F_STREAMS_MAX_FRAME_BYTES)"),
     ],
 )
