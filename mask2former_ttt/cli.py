@@ -311,7 +311,7 @@ def evaluate(
     guard: list[str] = typer.Option(
         None, "--guard", metavar="FIELD=VALUE", help="safe-adaptation guard setting, or a setting of the "
         "step it scales, for every guarded row, e.g. 'shift_gate=[1.0,1.6]', anchor=0.01, feature_align=0.1, "
-        "optimizer=adamw, lr=1e-4 (per-frame shift scores and step scales are in "
+        "optimizer=adamw, lr=1e-4, schedule=pipelined (per-frame shift scores and step scales are in "
         "OUT_DIR/jobs/*.json)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""

@@ -28,7 +28,7 @@ import torch
 BASE: dict = {
     "window": 16, "batch_size": 4, "micro_batch": 4, "sampling": "with_replacement", "optimizer": "sgd", "lr": 3e-3,
     "weight_decay": 0.0, "backbone_lr_mult": 1.0, "grad_clip": 1.0, "reset_optimizer_each_frame": False,
-    "loss_on": "masked", "every_n_frames": 1, "pipelined": False,
+    "loss_on": "masked", "every_n_frames": 1, "schedule": "sync",
     "guard": {"shift_gate": (2.5, 4.0), "confidence_gate": None, "anchor": 0.01, "predict_ema": 0.0,
               "feature_align": 0.0},
 }
@@ -38,7 +38,7 @@ CANDIDATES: dict[str, dict] = {
     "batch_1": {"batch_size": 1, "micro_batch": 1},
     "every_2": {"every_n_frames": 2},
     "every_4": {"every_n_frames": 4},
-    "pipelined": {"pipelined": True},
+    "pipelined": {"schedule": "pipelined"},
     "no_guard": {"guard": None},
     "batch_2_every_2": {"batch_size": 2, "micro_batch": 2, "every_n_frames": 2},
     "batch_2_every_4": {"batch_size": 2, "micro_batch": 2, "every_n_frames": 4},
@@ -52,13 +52,13 @@ CANDIDATES: dict[str, dict] = {
     "batch_1_every_3_lr6e-3": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 6e-3},
     # every 4th frame (a margin under 1.5x on noisy cores)
     "batch_1_every_4_lr1.2e-2_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 1.2e-2,
-                                           "pipelined": True},
+                                           "schedule": "pipelined"},
     "batch_1_every_4_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 4, "lr": 9e-3,
-                                         "pipelined": True},
+                                         "schedule": "pipelined"},
     # the chosen points, pipelined (= the `default` and `fast` presets)
-    "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True},
+    "batch_1_lr6e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "lr": 6e-3, "schedule": "pipelined"},
     "batch_1_every_3_lr9e-3_pipelined": {"batch_size": 1, "micro_batch": 1, "every_n_frames": 3, "lr": 9e-3,
-                                         "pipelined": True},
+                                         "schedule": "pipelined"},
 }
 FAMILIES = ("drift", "noise", "fog", "clean")
 

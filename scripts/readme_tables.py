@@ -84,11 +84,14 @@ def results_table(results: dict) -> str:
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
-    """Nested sub-configurations flattened to their leaf names (a field moved into a sub-model is the same knob)."""
+    """Nested sub-configurations flattened to their leaf names (a field moved into a sub-model is the same knob;
+    the boolean `pipelined` of configurations recorded before `schedule` is that field's value)."""
     out = {}
     for key, value in config.items():
         if isinstance(value, dict):
             out.update(_flat(value, prefix))
+        elif key == "pipelined":
+            out["schedule"] = "pipelined" if value else "sync"
         else:
             out[key] = value
     return out

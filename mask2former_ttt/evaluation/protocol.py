@@ -106,6 +106,7 @@ def with_shuffled_twins(rows: list[Row]) -> list[Row]:
 # the step the guard scales: tuned together with it (does a step size tuned on one domain carry to another?)
 STEP_FIELDS = (
     "optimizer", "lr", "weight_decay", "backbone_lr_mult", "grad_clip", "reset_optimizer_each_frame", "loss_on",
+    "schedule",
 )
 
 

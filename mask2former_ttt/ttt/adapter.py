@@ -168,8 +168,8 @@ class StreamAdapter:
     def step(self, frame: torch.Tensor) -> StepResult:
         """frame: (3, H, W) uint8 RGB at any size -> prediction on this frame after adapting to it.
 
-        With `cfg.pipelined` the prediction uses the weights adapted through the previous frame and this frame's
-        step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
+        With `cfg.schedule` "pipelined" the prediction uses the weights adapted through the previous frame and this
+        frame's step is deferred to `finish_pending()` (called by the next `step` at the latest); the statistics of the
         step taken before a prediction are reported with that prediction.
         """
         work = self.begin_frame(frame)
@@ -186,7 +186,7 @@ class StreamAdapter:
         x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size, self.model.cfg.max_size)
         stats = StepStats(frame_index=self.frame_index)
         work = FrameWork(x, stats, due=False)
-        if self.cfg.pipelined:
+        if self.cfg.schedule == "pipelined":
             self.finish_pending()
             if self.deferred_stats is not None:  # the step finish_pending took is reported with this frame
                 stats.take_step_of(self.deferred_stats)

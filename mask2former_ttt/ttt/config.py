@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Schedule = Literal["sync", "pipelined"]  # TTTConfig.schedule
 MASK_PATCH = 16  # side of the square patches the MAE mask hides or shows, in pixels (the authors' setting)
 
 
@@ -89,10 +90,11 @@ class TTTConfig(BaseModel):
     every_n_frames: int = Field(
         1, ge=1, description="take the TTT step on every n-th frame only; the window still receives every frame"
     )
-    pipelined: bool = Field(
-        False,
-        description="predict frame t with the weights adapted through frame t-1, then take frame t's step; the "
-        "service sends the result before that step, so the step leaves the latency path",
+    schedule: Schedule = Field(
+        "sync",
+        description="when a frame's TTT step runs relative to its prediction (the step itself is the same): "
+        "`sync`: before it, so frame t is predicted with the weights adapted through t; `pipelined`: after it, frame "
+        "t predicted with the weights adapted through t-1 and the service sending the result before the step",
     )
     guard: GuardConfig | None = Field(
         None,
@@ -138,7 +140,7 @@ def default_preset() -> TTTConfig:
     full = full_preset()
     assert full.guard is not None
     return full.model_copy(update={
-        "batch_size": 1, "micro_batch": 1, "lr": 6e-3, "pipelined": True,
+        "batch_size": 1, "micro_batch": 1, "lr": 6e-3, "schedule": "pipelined",
         "guard": full.guard.model_copy(update={"predict_ema": 0.9, "anchor": 0.01}),
     })
 
@@ -151,7 +153,7 @@ def fast_preset() -> TTTConfig:
     full = full_preset()
     assert full.guard is not None
     return full.model_copy(update={
-        "batch_size": 1, "micro_batch": 1, "lr": 9e-3, "every_n_frames": 3, "pipelined": True,
+        "batch_size": 1, "micro_batch": 1, "lr": 9e-3, "every_n_frames": 3, "schedule": "pipelined",
         "guard": full.guard.model_copy(update={"confidence_gate": None, "anchor": 0.01}),
     })
 

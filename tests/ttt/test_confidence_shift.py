@@ -109,19 +109,19 @@ def test_a_stream_that_never_stepped_reuses_its_own_prediction_and_one_that_step
     expected = [reference.step(scene(s)).stats.confidence_score for s in (99, 98)]  # not pipelined: adapt first
     assert len(forwards) == 2  # the step comes before the prediction: the gate runs θ0, and that is the prediction
     forwards.clear()
-    piped = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5), pipelined=True)
+    piped = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=(1e5, 2e5), schedule="pipelined")
     piped.step(frame)
     r = piped.step(scene(98))  # reports frame 99's step, gated on frame 99's own θ0 prediction
     assert forwards == [] and not piped.stepped
     assert r.stats.confidence_score == pytest.approx(expected[0], rel=1e-5)
-    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, pipelined=True)
+    opened = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, schedule="pipelined")
     opened.step(frame)
     opened.step(scene(98))  # frame 99's step is taken: the weights leave θ0
     assert opened.stepped and forwards == []
     opened.step(scene(97))  # frame 98's gate: its prediction used adapted weights, so θ0 runs
     assert forwards == [1]  # an adapted stream's predictions are not taken for θ0's
     state = opened.state_dict()
-    fresh = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, pipelined=True)
+    fresh = build_adapter(gated_model, "online", "full", shift_gate=NEVER, confidence_gate=ALWAYS, schedule="pipelined")
     fresh.load_state_dict(state)
     assert fresh.stepped
 

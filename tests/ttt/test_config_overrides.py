@@ -31,3 +31,20 @@ def test_switching_the_guard_off_is_guard_none_and_a_guard_field_needs_a_guard()
         ttt_preset("full", shift_gate=None)
     with pytest.raises(ValueError, match="runs without the safe-adaptation guard"):
         ttt_preset("release", anchor=0.01)
+
+
+def test_the_schedule_is_one_choice_and_the_presets_pipeline() -> None:
+    assert (ttt_preset("default").schedule, ttt_preset("fast").schedule) == ("pipelined", "pipelined")
+    assert (ttt_preset("full").schedule, ttt_preset("release").schedule) == ("sync", "sync")
+    assert ttt_preset("default", schedule="sync").schedule == "sync"
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        ttt_preset("default", pipelined=False)  # the boolean is the `schedule` choice
+    with pytest.raises(ValueError, match="schedule"):
+        ttt_preset("default", schedule="eventually")
+
+
+def test_evaluate_overrides_accept_the_schedule() -> None:
+    from mask2former_ttt.evaluation.protocol import parse_guard_overrides
+
+    assert parse_guard_overrides(["schedule=pipelined"]) == {"schedule": "pipelined"}
+    assert ttt_preset("full", **parse_guard_overrides(["schedule=pipelined"])).schedule == "pipelined"

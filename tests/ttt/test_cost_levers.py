@@ -19,7 +19,7 @@ def test_every_n_frames_steps_on_every_nth_frame_only(tiny_model, frames):
 
 def test_pipelined_predicts_with_the_weights_adapted_through_the_previous_frame(tiny_model, frames):
     serial = build_adapter(tiny_model, "online", "full", **SMALL)
-    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", schedule="pipelined", **SMALL)
     first = piped.step(frames[0])
     assert first.stats.steps_taken == 0  # frame 0 is predicted at θ0; its step is deferred
     for t in range(1, 5):
@@ -34,7 +34,7 @@ def test_pipelined_predicts_with_the_weights_adapted_through_the_previous_frame(
 
 
 def test_finish_pending_takes_the_deferred_step_once(tiny_model, frames):
-    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", schedule="pipelined", **SMALL)
     piped.step(frames[0])
     assert piped.pending is not None
     assert not piped.params  # nothing adapted yet: frame 0 was predicted at θ0
@@ -50,9 +50,9 @@ def test_finish_pending_takes_the_deferred_step_once(tiny_model, frames):
 
 
 def test_a_pending_step_survives_a_state_round_trip(tiny_model, frames):
-    piped = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
+    piped = build_adapter(tiny_model, "online", "full", schedule="pipelined", **SMALL)
     piped.step(frames[0])
-    twin = build_adapter(tiny_model, "online", "full", pipelined=True, **SMALL)
+    twin = build_adapter(tiny_model, "online", "full", schedule="pipelined", **SMALL)
     twin.load_state_dict(piped.state_dict())
     assert twin.pending is not None
     a, b = piped.step(frames[1]), twin.step(frames[1])
