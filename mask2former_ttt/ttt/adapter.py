@@ -4,7 +4,9 @@ tensors and optimizer state (implicit memory), and a `step(frame) -> StepResult`
 The network is shared: the adapter keeps only name -> tensor copies of what it adapts and swaps them into the one
 shared `YModel` (ttt/stream_forward.py), so h and every frozen tensor exist once per process. The safe-adaptation
 decisions are the stream's `Guard`'s (ttt/guard.py), asked in `begin_adapt` / `_on_shut_frame`, `predict` /
-`prediction_tensors` and `_after_update`.
+`prediction_tensors` and `_after_update`. With `TTTConfig.schedule` "async" the steps run on a `StepExecutor`
+(ttt/async_schedule.py): predictions read the weights the steps publish (ttt/published.py), and the training
+state (window, weights, optimizer, guard, generator) is the executor's until a control quiesces the stream.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
@@ -22,6 +24,7 @@ from model.masking import normalize, with_flag
 from model.stochastic_depth import stochastic_depth
 from model.ymodel import YModel
 from mask2former_ttt.ttt import sample_augment, stream_state
+from mask2former_ttt.ttt.async_schedule import AsyncSchedule
 from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.divergence import Divergence
 from mask2former_ttt.ttt.feature_align import alignment_in_use
@@ -30,7 +33,9 @@ from mask2former_ttt.ttt.frames import to_working_resolution
 from mask2former_ttt.ttt.guard import Guard
 from mask2former_ttt.ttt.objectives import MAEObjective, mae_loss
 from mask2former_ttt.ttt.param_groups import group_specs, mae_names, make_optimizer
+from mask2former_ttt.ttt.published import PublishedWeights
 from mask2former_ttt.ttt.stats import FrameWork, StepResult, StepStats, Theta0View
+from mask2former_ttt.ttt.step_executor import StepExecutor
 from mask2former_ttt.ttt.stream_forward import StreamForward
 from mask2former_ttt.ttt.weight_average import WeightAverage
 
@@ -70,17 +75,49 @@ class StreamAdapter:
         self.augment = sample_augment.resolve(cfg.sample_augment, model.cfg)  # `auto` -> the model's recipe
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self._forward = StreamForward(model, self.names, cfg.compile, self.use_amp)
+        self._async: AsyncSchedule | None = None  # the asynchronous schedule, bound by `use_step_executor`
         # stage timings on CUDA need a sync after each stage, which costs overlap: only when someone profiles
         self.timing_sync = False
-        self.reset()
+        self._reset()
 
     # ---- state -------------------------------------------------------------------------------------------
     @property
     def adapts(self) -> bool:
         return bool(self.names) and self.cfg.steps_per_frame > 0
 
+    @property
+    def wants_step_executor(self) -> bool:
+        """Whether this stream's steps run on a `StepExecutor` (`schedule` "async" and it adapts)."""
+        return self.cfg.schedule == "async" and self.adapts
+
+    def use_step_executor(self, executor: StepExecutor, owned: bool = False) -> None:
+        """Take the steps on `executor` from now on (`owned`: it is this stream's own, stopped by `close`). Before
+        the first frame, or on a stream whose state is then loaded (`load_state_dict`)."""
+        if self._async is not None:
+            self._async.quiesce()
+            self._async.close()
+        self._async = AsyncSchedule(self, executor, owned)
+
+    def close(self) -> None:
+        """Stop this stream's work on its step executor (a bounded wait for an in-flight step)."""
+        if self._async is not None:
+            self._async.close()
+
+    def _quiesce(self) -> None:
+        """The asynchronous schedule's in-flight step finished, its queued one dropped: the state is this
+        thread's."""
+        if self._async is not None:
+            self._async.quiesce()
+
     def reset(self) -> None:
-        """Back to θ0 bit-exactly, with an empty window, fresh optimizer, guard and RNG."""
+        """Back to θ0 bit-exactly, with an empty window, fresh optimizer, guard and RNG (after the stream's
+        executor work is quiesced)."""
+        self._quiesce()
+        self._reset()
+        if self._async is not None:
+            self._async.republish()
+
+    def _reset(self) -> None:
         self.flat: FlatParams | None = None  # the adapted tensors, stored flat (created by the first step)
         self.optimizer: torch.optim.Optimizer | None = None
         self.weight_average = WeightAverage()  # of the weights, for predictions (`guard.predict_ema`)
@@ -121,15 +158,24 @@ class StreamAdapter:
         self.weight_average.set(None, None)  # the average restarts from the restored weights
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this stream exactly (ttt/stream_state.py)."""
+        """Everything needed to continue this stream exactly (ttt/stream_state.py), after its executor work is
+        quiesced."""
+        self._quiesce()
         return stream_state.save(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a stream saved by `state_dict` (same model and method)."""
+        """Restore a stream saved by `state_dict` (same model and method), after its executor work is quiesced;
+        with the asynchronous schedule the restored weights are published for the next prediction."""
+        self._quiesce()
         stream_state.load(self, state)
+        if self._async is not None:
+            self._async.republish()
 
     def memory_bytes(self) -> int:
-        """Bytes held by this stream's own tensors right now (the shared model excluded)."""
+        """Bytes held by this stream's own tensors right now (the shared model excluded); with the asynchronous
+        schedule, when its weights were last published (the published set included)."""
+        if self._async is not None:
+            return self._async.published.memory_bytes
         return sum(t.numel() * t.element_size() for t in stream_state.owned_tensors(self))
 
     def estimated_memory_bytes(self, frame_hw: tuple[int, int] | None = None) -> int:
@@ -141,18 +187,32 @@ class StreamAdapter:
         return None
 
     # ---- predictions ---------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, mode: str, tensors: dict[str, torch.Tensor] | None = None) -> Any:
-        """The shared model on x with this stream's tensors (`tensors`, default: the adapted ones; empty: θ0)."""
-        return self._forward(self.params if tensors is None else tensors, x, mode)
+    def forward(self, x: torch.Tensor, mode: str, tensors: Mapping[str, torch.Tensor] | None = None) -> Any:
+        """The shared model on x with this stream's tensors (`tensors`, default: the adapted ones, or with the
+        asynchronous schedule the published ones; empty: θ0)."""
+        if tensors is None:
+            tensors = self._async.published.tensors if self._async is not None else self.params
+        return self._forward(tensors, x, mode)
+
+    def train_forward(self, x: torch.Tensor, mode: str, tensors: Mapping[str, torch.Tensor] | None = None) -> Any:
+        """`forward` for the step (its objective, the guard's θ0 forward): on the step executor's model replica
+        with the asynchronous schedule."""
+        run = self._async.forward if self._async is not None else self._forward
+        return run(self.params if tensors is None else tensors, x, mode)
 
     @property
     def predicts_with_theta0(self) -> bool:
         """Whether the guard has this stream's next prediction made by θ0."""
+        if self._async is not None:
+            return self._async.published.theta0
         return self.guard.predictor(self.stepped, self.average is not None) == "theta0"
 
-    def prediction_tensors(self) -> dict[str, torch.Tensor]:
+    def prediction_tensors(self) -> Mapping[str, torch.Tensor]:
         """What the next prediction runs with, as the guard decides: θ0 (empty: the shared weights), the moving
-        average of the adapted tensors, or the adapted tensors (empty before the first step)."""
+        average of the adapted tensors, or the adapted tensors (empty before the first step); with the
+        asynchronous schedule, the published set's."""
+        if self._async is not None:
+            return self._async.published.tensors
         views = self.weight_average.views
         predictor = self.guard.predictor(self.stepped, views is not None)
         if predictor == "theta0":
@@ -176,7 +236,10 @@ class StreamAdapter:
         if work.due:
             self.adapt(work.stats, work.view)
         t0 = time.perf_counter()
-        class_logits, mask_logits = self.predict(work.x, work.view)
+        if work.weights is None:
+            class_logits, mask_logits = self.predict(work.x, work.view)
+        else:  # the asynchronous schedule: the set read for this frame
+            class_logits, mask_logits = self.predict(work.x, work.view, work.weights)
         self._sync()
         return self.end_frame(work, class_logits, mask_logits, time.perf_counter() - t0)
 
@@ -186,6 +249,11 @@ class StreamAdapter:
         x = to_working_resolution(to_device(frame, self.device), self.model.cfg.image_size, self.model.cfg.max_size)
         stats = StepStats(frame_index=self.frame_index)
         work = FrameWork(x, stats, due=False)
+        if self._async is None and self.wants_step_executor:  # no worker gave it one: a private executor
+            self.use_step_executor(StepExecutor(self.model), owned=True)
+        if self._async is not None:  # the step is the executor's, after the prediction (`end_frame`)
+            work.weights = self._async.report(stats)
+            return work
         if self.cfg.schedule == "pipelined":
             self.finish_pending()
             if self.deferred_stats is not None:  # the step finish_pending took is reported with this frame
@@ -203,7 +271,10 @@ class StreamAdapter:
     ) -> StepResult:
         """`step` after its prediction ((Q, K+1), (Q, h/4, w/4) of `work.x`): the frame's StepResult."""
         work.stats.predict_s = predict_s
-        work.stats.rollbacks = self.rollbacks
+        if self._async is not None:
+            self._async.submit(work.x, work.view, self.frame_index, self._step_due(), work.stats)
+        else:
+            work.stats.rollbacks = self.rollbacks
         self.frame_index += 1
         return StepResult(class_logits, mask_logits, work.stats, (work.x.shape[1], work.x.shape[2]))
 
@@ -216,7 +287,11 @@ class StreamAdapter:
 
     def finish_pending(self) -> None:
         """Take the step a pipelined `step` deferred (a no-op when none is pending). The service calls this right
-        after sending the frame's result; its statistics are reported with the next frame."""
+        after sending the frame's result; its statistics are reported with the next frame. With the asynchronous
+        schedule: wait until the stream's queued step has been taken (the service never waits)."""
+        if self._async is not None:
+            self._async.steps.flush()
+            return
         owed = self.take_pending()
         if owed is not None:
             self.adapt(*owed)
@@ -233,21 +308,29 @@ class StreamAdapter:
     @torch.no_grad()
     def _predict_theta0(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> θ0's class logits (Q, K+1), mask logits (Q, h/4, w/4) (the shared weights)."""
-        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", {})
+        out = self.train_forward(with_flag(normalize(x[None], self.model.cfg)), "predict", {})
         return out.class_logits[0].float(), out.mask_logits[0].float()
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, view: Theta0View | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, x: torch.Tensor, view: Theta0View | None = None, weights: PublishedWeights | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (3, h, w) uint8 -> class logits (Q, K+1), mask logits (Q, h/4, w/4), with the weights the guard
         chooses. `view`: θ0's view of x; when θ0 predicts and the confidence gate already ran θ0 on x, that forward
-        is the prediction."""
+        is the prediction. With the asynchronous schedule: the published set `weights` (default: the one published
+        now), read once."""
         view = view if view is not None else Theta0View()
         known = self.take_theta0_prediction(view)
         if known is not None:
             return known
-        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", self.prediction_tensors())
+        if self._async is not None:
+            weights = weights if weights is not None else self._async.published
+            tensors, theta0 = weights.tensors, weights.theta0
+        else:
+            tensors, theta0 = self.prediction_tensors(), self.predicts_with_theta0
+        out = self.forward(with_flag(normalize(x[None], self.model.cfg)), "predict", tensors)
         class_logits, mask_logits = out.class_logits[0].float(), out.mask_logits[0].float()
-        self.guard.remember(view, class_logits, mask_logits, self.predicts_with_theta0)
+        self.guard.remember(view, class_logits, mask_logits, theta0)
         return class_logits, mask_logits
 
     def take_theta0_prediction(self, view: Theta0View) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -337,7 +420,7 @@ class StreamAdapter:
         for chunk, chunk_valid in zip(chunks, valids):
             t0 = time.perf_counter()
             extra = {"valid": chunk_valid} if chunk_valid is not None else {}  # custom objectives need not take it
-            loss = self.objective(self.forward, chunk, self.cfg, self.generator, **extra)
+            loss = self.objective(self.train_forward, chunk, self.cfg, self.generator, **extra)
             loss = loss * (chunk.shape[0] / batch.shape[0])
             self._sync()
             t1 = time.perf_counter()
@@ -354,7 +437,7 @@ class StreamAdapter:
         clipping, the optimizer step, the guard's pull toward θ0. Returns `total`."""
         assert self.optimizer is not None and self.flat is not None
         t0 = time.perf_counter()
-        if self.divergence.diverged(total, self.frame_index):
+        if self.divergence.diverged(total, self._step_frame_index(stats)):
             self.rollback(stats, f"loss {total:.4g}", relearn_level=math.isfinite(total))
             return total
         if self.scaler:
@@ -396,4 +479,10 @@ class StreamAdapter:
             self.divergence.level = None
         self.rollbacks += 1
         stats.rolled_back = True
-        log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self.frame_index, why, self.rollbacks)
+        log.warning("stream rollback frame=%d reason=%s rollbacks=%d", self._step_frame_index(stats), why,
+                    self.rollbacks)
+
+    def _step_frame_index(self, stats: StepStats) -> int:
+        """The frame count a step is judged at: the stream's (a pipelined step runs once its frame has ended);
+        with the asynchronous schedule the step's own frame's, the stream's counter being another thread's."""
+        return stats.frame_index if self._async is not None else self.frame_index

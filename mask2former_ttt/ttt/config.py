@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Schedule = Literal["sync", "pipelined"]  # TTTConfig.schedule
+Schedule = Literal["sync", "pipelined", "async"]  # TTTConfig.schedule
 MASK_PATCH = 16  # side of the square patches the MAE mask hides or shows, in pixels (the authors' setting)
 
 
@@ -94,7 +94,10 @@ class TTTConfig(BaseModel):
         "sync",
         description="when a frame's TTT step runs relative to its prediction (the step itself is the same): "
         "`sync`: before it, so frame t is predicted with the weights adapted through t; `pipelined`: after it, frame "
-        "t predicted with the weights adapted through t-1 and the service sending the result before the step",
+        "t predicted with the weights adapted through t-1 and the service sending the result before the step; "
+        "`async`: on a background step executor (ttt/step_executor.py), each prediction using the weights the steps "
+        "last published, and a step that has not started when the stream's next due frame arrives skipped "
+        "(`steps_skipped`), so predictions never wait for a step",
     )
     guard: GuardConfig | None = Field(
         None,

@@ -53,6 +53,8 @@ class FrameStep:
             "shift_score": st.shift_score,
             "confidence_score": st.confidence_score,
             "step_scale": st.step_scale,
+            "steps_skipped": st.steps_skipped,
+            "step_errors": st.step_errors,
         }
 
     def record(self) -> dict[str, Any]:

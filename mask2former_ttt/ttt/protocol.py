@@ -36,7 +36,8 @@ class Adapter(Protocol):
         ...
 
     def finish_pending(self) -> None:
-        """Take a step that a pipelined `step` deferred; a no-op when none is pending (and for other configs)."""
+        """Take a step that a pipelined `step` deferred; a no-op when none is pending (and for other configs). With
+        the asynchronous schedule: wait until the stream's queued step has been taken on its step executor."""
         ...
 
     def prepare(self, frames: Iterable[torch.Tensor]) -> None:

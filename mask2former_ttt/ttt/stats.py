@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from mask2former_ttt.ttt.published import PublishedWeights
 
 
 STEP_RECORD_FIELDS = (  # what a TTT step records
@@ -32,6 +36,8 @@ class StepStats:
     shift_score: float | None = None  # the frame's distance from the training images (safe-adaptation guard)
     confidence_score: float | None = None  # θ0's prediction uncertainty on the frame vs training (confidence gate)
     step_scale: float = 1.0  # the guard's step-size multiplier for this frame (0 = step skipped)
+    steps_skipped: int = 0  # asynchronous schedule: the stream's steps skipped (fallen behind) since the last frame
+    step_errors: int = 0  # asynchronous schedule: the stream's steps that raised since the last frame
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,9 +72,11 @@ class StepResult:
 class FrameWork:
     """One frame on its way through `step`: x (3, h, w) uint8 at the working resolution (in the window), its
     stats, whether its step is due before its prediction, and θ0's view of it (`Theta0View`, shared by the
-    confidence gate and the prediction: ttt/guard.py)."""
+    confidence gate and the prediction: ttt/guard.py) and, with the asynchronous schedule, the published weights it is
+    predicted with."""
 
     x: torch.Tensor
     stats: StepStats
     due: bool
     view: Theta0View = field(default_factory=Theta0View)
+    weights: PublishedWeights | None = None  # asynchronous schedule: the set it is predicted with (ttt/published.py)

@@ -88,5 +88,7 @@ def estimated_bytes(a: StreamAdapter, frame_hw: tuple[int, int] | None = None) -
         copies += 1 if a.cfg.optimizer == "sgd" else 2
     if a.adapts and a.guard.average_rate > 0:
         copies += 1
+    if a.wants_step_executor:
+        copies += 1  # the published set the predictions read (ttt/published.py)
     h, w = frame_hw or (a.model.cfg.image_size, a.model.cfg.image_size)
     return size * copies + a.cfg.window * 3 * h * w

@@ -48,3 +48,4 @@ def test_evaluate_overrides_accept_the_schedule() -> None:
 
     assert parse_guard_overrides(["schedule=pipelined"]) == {"schedule": "pipelined"}
     assert ttt_preset("full", **parse_guard_overrides(["schedule=pipelined"])).schedule == "pipelined"
+    assert ttt_preset("default", **parse_guard_overrides(["schedule=async"])).schedule == "async"

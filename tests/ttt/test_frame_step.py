@@ -48,7 +48,7 @@ def test_record_is_the_results_layout(tiny_model, frames):
     assert rec["ttt"]["loss"] == step.stats.loss and rec["ttt"]["steps_taken"] == 1
     assert set(rec["ttt"]) == {
         "loss", "steps_taken", "rolled_back", "rollbacks", "reset", "shift_score", "confidence_score",
-        "step_scale",
+        "step_scale", "steps_skipped", "step_errors",
     }
     assert rec["timings_ms"]["predict"] == round(step.timings_s["predict"] * 1000, 3)
     step.stats.loss = float("nan")
