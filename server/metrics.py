@@ -29,6 +29,14 @@ class Metrics:
         self.rollbacks = Counter(
             "m2f_ttt_rollbacks", "TTT steps rolled back because the loss diverged", ["source"], registry=r
         )
+        self.steps_skipped = Counter(
+            "m2f_ttt_steps_skipped", "TTT steps skipped because the stream's steps fell behind (schedule async)",
+            ["source"], registry=r,
+        )
+        self.step_errors = Counter(
+            "m2f_ttt_step_errors", "TTT steps that raised on the step executor (schedule async; frames still served)",
+            ["source"], registry=r,
+        )
         self.reconnects = Counter("m2f_rtsp_reconnects", "RTSP reconnection attempts", registry=r)
         self.refusals = Counter(
             "m2f_admission_refusals", "Streams refused because the service was full", ["reason"], registry=r
@@ -49,7 +57,8 @@ class Metrics:
         )
         self.jobs = Counter("m2f_jobs_finished", "Upload jobs finished", ["state"], registry=r)
         for source in ("ws", "rtsp", "job"):  # export zeros from the start
-            for series in (self.frames, self.drops, self.frame_errors, self.rollbacks, self.active_streams):
+            for series in (self.frames, self.drops, self.frame_errors, self.rollbacks, self.steps_skipped,
+                           self.step_errors, self.active_streams):
                 series.labels(source)
 
     def observe_timings(self, timings_s: dict[str, float]) -> None:

@@ -76,6 +76,12 @@ class TTTSettings(Group):
         "Mask2Former before `m2f-ttt prepare`) gets main_only"
     )
     preset: str = Field("default", description="default TTT preset of new streams")
+    schedule: Literal["sync", "pipelined", "async"] | None = Field(
+        None,
+        description="when every stream's TTT steps run, instead of its preset's schedule: `sync` before each "
+        "prediction, `pipelined` after each result is sent, `async` on the worker's background step executor "
+        "(predictions never wait for a step; steps that fall behind are skipped and counted). Unset: the preset's",
+    )
 
 
 class WorkerSettings(Group):

@@ -12,7 +12,7 @@ from model.ymodel import YModel
 from server.metrics import Metrics
 from server.settings import Settings
 from server.worker import DeviceWorker
-from server.worker.device_worker import AdapterFactory, default_adapter_factory
+from server.worker.device_worker import AdapterFactory, default_adapter_factory, scheduled_adapter_factory
 from server.worker.imaging import MAX_RESULT_SIDE
 from server.worker.layout import worker_layout
 from server.worker.state_store import StreamStateStore
@@ -31,6 +31,8 @@ def build_worker(
     settings: Settings, model: YModel, device: torch.device, metrics: Metrics, adapter_factory: AdapterFactory | None
 ) -> Any:
     """A started-able worker (call `.start()`); `model` is on `device` (the CPU for the Ray front-end)."""
+    if adapter_factory is None and settings.ttt.schedule:
+        adapter_factory = scheduled_adapter_factory(settings.ttt.schedule)
     if settings.backend == "ray":
         from server.ray_backend.service_worker import RayDeviceWorker
 

@@ -40,16 +40,20 @@ class AsyncSchedule:
         self.steps = executor.open(self, adapter.cfg.window)
         self.published = PublishedWeights()  # written by the executor after a step, read once per frame
         self._reported_version = 0  # the stream's thread: the published set whose step was last reported
+        self._reported_steps = 0  # the stream's thread: `steps_total` when the previous frame was reported
         self._reported_counts = (0, 0)  # (skipped, failed) steps when the previous frame was reported
 
     # ---- the stream's thread -------------------------------------------------------------------------------
     def report(self, stats: StepStats) -> PublishedWeights:
         """The set this frame is predicted with (one read of `published`); `stats` gets the step that produced it
-        when no earlier frame reported that step, and the stream's rollbacks."""
+        when no earlier frame reported that step (its `steps_taken`: every step taken since the previous frame's
+        record), and the stream's rollbacks."""
         published = self.published
         if published.version != self._reported_version and published.step is not None:
             stats.take_step_of(published.step)
+            stats.steps_taken = published.steps_total - self._reported_steps
         self._reported_version = published.version
+        self._reported_steps = published.steps_total
         stats.rollbacks = published.rollbacks
         return published
 
@@ -71,8 +75,9 @@ class AsyncSchedule:
     def republish(self) -> None:
         """After a quiesce, publish what the stream's thread made of the state (a reset, a load); no step is
         reported for it."""
-        self.published = snapshot(self.adapter, self.published.version + 1, None)
+        self.published = snapshot(self.adapter, self.published.version + 1, None, self.published.steps_total)
         self._reported_version = self.published.version
+        self._reported_steps = self.published.steps_total
 
     def close(self) -> bool:
         """No more steps for this stream (bounded wait for an in-flight one). False when one is still running."""
@@ -91,4 +96,5 @@ class AsyncSchedule:
             return
         stats = StepStats(frame_index=due)
         adapter.adapt(stats, frames[-1].view if frames else Theta0View())
-        self.published = snapshot(adapter, self.published.version + 1, stats)
+        previous = self.published
+        self.published = snapshot(adapter, previous.version + 1, stats, previous.steps_total + stats.steps_taken)

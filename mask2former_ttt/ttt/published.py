@@ -27,18 +27,20 @@ class PublishedWeights:
     """One published set. `tensors`: name -> tensor the prediction runs with (empty: θ0, the shared weights),
     views of one flat (N,) buffer no one writes after publishing; `theta0`: whether θ0 predicts; `version`: steps
     published since the stream's start or reset (0: θ0, before any step); `step`: the statistics of the step that
-    produced it; `rollbacks` and `memory_bytes`: the stream's counters when it was published."""
+    produced it; `steps_total`: the stream's optimizer steps taken on the executor so far; `rollbacks` and
+    `memory_bytes`: the stream's counters when it was published."""
 
     version: int = 0
     tensors: Mapping[str, torch.Tensor] = field(default_factory=lambda: _EMPTY)
     theta0: bool = True
     step: StepStats | None = None
+    steps_total: int = 0
     rollbacks: int = 0
     memory_bytes: int = 0
 
 
 @torch.no_grad()
-def snapshot(adapter: StreamAdapter, version: int, step: StepStats | None) -> PublishedWeights:
+def snapshot(adapter: StreamAdapter, version: int, step: StepStats | None, steps_total: int = 0) -> PublishedWeights:
     """What `adapter` predicts with now, copied (the caller owns the adapter's training state: the executor thread
     after a step, or the stream's thread after a quiesce)."""
     predictor = adapter.guard.predictor(adapter.stepped, adapter.average is not None)
@@ -51,8 +53,8 @@ def snapshot(adapter: StreamAdapter, version: int, step: StepStats | None) -> Pu
         tensors = MappingProxyType(adapter.flat.views(copy))
     own = sum(t.numel() * t.element_size() for t in _owned(adapter))
     published = sum(t.numel() * t.element_size() for t in tensors.values())
-    return PublishedWeights(version, tensors, predictor == "theta0" or not tensors, step, adapter.rollbacks,
-                            own + published)
+    return PublishedWeights(version, tensors, predictor == "theta0" or not tensors, step, steps_total,
+                            adapter.rollbacks, own + published)
 
 
 def _owned(adapter: StreamAdapter) -> list[torch.Tensor]:

@@ -231,8 +231,12 @@ class RayDeviceWorker:
         self.metrics.ray_actor_frames.labels(str(self.backend.owner(session.id))).inc()
         self.metrics.observe_timings(obj.step.timings_s)
         self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
-        if obj.step.ttt_record().get("rolled_back"):
+        ttt = obj.step.ttt_record()
+        if ttt.get("rolled_back"):
             self.metrics.rollbacks.labels(session.source).inc()
+        for counter, field in ((self.metrics.steps_skipped, "steps_skipped"), (self.metrics.step_errors, "step_errors")):
+            if ttt.get(field):
+                counter.labels(session.source).inc(ttt[field])
         session.send(obj)
         self.backend.frame_done(session.id)  # every ray_checkpoint_every results: the failover checkpoint
 

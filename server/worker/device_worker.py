@@ -5,7 +5,8 @@ it runs, so two threads must not share one). Each stream is pinned to the least-
 and all of its adapter calls (create, step, reset, state I/O) happen on that lane's thread, so each stream has
 exactly one writer and its frames are processed strictly in arrival order; lanes run in parallel (torch releases
 the GIL), which is how several streams use several cores. With a pipelined preset the lane sends a frame's result
-before taking that frame's TTT step (`Adapter.finish_pending`). Client images are decoded off the lanes, on
+before taking that frame's TTT step (`Adapter.finish_pending`); with the asynchronous schedule the lane only
+predicts, and the steps run on the worker's one `StepExecutor` (see `DeviceWorker.step_executor`). Client images are decoded off the lanes, on
 `DecodeAhead`'s threads from the moment they are queued (a frame dropped before its turn is cancelled), so a lane
 finds them decoded; with `decode_threads=0` the lane decodes them itself, lazily. Each frame goes through
 `mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the CPU), or,
@@ -21,6 +22,7 @@ controls), `LaneBalancer` (lane loads and moves), `Admission` (stream and memory
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import threading
 import time
@@ -33,6 +35,7 @@ import torch
 from model.ymodel import YModel
 from mask2former_ttt.ttt.methods import build_adapter, check_method
 from mask2former_ttt.ttt.protocol import Adapter
+from mask2former_ttt.ttt.step_executor import StepExecutor, StepExecutorClient
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.worker.admission import Admission, CapacityError
@@ -52,10 +55,17 @@ AdapterFactory = Callable[[YModel, str, str, int], Adapter]
 __all__ = ["AdapterFactory", "CapacityError", "DeviceWorker", "default_adapter_factory"]
 
 
-def default_adapter_factory(model: YModel, method: str, preset: str, seed: int) -> Adapter:
-    """`mask2former_ttt.ttt.build_adapter`, refusing methods that cannot serve a stream frame by frame."""
+def default_adapter_factory(model: YModel, method: str, preset: str, seed: int, schedule: str | None = None) -> Adapter:
+    """`mask2former_ttt.ttt.build_adapter`, refusing methods that cannot serve a stream frame by frame
+    (`schedule`: every stream's `TTTConfig.schedule` instead of its preset's)."""
     check_method(method, live=True)
-    return build_adapter(model, method=method, preset=preset, seed=seed)
+    overrides = {"schedule": schedule} if schedule else {}
+    return build_adapter(model, method=method, preset=preset, seed=seed, **overrides)
+
+
+def scheduled_adapter_factory(schedule: str) -> AdapterFactory:
+    """`default_adapter_factory` with every stream on `schedule` (the `M2F_TTT_SCHEDULE` setting)."""
+    return functools.partial(default_adapter_factory, schedule=schedule)
 
 
 class DeviceWorker:
@@ -96,9 +106,11 @@ class DeviceWorker:
         self.torch_threads = torch_threads
         self.adapter_factory = adapter_factory
         self.sessions: dict[str, StreamSession] = {}
+        self._executor: StepExecutor | None = None  # made for the first stream with the asynchronous schedule
+        self._executor_lock = threading.Lock()
         self.scheduler = Scheduler(on_drop=lambda s: metrics.drops.labels(s.source).inc())
         self._registry = threading.Lock()  # sessions, admission and lane loads: lanes admit and close concurrently
-        self.balancer = LaneBalancer(self.models, self.scheduler, adapter_factory, seed, self._registry)
+        self.balancer = LaneBalancer(self.models, self.scheduler, self._build_adapter, seed, self._registry)
         self.controls = StreamControls(self.scheduler, self.states)
         self.processor = FrameProcessor(self.decoder, metrics, self.admission, max_result_side)
         self._threads: list[threading.Thread] = []
@@ -128,6 +140,8 @@ class DeviceWorker:
             thread.join(max(0.0, deadline - time.monotonic()))
         for session in list(self.sessions.values()):
             self._close(session, "server shutting down")
+        if self._executor is not None:
+            self._executor.stop(max(0.0, deadline - time.monotonic()))
         self.decoder.shutdown()
 
     @property
@@ -167,7 +181,8 @@ class DeviceWorker:
     def _admit(self, session: StreamSession) -> StreamSession:
         with self._registry:
             self.admission.check_count(self.sessions, session)
-        adapter = self.adapter_factory(self.models[session.lane], session.method, session.preset, self.seed)
+        adapter = self._build_adapter(self.models[session.lane], session.method, session.preset, self.seed)
+        session.steps_in_background = _in_background(adapter)
         with self._registry:
             session.reserved_bytes = self.admission.reserve(list(self.sessions.values()), session, adapter)
             session.adapter = adapter
@@ -195,6 +210,7 @@ class DeviceWorker:
             if self.sessions.pop(session.id, None) is None:
                 return
             self.balancer.unpin(session.lane)
+        _release(session.adapter)
         session.adapter = None
         self.states.index.stream_ended(session.id)
         self.balancer.rebalance(self.sessions)
@@ -210,6 +226,27 @@ class DeviceWorker:
             ),
         )
         session.send(SessionClosed(session.id, reason))
+
+    # ---- the asynchronous schedule's steps --------------------------------------------------------------------
+    def step_executor(self) -> StepExecutor:
+        """The worker's one step executor (ttt/step_executor.py), made with its own model replica for the first
+        stream with the asynchronous schedule and stopped with the worker.
+
+        One per worker rather than per lane: every lane already keeps the cores busy with predictions (one lane per
+        core on the CPU, one lane on CUDA), so a step thread per lane would only add threads contending for the
+        same cores and a model replica each, while one thread taking every stream's steps in turn bounds the
+        adaptation work to one core's worth and shares its skips fairly (round-robin)."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = StepExecutor(self.model, name="ttt-steps")
+            return self._executor
+
+    def _build_adapter(self, model: YModel, method: str, preset: str, seed: int) -> Adapter:
+        """The factory's adapter, its steps bound to the worker's step executor when its schedule asks for one."""
+        adapter = self.adapter_factory(model, method, preset, seed)
+        if isinstance(adapter, StepExecutorClient) and adapter.wants_step_executor:
+            adapter.use_step_executor(self.step_executor())
+        return adapter
 
     # ---- producers ------------------------------------------------------------------------------------------
     def offer(self, session: StreamSession, item: FrameItem) -> bool:
@@ -249,3 +286,14 @@ class DeviceWorker:
         finally:
             torch.set_num_threads(previous_threads)
             log.info("device worker stopped")
+
+
+def _in_background(adapter: Adapter) -> bool:
+    """Whether the adapter's steps run on a step executor (no `finish_pending` after its results)."""
+    return isinstance(adapter, StepExecutorClient) and adapter.wants_step_executor
+
+
+def _release(adapter: Adapter | None) -> None:
+    """A closed stream's adapter: its work on the step executor stopped (bounded)."""
+    if isinstance(adapter, StepExecutorClient):
+        adapter.close()

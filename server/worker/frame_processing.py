@@ -1,6 +1,7 @@
 """How a worker lane turns queued frames into results: decode, the adapter's step (one stream, or several in one
-batched call: ttt/cross_stream.py), post-processing, delivery, then a pipelined stream's deferred step. A bad
-frame or a failing step gives that frame a `FrameError`; the stream and the others go on.
+batched call: ttt/cross_stream.py), post-processing, delivery, then a pipelined stream's deferred step (a stream
+with the asynchronous schedule has none: its steps run on the worker's step executor). A bad frame or a failing
+step gives that frame a `FrameError`; the stream and the others go on.
 
 `FrameProcessor` is a collaborator of `DeviceWorker`: it is given the decoder, metrics and admission it uses.
 """
@@ -78,7 +79,8 @@ class FrameProcessor:
             self._step_failed(session, item, exc)
             return
         self._send(session, item, rgb, decode_s, frame, step, start)
-        self._finish_pending(session, item)
+        if not session.steps_in_background:
+            self._finish_pending(session, item)
 
     def _step_batch(self, members: list[Decoded],
                     start: float) -> None:
@@ -162,6 +164,9 @@ class FrameProcessor:
         self.admission.observe(session, int(session.adapter.memory_bytes()))
         if ttt["rolled_back"]:
             self.metrics.rollbacks.labels(session.source).inc()
+        for counter, field in ((self.metrics.steps_skipped, "steps_skipped"), (self.metrics.step_errors, "step_errors")):
+            if ttt.get(field):
+                counter.labels(session.source).inc(ttt[field])
         self.metrics.frames.labels(session.source).inc()
         self.metrics.stream_memory.labels(session.id).set(session.memory_bytes)
 

@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Any, Callable
 
+from mask2former_ttt.ttt.step_executor import StepExecutorClient
 from server.logging_setup import kv
 from server.worker.scheduler import Scheduler
 from server.worker.stream_session import ControlItem, StreamSession
@@ -93,6 +94,8 @@ class LaneBalancer:
             raise
         source = session.lane
         self.scheduler.repin(session, target, lambda: setattr(session, "adapter", moved))
+        if isinstance(old, StepExecutorClient):  # its work on a step executor (asynchronous schedule) ends here
+            old.close()
         session.moving = False
         log.info("stream moved to another lane", extra=kv(stream=session.id, lane_from=source, lane_to=target))
         return {"lane": target}

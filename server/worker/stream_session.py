@@ -108,6 +108,7 @@ class StreamSession:
         self.lane = 0  # the worker lane (thread + model replica) that runs this stream (scheduler lock)
         self.moving = False  # a move to another lane is queued (worker.rebalance)
         self.adapter: Adapter | None = None
+        self.steps_in_background = False  # the adapter's steps run on the worker's step executor (schedule async)
         self.reserved_bytes = 0
         # counters
         self.received = 0
