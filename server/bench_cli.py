@@ -115,8 +115,15 @@ def bench(
             serial = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=one_by_one)
             extra["server"] = {k: vars(v) for k, v in srv.items()}
             extra["server_serial"] = {k: vars(v) for k, v in serial.items()}
+            asynchronous = server_rows(model, model_dir, clip, counts, secs, None,
+                                       extra_env={"M2F_TTT_SCHEDULE": "async"})
+            extra["server_async"] = {k: vars(v) for k, v in asynchronous.items()}
+            main_only = server_rows(model, model_dir, clip, counts, secs, None, method="main_only")
+            extra["server_main_only"] = {k: vars(v) for k, v in main_only.items()}
             _print_server("server over WebSocket (closed loop), default worker layout, vs the bare library loop", srv)
             _print_server("the same on one serial lane (the worker before lanes)", serial)
+            _print_server("`default` with schedule=async (steps on the worker's step executor)", asynchronous)
+            _print_server("main_only (no adaptation), default worker layout", main_only)
             if cross_stream_batch > 1:  # the default worker runs streams one by one
                 batch_env = {"M2F_WORKER_CROSS_STREAM_BATCH": str(cross_stream_batch)}
                 batched = server_rows(model, model_dir, clip, multi, secs, threads, lanes=1, extra_env=batch_env)
@@ -159,12 +166,13 @@ def _print_memory(memory: dict) -> None:
 
 
 def _print_server(title: str, rows: dict) -> None:
-    table = Table("streams", "fps (all)", "fps per stream (min / mean)", "p50 ms", "p99 ms", "errors", "bare fps",
-                  title=title)
+    table = Table("streams", "fps (all)", "fps per stream (min / mean)", "p50 ms", "p99 ms", "steps/s", "skipped",
+                  "errors", "bare fps", title=title)
     for r in rows.values():
         per = r.per_stream_fps
         table.add_row(str(r.streams), f"{r.fps:.2f}", f"{min(per):.2f} / {sum(per) / len(per):.2f}",
-                      f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", str(r.errors), f"{r.bare_fps:.2f}")
+                      f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", f"{r.steps_per_s:.2f}", str(r.steps_skipped),
+                      str(r.errors), f"{r.bare_fps:.2f}")
     console.print(table)
 
 

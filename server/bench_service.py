@@ -9,6 +9,10 @@ row runs the same frames through the library loop in this process (decode -> `st
 Latency rows: one stream paced like a camera (a frame every 1/fps s, fps below what the device sustains), p50/p99
 end-to-end latency for plain inference (`main_only`) and for presets; a pipelined preset sends each result before
 its TTT step, so its latency is a prediction's.
+
+Every row also counts the TTT steps its results report (`ttt.steps_taken`) and the steps skipped
+(`ttt.steps_skipped`): with the asynchronous schedule (`M2F_TTT_SCHEDULE=async`) the steps run beside the
+predictions on the worker's step executor, so delivered fps and adaptation steps/s are separate figures.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class ServerRow:
     p99_ms: float
     errors: int
     bare_fps: float
+    steps_per_s: float = 0.0  # TTT steps the results reported, per second of the measurement, all streams
+    steps_skipped: int = 0  # steps the results reported skipped (asynchronous schedule)
 
 
 def _free_port() -> int:
@@ -114,13 +120,14 @@ def running_server(
 
 async def _stream(
     url: str, jpegs: list[bytes], seconds: float, task: str, start: dict | None = None, interval: float = 0.0
-) -> tuple[list[float], int, float]:
-    """One stream for `seconds`: (latencies in s, errors, its wall time). Closed loop, or, with `interval`, a
-    frame every `interval` s (a camera; a late result delays the next frame, never queues frames up)."""
+) -> tuple[list[float], int, float, tuple[int, int]]:
+    """One stream for `seconds`: (latencies in s, errors, its wall time, (TTT steps, skipped steps) its results
+    reported). Closed loop, or, with `interval`, a frame every `interval` s (a camera; a late result delays the next
+    frame, never queues frames up)."""
     import websockets
 
     latencies: list[float] = []
-    errors = 0
+    errors = steps = skipped = 0
     async with websockets.connect(f"{url}/v1/streams/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "task": task, "policy": "block", **(start or {})}))
         started = json.loads(await ws.recv())
@@ -139,11 +146,14 @@ async def _stream(
                     break
             if msg["type"] == "error":
                 errors += 1
+            ttt = msg.get("ttt") or {}
+            steps += int(ttt.get("steps_taken") or 0)
+            skipped += int(ttt.get("steps_skipped") or 0)
             latencies.append(time.perf_counter() - t0)
             i += 1
         wall = time.perf_counter() - t_start
         await ws.send(json.dumps({"type": "stop"}))
-    return latencies, errors, wall
+    return latencies, errors, wall, (steps, skipped)
 
 
 async def _streams(url: str, jpegs: list[bytes], n: int, seconds: float, task: str) -> list[tuple]:
@@ -166,9 +176,10 @@ def _percentile_ms(values: list[float], q: float) -> float:
     return round(1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)], 2)
 
 
-def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, task: str, max_side: int = 640) -> float:
+def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, task: str, max_side: int = 640,
+             method: str = "online") -> float:
     """The library loop the worker runs, in this process: decode -> step_frame -> encode, for `seconds`."""
-    adapter = build_adapter(model, "online", preset, seed=0)
+    adapter = build_adapter(model, method, preset, seed=0)
     names = model.cfg.class_names
     t_start, n = time.perf_counter(), 0
     while time.perf_counter() - t_start < seconds:
@@ -183,20 +194,22 @@ def bare_fps(model: YModel, jpegs: list[bytes], preset: str, seconds: float, tas
 def server_rows(
     model: YModel, model_dir: Path, frames: list[torch.Tensor], stream_counts: tuple[int, ...], seconds: float,
     threads: int | None, preset: str = "default", task: str = "panoptic", lanes: int | None = None,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, method: str = "online",
 ) -> dict[str, ServerRow]:
-    """One server (`lanes` worker lanes; None: the default layout; `extra_env`: more M2F_* settings) for all stream
-    counts (streams of a count run together, counts one after another)."""
+    """One server (`lanes` worker lanes; None: the default layout; `extra_env`: more M2F_* settings; `method`: the
+    streams' TTT method) for all stream counts (streams of a count run together, counts one after another). The
+    bare loop runs `method` and `preset` with the preset's schedule."""
     jpegs = _jpegs(frames)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
-        bare = bare_fps(model, jpegs, preset, seconds, task)
+        bare = bare_fps(model, jpegs, preset, seconds, task, method=method)
     finally:
         torch.set_num_threads(previous)
     out: dict[str, ServerRow] = {}
     # one slot more than the largest count: the previous stream may still be closing when the next ones open
-    with running_server(model_dir, threads or 1, max(stream_counts) + 1, preset, lanes, extra_env) as url:
+    env = {"M2F_TTT_METHOD": method, **(extra_env or {})}
+    with running_server(model_dir, threads or 1, max(stream_counts) + 1, preset, lanes, env) as url:
         asyncio.run(_streams(url, jpegs, 1, min(2.0, seconds), task))  # warm-up: first-call costs
         for n in stream_counts:
             results = asyncio.run(_streams(url, jpegs, n, seconds, task))
@@ -210,6 +223,8 @@ def server_rows(
                 p99_ms=_percentile_ms(lat, 0.99),
                 errors=sum(r[1] for r in results),
                 bare_fps=round(bare, 3),
+                steps_per_s=round(sum(r[3][0] for r in results) / wall, 3),
+                steps_skipped=sum(r[3][1] for r in results),
             )
     return out
 
@@ -240,7 +255,7 @@ def latency_rows(
             _wait_idle(url)
             asyncio.run(_stream(url, jpegs, min(2.0, seconds), task, start))  # warm-up
             _wait_idle(url)
-            lat, errors, _ = asyncio.run(_stream(url, jpegs, seconds, task, start, interval=1.0 / fps))
+            lat, errors, _, _ = asyncio.run(_stream(url, jpegs, seconds, task, start, interval=1.0 / fps))
             out[name] = LatencyRow(method, preset, fps, round(1000 * statistics.median(lat), 2),
                                    _percentile_ms(lat, 0.99), len(lat), errors)
     return out

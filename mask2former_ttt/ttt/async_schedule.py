@@ -5,9 +5,9 @@ Per frame, on the stream's thread: `report` reads the published set once (the we
 with, ttt/published.py) and writes into the frame's statistics the step published since the previous frame's
 record; after the prediction `submit` queues the frame for the window, asks for a step when its step is due, and
 writes the steps skipped or failed since the previous frame. On the executor thread `run_queued` puts the frames
-into the window, takes the step on the newest and publishes the weights it leaves. `quiesce` (before reset, `state_dict`,
-`load_state_dict`) gives the training state back to the stream's thread; `republish` publishes what that thread
-made of it.
+into the window, takes the step on the newest and publishes the weights it leaves. `quiesce` (before reset,
+`state_dict`, `load_state_dict`) gives the training state back to the stream's thread; `republish` publishes what
+that thread made of it.
 """
 
 from __future__ import annotations

@@ -234,7 +234,8 @@ class RayDeviceWorker:
         ttt = obj.step.ttt_record()
         if ttt.get("rolled_back"):
             self.metrics.rollbacks.labels(session.source).inc()
-        for counter, field in ((self.metrics.steps_skipped, "steps_skipped"), (self.metrics.step_errors, "step_errors")):
+        m = self.metrics
+        for counter, field in ((m.steps_skipped, "steps_skipped"), (m.step_errors, "step_errors")):
             if ttt.get(field):
                 counter.labels(session.source).inc(ttt[field])
         session.send(obj)

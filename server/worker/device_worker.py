@@ -1,20 +1,20 @@
 """The device worker: the lanes that own the model on the device and run every stream's frames.
 
-A lane is a thread with its own replica of the model (`functional_call` swaps a stream's tensors into the module
-it runs, so two threads must not share one). Each stream is pinned to the least-loaded lane when it is admitted,
-and all of its adapter calls (create, step, reset, state I/O) happen on that lane's thread, so each stream has
-exactly one writer and its frames are processed strictly in arrival order; lanes run in parallel (torch releases
-the GIL), which is how several streams use several cores. With a pipelined preset the lane sends a frame's result
-before taking that frame's TTT step (`Adapter.finish_pending`); with the asynchronous schedule the lane only
-predicts, and the steps run on the worker's one `StepExecutor` (see `DeviceWorker.step_executor`). Client images are decoded off the lanes, on
-`DecodeAhead`'s threads from the moment they are queued (a frame dropped before its turn is cancelled), so a lane
-finds them decoded; with `decode_threads=0` the lane decodes them itself, lazily. Each frame goes through
-`mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the CPU), or,
-with `cross_stream_batch` > 1, the head frames of several of a lane's streams go through one batched call
+A lane is a thread with its own replica of the model (`functional_call` swaps a stream's tensors into the module it
+runs, so two threads must not share one). Each stream is pinned to the least-loaded lane when it is admitted, and
+all of its adapter calls (create, step, reset, state I/O) happen on that lane's thread, so each stream has exactly
+one writer and its frames are processed strictly in arrival order; lanes run in parallel (torch releases the GIL),
+which is how several streams use several cores. With a pipelined preset the lane sends a frame's result before
+taking that frame's TTT step (`Adapter.finish_pending`); with the asynchronous schedule the lane only predicts, and
+the steps run on the worker's one `StepExecutor` (see `DeviceWorker.step_executor`). Client images are decoded off
+the lanes, on `DecodeAhead`'s threads from the moment they are queued (a frame dropped before its turn is
+cancelled), so a lane finds them decoded; with `decode_threads=0` the lane decodes them itself, lazily. Each frame
+goes through `mask2former_ttt.ttt.frame_step.step_frame` (TTT step -> prediction -> post-processing, results on the
+CPU), or, with `cross_stream_batch` > 1, the head frames of several of a lane's streams go through one batched call
 (`mask2former_ttt.ttt.cross_stream`); the consumers encode results (RLE / PNG / JPEG) on their own threads.
 
-The worker is composed of collaborators, each with its own state, built in its constructor and given what they
-use: `Scheduler` (queues, round-robin), `FrameProcessor` (a lane's frames -> results), `StreamControls` (in-order
+The worker is composed of collaborators, each with its own state, built in its constructor and given what they use:
+`Scheduler` (queues, round-robin), `FrameProcessor` (a lane's frames -> results), `StreamControls` (in-order
 controls), `LaneBalancer` (lane loads and moves), `Admission` (stream and memory limits), `StreamStateStore`
 (checkpoint / restore files) and `DecodeAhead` (image decoding off the lanes).
 """

@@ -164,7 +164,8 @@ class FrameProcessor:
         self.admission.observe(session, int(session.adapter.memory_bytes()))
         if ttt["rolled_back"]:
             self.metrics.rollbacks.labels(session.source).inc()
-        for counter, field in ((self.metrics.steps_skipped, "steps_skipped"), (self.metrics.step_errors, "step_errors")):
+        m = self.metrics
+        for counter, field in ((m.steps_skipped, "steps_skipped"), (m.step_errors, "step_errors")):
             if ttt.get(field):
                 counter.labels(session.source).inc(ttt[field])
         self.metrics.frames.labels(session.source).inc()
