@@ -229,3 +229,17 @@ def test_a_close_that_leaves_the_lanes_uneven_moves_the_newest_stream_of_the_bus
         assert [streams[0].lane, streams[2].lane] == [0, 1] and worker.balancer.load == [1, 1]
     finally:
         worker.stop()
+
+
+def test_an_in_memory_frame_reports_only_the_decoding_its_source_spent(model, tmp_path) -> None:
+    worker = worker_for(model, tmp_path)
+    try:
+        s, out = new_session()
+        worker.open_session(s).result(WAIT_S)
+        worker.put(s, FrameItem(frame_id="array", data=rgb_frame()))
+        worker.put(s, FrameItem(frame_id="camera", data=rgb_frame(), decode_s=0.25))  # decoded by an RTSP reader
+        array, camera = out.get(timeout=WAIT_S), out.get(timeout=WAIT_S)
+        assert array.step.timings_s["decode"] == 0.0
+        assert camera.step.timings_s["decode"] == 0.25
+    finally:
+        worker.stop()
