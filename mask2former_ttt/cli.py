@@ -313,6 +313,14 @@ def evaluate(
         "step it scales, for every guarded row, e.g. 'shift_gate=[1.0,1.6]', anchor=0.01, feature_align=0.1, "
         "optimizer=adamw, lr=1e-4, schedule=pipelined (per-frame shift scores and step scales are in "
         "OUT_DIR/jobs/*.json)"),
+    camera_fps: Optional[float] = typer.Option(
+        None, "--camera-fps", help="replay each video as a camera at this many frames per "
+        "second against the cost model's per-frame costs: frames arriving while busy are dropped and scored with the "
+        "last delivered result (rows default to main_task_only, fast_preset, default_preset, default_async; report "
+        "in OUT_DIR/camera_<F>fps)"),
+    cost_model: Optional[Path] = typer.Option(
+        None, "--cost-model", help="bench JSON with the per-frame costs for --camera-fps (default: "
+        "docs/benchmark/bench_quick_cpu.json)"),
 ) -> None:
     """Run methods × videos × seeds; print the table; write JSON, Markdown and per-video curve plots."""
     _require_eval_extra("evaluate")
@@ -337,6 +345,15 @@ def evaluate(
         manifest = {n: fam for n, fam in manifest.items() if fam in families}
     if not manifest:
         raise typer.BadParameter(f"no {split} videos under {data_root} (families {families})")
+    if camera_fps is not None:
+        if camera_fps <= 0:
+            raise typer.BadParameter(f"{camera_fps}: frames per second must be > 0", param_hint="'--camera-fps'")
+        if guard or shuffle_frames:
+            raise typer.BadParameter("--camera-fps replays the rows as the cost model measured them: no --guard or "
+                                     "--shuffle-frames", param_hint="'--camera-fps'")
+        _evaluate_camera(model_dir, data_root, split, rows, manifest, seeds, workers, max_frames, out_dir, docs_dir,
+                         report_only, threads, camera_fps, cost_model)
+        return
     selected = rows_by_name(rows, tuple(k) if k else (1, 4, 16, 64))
     try:
         guard_overrides = parse_guard_overrides(guard or [])
@@ -357,6 +374,40 @@ def evaluate(
         write_report(summary, target)
         plot_curves(scores, target / "curves", [r.name for r in selected])
     typer.echo(markdown_table(summary))
+
+
+def _evaluate_camera(model_dir: Path, data_root: Path, split: str, rows: list[str] | None, manifest: dict[str, str],
+                     seeds: int, workers: int, max_frames: int | None, out_dir: Path, docs_dir: Path | None,
+                     report_only: bool, threads: int | None, fps: float, cost_path: Path | None) -> None:
+    """`evaluate --camera-fps`: the camera-rate replay of `rows` (camera_eval.py), its table printed and written to
+    OUT_DIR/camera_<fps>fps (and DOCS_DIR/camera_<fps>fps)."""
+    from mask2former_ttt.evaluation.benchmark import final_clean_ranges, run_benchmark
+    from mask2former_ttt.evaluation.camera_eval import CameraSpec, camera_rows
+    from mask2former_ttt.evaluation.camera_report import camera_summary, camera_table
+    from mask2former_ttt.evaluation.cost_model import DEFAULT_COST_MODEL, load_cost_model
+    from mask2former_ttt.evaluation.report import aggregate, plot_curves, write_report
+
+    try:
+        costs = load_cost_model(cost_path or DEFAULT_COST_MODEL)
+        selected = camera_rows(rows)
+        camera = CameraSpec(fps, costs)
+        for row in selected:
+            camera.costs(row)  # every row has measured costs before any job runs
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--camera-fps'") from None
+    final_clean = final_clean_ranges(data_root, split, manifest, max_frames)
+    scores = run_benchmark(
+        model_dir, data_root, split, sorted(manifest), selected, seeds, out_dir, workers, max_frames, families=manifest,
+        run=not report_only, threads=threads, segments=final_clean, camera=camera,
+    )
+    names = [r.name for r in selected]
+    summary = camera_summary(aggregate(scores, manifest, names, final_clean), scores, costs, fps)
+    summary["protocol"] = {"split": split, "videos": sorted(manifest), "seeds": seeds, "model": str(model_dir),
+                           "max_frames": max_frames, "camera_fps": fps}
+    for target in filter(None, [out_dir, docs_dir]):
+        write_report(summary, target / f"camera_{fps:g}fps")
+        plot_curves(scores, target / f"camera_{fps:g}fps" / "curves", names)
+    typer.echo(camera_table(summary))
 
 
 @app.command()
@@ -391,7 +442,7 @@ def benchmark(
     evaluate(
         model_dir=model_dir, data_root=data_root, split="test", rows=None, families=None, seeds=seeds, workers=workers,
         max_frames=None, out_dir=out_dir, docs_dir=docs_dir, report_only=False, shuffle_frames=False, k=None,
-        threads=threads, guard=None,
+        threads=threads, guard=None, camera_fps=None, cost_model=None,
     )
 
 

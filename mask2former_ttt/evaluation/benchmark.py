@@ -14,6 +14,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
@@ -23,6 +24,9 @@ from mask2former_ttt.data.readers import VideoSequence, list_videos
 from mask2former_ttt.evaluation.protocol import HEADLINE_ROWS, Row
 from mask2former_ttt.evaluation.video_eval import LabelledFrame, VideoScore, evaluate_video
 from mask2former_ttt.ttt.config import ttt_preset
+
+if TYPE_CHECKING:
+    from mask2former_ttt.evaluation.camera_eval import CameraSpec
 
 log = logging.getLogger(__name__)
 _MODEL = None
@@ -62,9 +66,13 @@ def _init_worker(model_dir: str, threads: int) -> None:
 
 
 def _run_job(root: str, split: str, video: str, row: dict, seed: int, max_frames: int | None,
-             segment: tuple[int, int] | None = None) -> dict:
+             segment: tuple[int, int] | None = None, camera: CameraSpec | None = None) -> dict:
     frames = load_video(Path(root), split, video, max_frames)
     parsed = Row.model_validate(row)
+    if camera is not None:
+        from mask2former_ttt.evaluation.camera_eval import evaluate_at_camera_rate
+
+        return asdict(evaluate_at_camera_rate(_MODEL, frames, parsed, seed, video, camera, segment))
     score = evaluate_video(_MODEL, frames, parsed, seed, video, parsed.panoptic_metrics, parsed.panoptic_metrics, segment)
     return asdict(score)
 
@@ -96,10 +104,11 @@ def job_priority(video: str, row: Row, seed: int, row_names: list[str]) -> tuple
     return (tier, row.preset == "release", seed, _world_index(video), row_names.index(row.name), video)
 
 
-def run_key(model_dir: Path, row: Row, max_frames: int | None) -> str:
+def run_key(model_dir: Path, row: Row, max_frames: int | None, camera: CameraSpec | None = None) -> str:
     """Short digest of everything a cached score depends on besides (video, seed): the checkpoint's weights and
-    config, the row's method and fully resolved TTT configuration, the frame limit. A changed preset, model or
-    row definition therefore never reuses a stale score."""
+    config, the row's method and fully resolved TTT configuration, the frame limit, and for a camera-rate replay
+    its fps, schedule and cost model digest. A changed preset, model or row definition therefore never reuses a
+    stale score, and camera-rate scores never mix with unlimited-time ones."""
     digest = hashlib.sha1()
     for name in ("config.json", "model.safetensors"):
         path = Path(model_dir) / name
@@ -107,6 +116,8 @@ def run_key(model_dir: Path, row: Row, max_frames: int | None) -> str:
             digest.update(path.read_bytes())
     resolved = ttt_preset(row.preset, **row.overrides).model_dump(mode="json")
     spec = {"row": row.model_dump(mode="json", exclude={"name", "alias_of"}), "ttt": resolved, "max_frames": max_frames}
+    if camera is not None:
+        spec["camera"] = camera.key(row)
     digest.update(json.dumps(spec, sort_keys=True).encode())
     return digest.hexdigest()[:10]
 
@@ -129,11 +140,13 @@ def run_benchmark(
     run: bool = True,
     threads: int | None = None,
     segments: dict[str, tuple[int, int]] | None = None,
+    camera: CameraSpec | None = None,
 ) -> list[VideoScore]:
     """Run every (video, row, seed) job not already cached in `out_dir/jobs`; return all scores.
 
     `threads`: torch threads in each worker process (default: the machine's cores divided by `workers`).
-    `segments`: video -> (start, stop) frames scored on their own as well (`final_clean_ranges`)."""
+    `segments`: video -> (start, stop) frames scored on their own as well (`final_clean_ranges`).
+    `camera`: replay every video as a camera at its fps against its cost model (`camera_eval`) instead."""
     (out_dir / "jobs").mkdir(parents=True, exist_ok=True)
     computed = [r for r in rows if r.alias_of is None]
     jobs = [
@@ -143,7 +156,7 @@ def run_benchmark(
         for video in limit_videos(videos, families, row.max_videos_per_family)
     ]
     jobs.sort(key=lambda job: job_priority(*job, [r.name for r in computed]))
-    keys = {r.name: run_key(model_dir, r, max_frames) for r in computed}
+    keys = {r.name: run_key(model_dir, r, max_frames, camera) for r in computed}
     todo = [j for j in jobs if not job_path(out_dir, j[0], j[1].name, j[2], keys[j[1].name]).is_file()]
     if not run:  # report only: use what has finished
         jobs, todo = [j for j in jobs if j not in todo], []
@@ -151,7 +164,7 @@ def run_benchmark(
     log.info("%d jobs, %d cached, %d to run on %d workers x %d torch threads", len(jobs), len(jobs) - len(todo),
              len(todo), workers, threads)
     if todo:
-        _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames, segments or {})
+        _run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames, segments or {}, camera)
     scores = [VideoScore(**json.loads(job_path(out_dir, v, r.name, s, keys[r.name]).read_text())) for v, r, s in jobs]
     for alias in (r for r in rows if r.alias_of is not None):
         scores += [replace(s, row=alias.name) for s in scores if s.row == alias.alias_of]
@@ -159,10 +172,12 @@ def run_benchmark(
 
 
 def _run_jobs(todo: list, keys: dict[str, str], model_dir: Path, root: Path, split: str, out_dir: Path, workers: int,
-              threads: int, max_frames: int | None, segments: dict[str, tuple[int, int]]) -> None:
+              threads: int, max_frames: int | None, segments: dict[str, tuple[int, int]],
+              camera: CameraSpec | None = None) -> None:
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), threads)) as pool:
         futures = {
-            pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames, segments.get(v)): (v, r.name, s)
+            pool.submit(_run_job, str(root), split, v, r.model_dump(), s, max_frames, segments.get(v), camera):
+                (v, r.name, s)
             for v, r, s in todo
         }
         failed = []

@@ -43,6 +43,7 @@ class VideoScore:
     confusion: list[list[int]] | None = None  # (K, K) pixel counts, label x prediction (metrics.pooled_miou)
     segment: list[int] | None = None  # [start, stop) of the frames `segment_confusion` covers (a final clean segment)
     segment_confusion: list[list[int]] | None = None  # (K, K) pixel counts over those frames only
+    camera: dict | None = None  # a camera-rate replay's fps, schedule, costs and counts (camera_eval.py)
 
 
 def evaluate_video(

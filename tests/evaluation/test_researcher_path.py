@@ -119,7 +119,8 @@ def test_evaluate_threads_reach_the_workers(videos_only: Path, tmp_path: Path, m
 
     seen: dict = {}
 
-    def fake_run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads, max_frames, segments):  # noqa: ANN001
+    def fake_run_jobs(todo, keys, model_dir, root, split, out_dir, workers, threads,  # noqa: ANN001
+                      max_frames, segments, camera=None):
         seen["threads"] = threads
         raise RuntimeError("captured")
 
