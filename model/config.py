@@ -90,10 +90,9 @@ class ModelConfig(BaseModel):
     # {"mean": [5], "std": [5]} low-level statistics of the training images (mask2former_ttt.ttt.shift_score),
     # written by joint training or `m2f-ttt calibrate`; the safe-adaptation guard is off without it
     input_stats_reference: dict[str, list[float]] | None = None
-    # {"mean", "std", "mask_ratio"} of the θ0 encoder's feature statistics over the training images masked at
-    # "mask_ratio" (mask2former_ttt.ttt.feature_stats), written by joint training, `m2f-ttt calibrate` or
-    # `prepare`; the guard's feature alignment needs it
-    feature_stats_reference: dict[str, list | float] | None = None
+    # {"mean", "std"} of the θ0 encoder's feature statistics over the training images (mask2former_ttt.ttt.
+    # feature_stats), written by joint training or `m2f-ttt calibrate`; the guard's feature alignment needs it
+    feature_stats_reference: dict[str, list] | None = None
     # {"median", "q_high"} of the θ0 model's mean per-pixel uncertainty (1 − max class probability) over the training
     # images (mask2former_ttt.ttt.confidence_shift), written by joint training or `m2f-ttt calibrate`
     confidence_reference: dict[str, float] | None = None

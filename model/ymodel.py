@@ -42,18 +42,15 @@ class YModel(nn.Module):
         return self.recon(self.encode(x4))
 
     def forward(self, x: torch.Tensor, mode: str = "predict") -> HeadOutput | torch.Tensor | list[torch.Tensor]:
-        """Dispatch for `torch.func.functional_call`: mode `predict` (h∘f), `reconstruct` (g∘f), `encode` (f's
-        four maps; x: (B, 4, H, W)) or `reconstruct_and_encode` (g∘f's output and f's maps of one forward)."""
+        """Dispatch for `torch.func.functional_call`: mode `predict` (h∘f), `reconstruct` (g∘f) or `encode` (f's
+        four maps; x: (B, 4, H, W))."""
         if mode == "predict":
             return self.predict(x)
         if mode == "reconstruct":
             return self.reconstruct(x)
         if mode == "encode":
             return self.encode(x)
-        if mode == "reconstruct_and_encode":
-            maps = self.encode(x)
-            return self.recon(maps), maps
-        raise ValueError(f"mode must be 'predict', 'reconstruct', 'encode' or 'reconstruct_and_encode', got {mode!r}")
+        raise ValueError(f"mode must be 'predict', 'reconstruct' or 'encode', got {mode!r}")
 
 
 def _hf_main(cfg: ModelConfig) -> Mask2FormerForUniversalSegmentation:

@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Schedule = Literal["sync", "pipelined", "async"]  # TTTConfig.schedule
-MASK_PATCH = 16  # side of the square patches the MAE mask hides or shows, in pixels (the authors' setting)
 
 
 class GuardConfig(BaseModel):
@@ -44,9 +43,9 @@ class GuardConfig(BaseModel):
     feature_align: float = Field(
         0.03, ge=0.0,
         description="weight of a feature-alignment term beside the MAE loss (TTT++; ttt/feature_align.py): the mean "
-        "squared z-score of f's per-channel map statistics in the MAE forward against the training images' masked "
-        "at the same ratio (`feature_stats_reference`), so adapting keeps f's maps where h reads them. No extra "
-        "forward; MAE objective only; included in the step's reported loss. 0 = off; off without the "
+        "squared z-score of f's per-channel map statistics on the unmasked sample against the training images' "
+        "(`feature_stats_reference`), so adapting keeps f's maps where h reads them. One more forward and backward "
+        "of f per sample; MAE objective only; included in the step's reported loss. 0 = off; off without the "
         "reference",
     )
 

@@ -103,16 +103,18 @@ def _predict_batched(
     return results
 
 
-def _drop_path_calls(model: YModel, sample: torch.Tensor) -> Calls:
-    """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w); the objective's
-    one forward of f, with or without the feature-alignment term), recorded once per model replica and input shape
-    (a forward without gradients)."""
+def _drop_path_calls(model: YModel, sample: torch.Tensor, aligned: bool = False) -> Calls:
+    """The (shape, drop_prob) of each drop-path call of one TTT forward on `sample` ((b, 4, h, w)) (with `aligned`:
+    then f's forward for the feature-alignment term, as the objective runs them), recorded once per model replica,
+    input shape and kind (forwards without gradients)."""
     with _DROP_PATH_LOCK:
         known = _DROP_PATH_CALLS.setdefault(model, {})
-    key = tuple(sample.shape)
+    key = (*sample.shape, aligned)
     if key not in known:  # lanes record on their own replicas: no two threads fill one entry
         with torch.no_grad(), drop_path_plan() as plan:
             model(sample, mode="reconstruct")
+            if aligned:
+                model(sample, mode="encode")
         known[key] = plan.calls
     return known[key]
 
@@ -138,7 +140,8 @@ def adapt_many(adapters: list[StreamAdapter], stats: list[StepStats], views: lis
     for a, s in ready:  # each stream's draws in its serial order: samples, patch mask, drop-path
         batch, _ = a.sample_batch(s)
         visible = draw_visible(batch, a.cfg, a.generator)
-        keep = draw_keeps(_drop_path_calls(a.model, with_flag(batch, visible)), a.generator).to(batch.device)
+        aligned = a.objective.alignment is not None
+        keep = draw_keeps(_drop_path_calls(a.model, with_flag(batch, visible), aligned), a.generator).to(batch.device)
         by_shape.setdefault(tuple(batch.shape), []).append(_Sampled(a, s, batch, visible, keep))
     for group in by_shape.values():
         _step_group(group)

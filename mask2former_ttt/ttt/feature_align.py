@@ -4,12 +4,11 @@ statistics near the training images'.
 The MAE step moves f wherever reconstruction needs it; h, which is not adapted, reads f's maps as they were on the
 training images. On a shift the reconstruction learns quickly (domain B's haze: ℓ_s falls from 7× to 0.8× the
 clean reference within a few frames) the features can move where h no longer reads them. This term pulls the
-per-channel spatial mean and standard deviation of each of f's four maps back toward the
+per-channel spatial mean and standard deviation of each of f's four maps, on the unmasked frame, back toward the
 training images' (`feature_stats_reference`, ttt/feature_stats.py): the mean squared z-score over the 2·C
 statistics of a map, averaged over the maps. On a typical training image it is ≈ 1.
 
-The statistics are those of the MAE forward's own maps (the masked sample), against a reference taken on training
-images masked at the same ratio, so the term costs no forward of its own. `GuardConfig.feature_align` is its weight;
+It costs one more forward and backward of f (without g) per sample. `GuardConfig.feature_align` is its weight;
 a checkpoint without the reference runs without it (warned once). TTT-MAE's objective (ttt/objectives.py) adds it.
 """
 
@@ -53,18 +52,11 @@ class FeatureAlignment:
 
 
 def alignment_in_use(model_cfg: ModelConfig, cfg: TTTConfig) -> FeatureAlignment | None:
-    """The alignment term when the guard's `feature_align` is on and the checkpoint has the reference, taken at the
-    stream's mask ratio, else None (warned once per checkpoint name: `m2f-ttt calibrate` writes it)."""
+    """The alignment term when the guard's `feature_align` is on and the checkpoint has the reference, else None
+    (warned once per checkpoint name: `m2f-ttt calibrate` writes it)."""
     if cfg.guard is None or cfg.guard.feature_align <= 0.0:
         return None
     reference = model_cfg.feature_stats_reference
-    if reference is not None and reference.get("mask_ratio") != cfg.mask_ratio:
-        if model_cfg.name not in _WARNED:
-            _WARNED.add(model_cfg.name)
-            log.warning("%s: feature_stats_reference was taken at mask ratio %s, the stream masks %s, so "
-                        "feature_align is off; recalibrate with `m2f-ttt calibrate --model-dir DIR FOOTAGE...`",
-                        model_cfg.name, reference.get("mask_ratio"), cfg.mask_ratio)
-        return None
     if reference is None:
         if model_cfg.name not in _WARNED:
             _WARNED.add(model_cfg.name)

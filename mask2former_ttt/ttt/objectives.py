@@ -10,8 +10,10 @@ from torch.nn import functional as F
 
 from model.main_head import HeadOutput
 from model.masking import random_patch_mask, reconstruction_loss, with_flag
-from mask2former_ttt.ttt.config import MASK_PATCH, TTTConfig
+from mask2former_ttt.ttt.config import TTTConfig
 from mask2former_ttt.ttt.feature_align import FeatureAlignment
+
+MASK_PATCH = 16  # side of the square patches the MAE mask hides or shows, in pixels (the authors' setting)
 
 Forward = Callable[[torch.Tensor, str], HeadOutput | torch.Tensor]
 
@@ -26,7 +28,7 @@ def semantic_probs(out: HeadOutput) -> torch.Tensor:
 
 class MAEObjective:
     """TTT-MAE's objective: mask patches independently per sample, reconstruct with g∘f, MSE; with `alignment`,
-    plus the feature-alignment term on f's maps of the same masked forward (ttt/feature_align.py). The serial step
+    plus the feature-alignment term on f's maps of the unmasked samples (ttt/feature_align.py). The serial step
     calls it whole (it draws the patch mask from the stream's generator); the batched step (ttt/cross_stream.py)
     draws the masks beforehand and calls `given_mask` inside its vmapped gradient."""
 
@@ -49,10 +51,11 @@ class MAEObjective:
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss of x (b, 3, h, w) with patch mask `visible` (b, 1, h, w; 1 = shown)."""
-        if self.alignment is None:
-            return reconstruction_loss(forward(with_flag(x, visible), "reconstruct"), x, visible, cfg.loss_on, valid)
-        pred, maps = forward(with_flag(x, visible), "reconstruct_and_encode")
-        return reconstruction_loss(pred, x, visible, cfg.loss_on, valid) + self.alignment.loss(maps)
+        pred = forward(with_flag(x, visible), "reconstruct")
+        loss = reconstruction_loss(pred, x, visible, cfg.loss_on, valid)
+        if self.alignment is not None:
+            loss = loss + self.alignment.loss(forward(with_flag(x, valid), "encode"))
+        return loss
 
 
 def draw_visible(x: torch.Tensor, cfg: TTTConfig, generator: torch.Generator) -> torch.Tensor:
