@@ -436,7 +436,8 @@ def benchmark(
         train(
             data_root=data_root, dataset_format="auto", out_dir=out_dir / "train", init="scratch", init_path=None,
             model_preset="tiny", recon_variant="light", steps=train_steps, warmup_steps=50, batch_size=8, lr=1e-3,
-            backbone_lr_mult=1.0, grad_clip=1.0, resize=None, device="auto", threads=None, checkpoint_every=250, seed=0,
+            backbone_lr_mult=1.0, grad_clip=1.0, resize=None, device="auto", threads=None, checkpoint_every=250,
+            main_task_only=False, seed=0,
         )
         model_dir = out_dir / "train" / "final"
     evaluate(

@@ -198,7 +198,7 @@ def test_benchmark_generates_the_protocol_data_retrains_with_the_bundled_recipe_
     assert _assert_full_call(rec["evaluate"]) == {
         "model_dir": out / "train" / "final", "data_root": data, "split": "test", "rows": None, "families": None,
         "seeds": 3, "workers": 1, "max_frames": None, "out_dir": out, "docs_dir": docs, "report_only": False,
-        "shuffle_frames": False, "k": None, "threads": None, "guard": None,
+        "shuffle_frames": False, "k": None, "threads": None, "guard": None, "camera_fps": None, "cost_model": None,
     }
 
 
