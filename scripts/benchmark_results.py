@@ -46,6 +46,19 @@ DOMAINS = {
     "B": {"generator": "aerial", "model": "docs/benchmark/checkpoints/tiny-aerial",
           "description": "aerial scenes (m2f-ttt generate --domain aerial: 7 classes, its own renderer, camera and "
                          "corruption code), held out from all tuning"},
+    "A-prepared": {"generator": "street", "model": None,
+                   "description": "domain A's videos, scored with a model trained on A's labels for the main task only "
+                                  "(`m2f-ttt train --main-task-only`, recipe defaults) and made TTT-ready from A's "
+                                  "training stills without their labels (`m2f-ttt prepare MODEL DATA_A/images/train "
+                                  "-o OUT`, defaults)"},
+    "A-prepared-encoder": {"generator": "street", "model": None,
+                           "description": "as A-prepared, then `m2f-ttt prepare A-PREPARED DATA_A/images/train -o OUT "
+                                          "--adapt-encoder --steps 200` (f trained too, with self-distillation)"},
+    "B-prepared": {"generator": "aerial", "model": None,
+                   "description": "domain B's videos, scored with a model trained on B's labels for the main task only "
+                                  "and prepared from B's training stills without labels, as A-prepared"},
+    "B-prepared-encoder": {"generator": "aerial", "model": None,
+                           "description": "as B-prepared, then prepared again with `--adapt-encoder --steps 200`"},
 }
 
 
