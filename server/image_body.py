@@ -11,6 +11,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from server.jobs.upload import UploadError
+from server.multipart_headers import PartHeaders
 
 RAW_TYPES = (b"image/jpeg", b"image/png", b"application/octet-stream")
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the image
@@ -22,27 +23,15 @@ class _Parts:
     def __init__(self) -> None:
         self.file: bytearray | None = None
         self.names: list[str] = []
-        self._headers: dict[bytes, bytes] = {}
-        self._field = b""
-        self._value = b""
+        self.headers = PartHeaders()
         self._into: bytearray | None = None
 
     def on_part_begin(self) -> None:
-        self._headers, self._into = {}, None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[self._field.lower()] = self._value
-        self._field, self._value = b"", b""
+        self.headers.reset()
+        self._into = None
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+        name = self.headers.disposition().name
         self.names.append(name)
         if name == "file":
             if self.file is not None:
@@ -80,10 +69,9 @@ async def receive_image(request: Request, max_bytes: int) -> bytes:
     elif ctype == b"multipart/form-data" and options.get(b"boundary"):
         body = await _read(request, max_bytes + MULTIPART_SLACK, limit_text)
         parts = _Parts()
-        callbacks = {name: getattr(parts, name) for name in (
-            "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-            "on_part_data", "on_part_end",
-        )}
+        callbacks = {**parts.headers.callbacks(), **{name: getattr(parts, name) for name in (
+            "on_part_begin", "on_headers_finished", "on_part_data", "on_part_end",
+        )}}
         try:
             parser = MultipartParser(options[b"boundary"], callbacks)
             parser.write(body)

@@ -8,6 +8,8 @@ from pathlib import Path
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from server.multipart_headers import PartHeaders
+
 MAX_FIELD_BYTES = 4096
 SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
@@ -31,37 +33,24 @@ class _Collector:
         self.file_path: Path | None = None
         self.filename: str | None = None
         self.size = 0
-        self._headers: dict[bytes, bytes] = {}
-        self._field = b""
-        self._value = b""
+        self.headers = PartHeaders()
         self._name: str | None = None
         self._buf: bytearray | None = None
         self._fh = None
 
-    # header callbacks
     def on_part_begin(self) -> None:
-        self._headers, self._name, self._buf = {}, None, None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[self._field.lower()] = self._value
-        self._field, self._value = b"", b""
+        self.headers.reset()
+        self._name, self._buf = None, None
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        filename = options.get(b"filename")
-        if filename is not None:
+        disposition = self.headers.disposition()
+        self._name = disposition.name
+        if disposition.filename is not None:
             if self._name != "file":
                 raise UploadError(400, f"unexpected file field {self._name!r}; send the video as 'file'")
             if self.file_path is not None:
                 raise UploadError(400, "only one file per job")
-            self.filename = Path(filename.decode("utf-8", "replace")).name or "upload"
+            self.filename = Path(disposition.filename).name or "upload"
             suffix = Path(self.filename).suffix
             self.file_path = self.dest_dir / f"input{suffix if SAFE_SUFFIX.match(suffix) else ''}"
             self._fh = self.file_path.open("wb")
@@ -108,16 +97,11 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> tu
         raise UploadError(413, f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
     collector = _Collector(dest_dir, max_bytes)
     callbacks = {
-        name: getattr(collector, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_headers_finished",
-            "on_part_data",
-            "on_part_end",
-        )
+        **collector.headers.callbacks(),
+        **{
+            name: getattr(collector, name)
+            for name in ("on_part_begin", "on_headers_finished", "on_part_data", "on_part_end")
+        },
     }
     parser = MultipartParser(boundary, callbacks)
     try:
