@@ -44,6 +44,7 @@ from server.events import SessionClosed
 from server.worker.decode_ahead import DecodeAhead
 from server.worker.frame_processing import FrameProcessor
 from server.worker.imaging import MAX_RESULT_SIDE
+from server.worker.memory_trim import release_freed_memory
 from server.worker.rebalance import LaneBalancer
 from server.worker.scheduler import Scheduler, serve_lane
 from server.worker.state_store import StreamStateStore
@@ -212,6 +213,7 @@ class DeviceWorker:
             self.balancer.unpin(session.lane)
         _release(session.adapter)
         session.adapter = None
+        release_freed_memory()  # the stream's tensors and buffers back to the OS, not kept by the allocator
         self.states.index.stream_ended(session.id)
         self.balancer.rebalance(self.sessions)
         self.metrics.active_streams.labels(session.source).dec()
