@@ -85,7 +85,7 @@ def test_dead_camera_url_fails_clearly_and_healthy_stream_is_unaffected(service,
     dead = httpx.post(f"{service.url}/v1/streams", json={"url": rtsp_camera.url_for("/missing"), "task": "semantic"})
     assert dead.status_code == 201
     info = _wait_state(service, dead.json()["id"], {"failed"})
-    assert "(rtsp 404 Not Found)" in info["last_error"], info  # the owner of a keyless server sees why
+    assert "(RTSP 404 Not Found)" in info["last_error"], info  # the owner of a keyless server sees why
     with connect(f"{service.ws_url}/v1/streams/{dead.json()['id']}/results", open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
         with pytest.raises(ConnectionClosed) as closed:
