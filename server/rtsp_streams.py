@@ -6,8 +6,8 @@ once and hands it to every subscriber's bounded queue (a slow subscriber loses i
 the others). While nobody subscribes, the stream's `unwatched` mode decides: `pause` drops the camera's frames
 before the worker (the connection stays open, the adapted weights wait), `record` processes every frame and
 writes each result to the stream's `StreamRecorder` (watched or not), `run` processes them and drops the
-results. When the source fails for good, the session is released (capacity freed) but the stream stays
-visible with state `failed` until deleted.
+results. While the camera is away the stream is `waiting` without its session (`server.camera_waiting`); after
+`M2F_RTSP_RETRY_FOR_S` without a frame it stays visible as `failed` until deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import numpy as np
 
 from model.postprocess import InstanceFilter
 from server.auth import Principal
-from server.camera_errors import DIAGNOSIS, camera_error
+from server.camera_errors import camera_error
+from server.camera_source import default_source_factory, default_url_check, redact
+from server.camera_waiting import WAITING_REASON, CameraWaits, Sleep, announce
 from server.logging_setup import kv
 from server.metrics import Metrics
 from server.recording import StreamRecorder
@@ -40,31 +42,10 @@ log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 32
 CAMERA_OPEN_TIMEOUT_S = 5.0  # seconds to open a camera (connect, RTSP handshake, probe); also its socket I/O timeout
 CAMERA_STALL_TIMEOUT_S = 5.0  # seconds without a decoded frame before the camera is reconnected
-CAMERA_BACKOFF_MAX_S = 2.0  # cap of the random wait between reconnect attempts (full jitter from 0.5 s, doubling)
+CAMERA_BACKOFF_MAX_S = 60.0  # cap of the random wait between reconnect attempts (full jitter from 0.5 s, doubling)
 RECORDING_SEGMENT_FRAMES = 300  # frames per recording segment (a folder with results.jsonl + overlay.mp4)
 CLOSED = object()  # sentinel for subscriber queues
-
 SourceFactory = Callable[..., Any]
-
-
-def default_source_factory(**kwargs: Any) -> Any:
-    from server.sources.rtsp import RtspSource
-
-    return RtspSource(**kwargs)
-
-
-def default_url_check(url: str, allowed_hosts: list[str] | None) -> None:
-    """A camera URL: `rtsp://` / `rtsps://` (what the relay speaks) to an allowed host (`M2F_RTSP_ALLOWED_HOSTS`)."""
-    from server.sources.rtsp import check_url_allowed
-
-    check_url_allowed(url, allowed_hosts=allowed_hosts)
-
-
-def redact(url: str) -> str:
-    from server.sources.rtsp import redact_url
-
-    return redact_url(url)
-
 
 @dataclass
 class RtspStream:
@@ -89,6 +70,12 @@ class RtspStream:
     unwatched: str = "pause"  # pause | record | run: what happens while `subscribers` is empty
     recorder: StreamRecorder | None = None  # with unwatched == "record"
     paused_frames: int = 0  # camera frames dropped because nobody subscribed (unwatched == "pause")
+    waiting: bool = False  # the session is released while the camera is away (server.camera_waiting)
+    wait_reason: str | None = None  # why a reachable camera still waits (the service is full)
+    checkpoint_id: str | None = None  # the adapted state saved while waiting
+    new_session: Callable[[], StreamSession] | None = None  # same id and settings
+    settling: asyncio.Lock = field(default_factory=asyncio.Lock)
+    announced: str = ""  # the last state told to subscribers
 
     @property
     def paused(self) -> bool:
@@ -97,8 +84,12 @@ class RtspStream:
 
     @property
     def state(self) -> str:
+        """connecting | running | waiting (away, or back while full) | failed | stopped."""
         state = getattr(self.source, "state", None)
-        return getattr(state, "value", str(state)) if state is not None else "connecting"
+        value = getattr(state, "value", str(state)) if state is not None else "connecting"
+        if value in ("failed", "stopped"):
+            return value
+        return "waiting" if self.waiting or value == "reconnecting" else value
 
     def publish(self, msg: Any) -> None:
         """Put `msg` on every subscriber queue, dropping a subscriber's oldest message when it is full."""
@@ -123,6 +114,7 @@ class RtspManager:
         source_factory: SourceFactory = default_source_factory,
         thing_class_ids: list[int] | None = None,
         url_check: Callable[[str, list[str] | None], None] = default_url_check,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.worker = worker
         self.settings = settings
@@ -132,6 +124,8 @@ class RtspManager:
         self.source_factory = source_factory
         self.url_check = url_check
         self.streams: dict[str, RtspStream] = {}
+        self.waits = CameraWaits(worker, sleep)
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the first `create`
 
     async def create(
         self,
@@ -150,13 +144,18 @@ class RtspManager:
         CapacityError: service full (QuotaError: the owner's streams are at their limit)."""
         s = self.settings
         self.url_check(url, s.rtsp.allowed_hosts)
-        fwd = LoopForwarder(asyncio.get_running_loop())
-        session = StreamSession(
-            "rtsp", task, method, preset, policy, QUEUE_SIZE, fwd, encodings, owner=owner,
-            instance_filter=instance_filter or s.instance_filter(),
-        )
+        self.loop = asyncio.get_running_loop()
+        fwd = LoopForwarder(self.loop)
+        instance_filter = instance_filter or s.instance_filter()
+
+        def make_session(session_id: str | None = None) -> StreamSession:
+            return StreamSession("rtsp", task, method, preset, policy, QUEUE_SIZE, fwd, encodings,
+                                 session_id=session_id, owner=owner, instance_filter=instance_filter)
+
+        session = make_session()
         await asyncio.wrap_future(self.worker.open_session(session))
         stream = RtspStream(uuid.uuid4().hex[:12], url, task, method, preset, policy, max_fps, session, fwd)
+        stream.new_session = lambda: make_session(session.id)
         stream.owner = owner
         stream.unwatched = unwatched or s.rtsp.unwatched
         if stream.unwatched == "record":
@@ -174,7 +173,7 @@ class RtspManager:
                 open_timeout_s=CAMERA_OPEN_TIMEOUT_S,
                 stall_timeout_s=CAMERA_STALL_TIMEOUT_S,
                 backoff_max_s=CAMERA_BACKOFF_MAX_S,
-                max_failures=s.rtsp.max_failures,
+                max_outage_s=s.rtsp.retry_for_s,
                 allowed_hosts=s.rtsp.allowed_hosts,
                 on_state=lambda state: self._on_state(stream, state),
             )
@@ -189,7 +188,9 @@ class RtspManager:
 
     def _on_frame(self, stream: RtspStream, frame: np.ndarray, pts: float, index: int) -> None:
         """Source thread: queue the frame (policy `block` waits here, slowing the camera reader); while paused
-        (nobody subscribed, `unwatched="pause"`) the frame is dropped and counted."""
+        (nobody subscribed, `unwatched="pause"`) the frame is dropped and counted; while waiting it is dropped."""
+        if stream.waiting or stream.released:
+            return
         if stream.paused:
             stream.paused_frames += 1
             return
@@ -200,18 +201,18 @@ class RtspManager:
             self.worker.offer(stream.session, item)
 
     def _on_state(self, stream: RtspStream, state: Any) -> None:
-        """Source thread: count reconnects, tell subscribers, release the session when the camera failed."""
+        """Source thread: count reconnects, tell subscribers, release a failed camera, suspend / resume a stream."""
         self._sync_reconnects(stream)
         value = getattr(state, "value", str(state))
         stats = getattr(stream.source, "stats", None)
-        last_error = getattr(stats, "last_error", None)
-        log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=last_error))
-        public = camera_error(stats, None)  # subscribers who may see the diagnosis get DIAGNOSIS instead
-        stream.fwd({"type": "state", "stream_id": stream.id, "state": value, "last_error": public,
-                    DIAGNOSIS: last_error})
+        log.info("rtsp state", extra=kv(stream=stream.id, state=value, last_error=getattr(stats, "last_error", None)))
+        announce(stream)
         if value == "failed" and not stream.released:
             stream.released = True
-            self.worker.close_session(stream.session, f"camera failed: {public}")
+            self.worker.close_session(stream.session, f"camera failed: {camera_error(stats, None)}")
+            self.waits.end(stream)
+        elif self.loop is not None and value in ("running", "reconnecting"):  # suspend or resume
+            asyncio.run_coroutine_threadsafe(self.waits.settle(stream, lambda: announce(stream)), self.loop)
 
     def _sync_reconnects(self, stream: RtspStream) -> None:
         stats = getattr(stream.source, "stats", None)
@@ -229,6 +230,8 @@ class RtspManager:
             if stream.recorder is not None and isinstance(obj, (FrameResult, SessionClosed)):
                 await stream.recorder.take(obj)
             if isinstance(obj, SessionClosed):
+                if obj.reason == WAITING_REASON:  # the stream waits for its camera; it goes on
+                    continue
                 stream.publish({"type": "session_closed", "stream_id": stream.id, "reason": obj.reason})
                 continue
             if not stream.subscribers:
@@ -272,7 +275,7 @@ class RtspManager:
             "skipped_by_max_fps": st.get("frames_dropped", 0),
             "errors": sess.errors,
             "reconnects": st.get("reconnects", 0),
-            "last_error": camera_error(stats, principal),
+            "last_error": stream.wait_reason or camera_error(stats, principal),
             "codec": st.get("codec"),
             "width": st.get("width"),
             "height": st.get("height"),
@@ -295,6 +298,9 @@ class RtspManager:
         if stream is None:
             return False
         self.worker.close_session(stream.session, "deleted")  # first: unblocks a source waiting in `put`
+        if not stream.released:
+            stream.released = True  # ends a resume in progress
+            self.waits.end(stream)
         if stream.source is not None:
             await asyncio.to_thread(stream.source.stop, 5.0)
         stream.fwd(CLOSED)

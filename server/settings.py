@@ -1,5 +1,5 @@
 """Service settings, read from the environment: `M2F_<GROUP>_<FIELD>` for a grouped setting (e.g.
-`M2F_STREAMS_MAX=4` sets `streams.max`, `M2F_RTSP_MAX_FAILURES=3` sets `rtsp.max_failures`) and `M2F_<FIELD>`
+`M2F_STREAMS_MAX=4` sets `streams.max`, `M2F_RTSP_RETRY_FOR_S=600` sets `rtsp.retry_for_s`) and `M2F_<FIELD>`
 for the few process-wide ones (`M2F_HOST`, `M2F_PORT`, `M2F_LOG_LEVEL`, `M2F_BACKEND`).
 
 Lists are comma-separated (`M2F_API_KEYS=key1,key2`); sizes accept units (`M2F_UPLOAD_MAX_BYTES=512MiB`).
@@ -63,6 +63,7 @@ REPLACED_NAMES = {  # names the service no longer reads -> the setting that repl
     "M2F_RECORDING_SEGMENT_FRAMES": "",
     "M2F_RTSP_ALLOWED_SCHEMES": "",
     "M2F_RTSP_BACKOFF_MAX_S": "",
+    "M2F_RTSP_MAX_FAILURES": "M2F_RTSP_RETRY_FOR_S",
     "M2F_RTSP_OPEN_TIMEOUT_S": "",
     "M2F_RTSP_STALL_TIMEOUT_S": "",
     "M2F_SEED": "",

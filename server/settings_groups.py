@@ -1,5 +1,5 @@
 """The groups of the service's settings (`server.settings.Settings`): one model per group, read from
-`M2F_<GROUP>_<FIELD>` (e.g. `M2F_RTSP_MAX_FAILURES` is `RtspSettings.max_failures`)."""
+`M2F_<GROUP>_<FIELD>` (e.g. `M2F_RTSP_RETRY_FOR_S` is `RtspSettings.retry_for_s`)."""
 
 from __future__ import annotations
 
@@ -211,11 +211,13 @@ class RtspSettings(Group):
         "CGNAT, multicast, ... addresses need an entry. Unset with auth off: any host with public addresses only; "
         "unset with M2F_API_KEYS set: no camera at all (see docs/security.md)",
     )
-    max_failures: int | None = Field(
-        5,
-        ge=1,
-        description="consecutive failed connection attempts (with backoff) before a camera ends `failed` and frees "
-        "its slot; the stream stays listed until deleted",
+    retry_for_s: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a camera that lost its connection keeps retrying (exponential backoff with jitter, "
+        "capped at 60 s) before it ends `failed`; meanwhile it is `waiting`: its adapted state is saved and its "
+        "stream slot freed, and it resumes with that state when the camera answers. The stream stays listed until "
+        "deleted",
     )
     unwatched: Unwatched = Field(
         "pause",

@@ -147,6 +147,8 @@ class LiveReader:
         name: label for logs (defaults to the redacted URL).
         dialer: optional :data:`Dialer` run before each connection attempt (FFmpeg then opens the URL it
             returns, and errors are explained without probing the input's host again).
+        clock: seconds of a monotonic clock (outage lengths); ``time.monotonic`` unless a test injects one.
+        wait: ``wait(seconds) -> stopped`` between attempts; default: a wait that :meth:`stop` interrupts.
 
     Raises:
         ValueError: if an argument is out of range.
@@ -171,6 +173,8 @@ class LiveReader:
         ffmpeg_options: Mapping[str, str] | None = None,
         name: str | None = None,
         dialer: Dialer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         if max_fps is not None and max_fps <= 0:
             raise ValueError(f"max_fps must be > 0 or None, got {max_fps}")
@@ -199,10 +203,12 @@ class LiveReader:
         self._extra_options = dict(ffmpeg_options or {})
         self._network = endpoint(url) is not None
         self._dialer = dialer
+        self._clock = clock
 
         self._lock = threading.Lock()
         self._transition_lock = threading.RLock()
         self._stop_event = threading.Event()
+        self._wait = wait or self._stop_event.wait
         self._state = SourceState.STOPPED
         self._stats = SourceStats()
         self._backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
@@ -324,7 +330,7 @@ class LiveReader:
 
     def _frames(self) -> Generator[VideoFrame, None, None]:
         first_attempt = True
-        outage_since = time.monotonic()
+        outage_since = self._clock()
         try:
             while not self._stop_event.is_set():
                 if not first_attempt:
@@ -369,7 +375,7 @@ class LiveReader:
                 if not self.reconnect:
                     self._give_up(self.stats.last_error or f"reading {self.name} failed")
                     return
-                now = time.monotonic()
+                now = self._clock()
                 with self._lock:
                     if got_frame:
                         self._stats.consecutive_failures = 0
@@ -393,7 +399,7 @@ class LiveReader:
                 if self.max_outage_s is not None:
                     delay = min(delay, max(0.0, self.max_outage_s - outage))
                 logger.debug("live reader %s: retrying in %.2f s", self.name, delay)
-                if self._stop_event.wait(delay):
+                if self._wait(delay) or self._stop_event.is_set():
                     break
         finally:
             if self._pending is not None:

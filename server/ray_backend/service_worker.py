@@ -156,8 +156,9 @@ class RayDeviceWorker:
         log.info("stream opened", extra=kv(stream=session.id, source=session.source, actor=session.lane))
         return session
 
-    def close_session(self, session: StreamSession, reason: str = "closed") -> Future:
-        """Drop the session's queue at once; release it on its owner after the call in flight (its lane)."""
+    def close_session(self, session: StreamSession, reason: str = "closed", ended: bool = True) -> Future:
+        """Drop the session's queue at once; release it on its owner after the call in flight (its lane). `ended`
+        is accepted for the device worker's signature: the actors start no checkpoint retention on close."""
         self.scheduler.remove(session)
         return self.scheduler.submit(lambda: self._close(session, reason), lane=session.lane)
 

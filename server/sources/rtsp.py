@@ -12,7 +12,8 @@ relay, and a camera's RTSP redirect is refused instead of followed.  The reader 
   ``max_fps``;
 * reconnects on its own when the stream ends, errors out or stalls, with exponential backoff and full
   jitter; codec or resolution changes across reconnects are picked up (``stats`` follows the latest frame);
-* gives up (state ``FAILED``) after ``max_failures`` consecutive failed connection attempts, with a
+* gives up (state ``FAILED``) after ``max_failures`` consecutive failed connection attempts or
+  ``max_outage_s`` seconds without a frame, with a
   ``last_error`` that says what is wrong with the URL (connection refused, host unreachable / not
   resolvable, address refused by the policy, redirect refused, 404 stream not found, no video track,
   timeout, ...).  That diagnosis is for the server log: :func:`client_error` is what clients may see.
@@ -76,7 +77,9 @@ class RtspSource:
             for the ``n``-th consecutive failure ("full jitter").
         max_failures: give up (state ``FAILED``) after this many consecutive
             failed connection attempts (an attempt that connects but yields no
-            frame counts as failed); ``None`` retries forever.
+            frame counts as failed); ``None``: no limit.
+        max_outage_s: give up once this many seconds passed without a frame while reconnecting; ``None``: no
+            limit.
         on_state: optional callback called with each new :class:`SourceState`.
         ffmpeg_options: extra/override options for ``av.open`` (strings).
         name: label for logs and the thread name (defaults to the redacted URL).
@@ -99,6 +102,7 @@ class RtspSource:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 10.0,
         max_failures: int | None = None,
+        max_outage_s: float | None = None,
         on_state: StateCallback | Callable[[SourceState], None] | None = None,
         *,
         ffmpeg_options: Mapping[str, str] | None = None,
@@ -116,6 +120,7 @@ class RtspSource:
             backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s,
             max_failures=max_failures,
+            max_outage_s=max_outage_s,
             on_state=on_state,
             ffmpeg_options=ffmpeg_options,
             name=name or redact_url(url),

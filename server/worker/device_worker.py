@@ -174,10 +174,12 @@ class DeviceWorker:
         with self._registry:
             self.balancer.unpin(session.lane)
 
-    def close_session(self, session: StreamSession, reason: str = "closed") -> Future:
-        """Drop the session's queue at once and release its adapter on the worker thread."""
+    def close_session(self, session: StreamSession, reason: str = "closed", ended: bool = True) -> Future:
+        """Drop the session's queue at once and release its adapter on the worker thread. `ended` starts the
+        retention clock of the stream's checkpoints; False keeps them for a stream that comes back under the same
+        id (a camera waiting for its connection)."""
         self.scheduler.remove(session)
-        return self.scheduler.submit(lambda: self._close(session, reason), lane=session.lane)
+        return self.scheduler.submit(lambda: self._close(session, reason, ended), lane=session.lane)
 
     def _admit(self, session: StreamSession) -> StreamSession:
         with self._registry:
@@ -205,7 +207,7 @@ class DeviceWorker:
         )
         return session
 
-    def _close(self, session: StreamSession, reason: str) -> None:
+    def _close(self, session: StreamSession, reason: str, ended: bool = True) -> None:
         self.scheduler.remove(session)
         with self._registry:
             if self.sessions.pop(session.id, None) is None:
@@ -214,7 +216,8 @@ class DeviceWorker:
         _release(session.adapter)
         session.adapter = None
         release_freed_memory()  # the stream's tensors and buffers back to the OS, not kept by the allocator
-        self.states.index.stream_ended(session.id)
+        if ended:
+            self.states.index.stream_ended(session.id)
         self.balancer.rebalance(self.sessions)
         self.metrics.active_streams.labels(session.source).dec()
         try:

@@ -27,7 +27,7 @@ def test_a_dead_camera_shows_why_and_can_be_removed(tmp_path: Path) -> None:
     t0 = time.monotonic()
     remaining = lambda: max(1.0, BUDGET_S - (time.monotonic() - t0))  # noqa: E731
     env = service_env(build_tiny_checkpoint(tmp_path / "ckpt"), tmp_path, M2F_WORKER_TORCH_THREADS="1",
-                      M2F_RTSP_ALLOWED_HOSTS="127.0.0.1", M2F_RTSP_MAX_FAILURES="1")
+                      M2F_RTSP_ALLOWED_HOSTS="127.0.0.1", M2F_RTSP_RETRY_FOR_S="1e-6")
     port = free_port()
     refused = f"connection refused by 127.0.0.1:{port}"
     with run_service(None, env, tmp_path / "server.log", ready_timeout_s=40) as server:

@@ -30,7 +30,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:  # cameras given 3 s (not 5 s) to open and between frames
         patch.setattr(rtsp_streams, "CAMERA_OPEN_TIMEOUT_S", 3.0)
         patch.setattr(rtsp_streams, "CAMERA_STALL_TIMEOUT_S", 3.0)
-        with running_service(root, ckpt, rtsp_max_failures=3) as server:
+        with running_service(root, ckpt, rtsp_retry_for_s=10.0) as server:
             yield server
 
 
@@ -63,7 +63,12 @@ def test_rtsp_camera_is_segmented_and_survives_a_camera_restart(service, rtsp_ca
         info = _wait_state(service, sid, {"running"})
         assert info["frames"] >= 3
         rtsp_camera.kill()
-        _wait_state(service, sid, {"reconnecting"})
+        _wait_state(service, sid, {"waiting"})
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{service.url}/v1/streams/{sid}").json()["session_open"]:  # its slot is freed
+            assert time.monotonic() < deadline, "the waiting camera kept its worker session"
+            time.sleep(0.2)
+        assert _wait_state(service, sid, {"waiting"})["memory_bytes"] == 0
         rtsp_camera.restart(width=352, height=288)
         back = time.monotonic()  # the camera answers again from here on
         while True:  # results of frames read before the kill may still be queued: wait for the new resolution

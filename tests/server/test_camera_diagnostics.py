@@ -30,7 +30,7 @@ def _failed(client, sid: str, headers: dict | None = None) -> dict:
 
 def test_without_api_keys_the_owner_sees_why_the_camera_failed(tmp_path: Path, tiny_checkpoint: Path) -> None:
     port = free_port()
-    with make_client(tmp_path, tiny_checkpoint, rtsp_max_failures=1) as client:
+    with make_client(tmp_path, tiny_checkpoint, rtsp_retry_for_s=1e-6) as client:
         sid = client.post("/v1/streams", json={"url": f"rtsp://127.0.0.1:{port}/cam"}).json()["id"]
         info = _failed(client, sid)
         assert f"connection refused by 127.0.0.1:{port}" in info["last_error"], info
@@ -41,7 +41,7 @@ def test_without_api_keys_the_owner_sees_why_the_camera_failed(tmp_path: Path, t
 
 def test_tenant_keys_see_the_generic_text_and_admin_keys_the_reason(tmp_path: Path, tiny_checkpoint: Path) -> None:
     port = free_port()
-    with make_client(tmp_path, tiny_checkpoint, rtsp_max_failures=1, **KEYS) as client:
+    with make_client(tmp_path, tiny_checkpoint, rtsp_retry_for_s=1e-6, **KEYS) as client:
         created = client.post("/v1/streams", json={"url": f"rtsp://127.0.0.1:{port}/cam"}, headers=TENANT)
         sid = created.json()["id"]
         assert _failed(client, sid, TENANT)["last_error"] == GENERIC

@@ -68,8 +68,8 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_flat_names_are_the_environment_names() -> None:
-    s = Settings.from_flat(streams_max=2, rtsp_max_failures=3, host="0.0.0.0", checkpoint_dir="cp")
-    assert (s.streams.max, s.rtsp.max_failures, s.host, str(s.checkpoint.dir)) == (2, 3, "0.0.0.0", "cp")
+    s = Settings.from_flat(streams_max=2, rtsp_retry_for_s=600, host="0.0.0.0", checkpoint_dir="cp")
+    assert (s.streams.max, s.rtsp.retry_for_s, s.host, str(s.checkpoint.dir)) == (2, 600, "0.0.0.0", "cp")
     with pytest.raises(TypeError, match="M2F_MAX_STREAMS"):
         Settings.from_flat(max_streams=2)  # the name before grouping
     with pytest.raises(TypeError, match="M2F_RTSP_OPEN_TIMEOUT_S"):
