@@ -284,3 +284,19 @@ def test_streams_steps_are_taken_round_robin(tiny_model, frames, executor) -> No
     for s in (a, b, c):
         assert s._async.steps.flush(WAIT)
     assert order == ["a", "b", "c", "a"]
+
+
+def test_a_stream_used_without_a_worker_runs_a_private_executor_that_its_close_stops(tiny_model, frames) -> None:
+    a = build_adapter(tiny_model, "online", "full", seed=3, schedule="async", **SMALL)
+    a.step(frames[0])
+    private = a._async.executor
+    assert a._async.owned and private.alive
+    a.close()
+    assert not private.alive
+
+
+def test_a_shared_executor_outlives_the_streams_that_close(tiny_model, frames, executor) -> None:
+    a = async_adapter(tiny_model, executor)
+    a.step(frames[0])
+    a.close()
+    assert executor.alive
