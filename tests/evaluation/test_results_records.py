@@ -44,9 +44,12 @@ def records(results: dict) -> list[tuple[str, str, dict]]:
 
 def test_results_hold_the_current_rows_of_both_domains(br, results) -> None:
     assert results["schema"] == br.SCHEMA
-    assert set(results["domains"]) == {"A", "B"}
+    assert set(results["domains"]) == {"A", "B", "A-prepared", "B-prepared", "A-prepared-encoder", "B-prepared-encoder"}
     for domain in ("A", "B"):
         assert list(results["domains"][domain]["rows"]) == list(br.ROWS)
+    for domain in ("A-prepared", "B-prepared", "A-prepared-encoder", "B-prepared-encoder"):  # prepared models
+        assert list(results["domains"][domain]["rows"]) == ["main_task_only", "default_preset"]
+        assert results["domains"][domain]["rows"]["default_preset"]["protocol"]["model"] != "model/bundled/tiny-synth"
     for domain, row, rec in records(results):
         assert set(rec) >= {"row", "config", "measured_at", "command", "protocol", "figures"}, (domain, row)
         assert len(rec["measured_at"]["commit"]) == 40, (domain, row)
