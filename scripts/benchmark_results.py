@@ -46,18 +46,18 @@ DOMAINS = {
     "B": {"generator": "aerial", "model": "docs/benchmark/checkpoints/tiny-aerial",
           "description": "aerial scenes (m2f-ttt generate --domain aerial: 7 classes, its own renderer, camera and "
                          "corruption code), held out from all tuning"},
-    "A-prepared": {"generator": "street", "model": None,
+    "A-prepared": {"generator": "street", "model": None, "needs_model_dir": True,
                    "description": "domain A's videos, scored with a model trained on A's labels for the main task only "
                                   "(`m2f-ttt train --main-task-only`, recipe defaults) and made TTT-ready from A's "
                                   "training stills without their labels (`m2f-ttt prepare MODEL DATA_A/images/train "
                                   "-o OUT`, defaults)"},
-    "A-prepared-encoder": {"generator": "street", "model": None,
+    "A-prepared-encoder": {"generator": "street", "model": None, "needs_model_dir": True,
                            "description": "as A-prepared, then `m2f-ttt prepare A-PREPARED DATA_A/images/train -o OUT "
                                           "--adapt-encoder --steps 200` (f trained too, with self-distillation)"},
-    "B-prepared": {"generator": "aerial", "model": None,
+    "B-prepared": {"generator": "aerial", "model": None, "needs_model_dir": True,
                    "description": "domain B's videos, scored with a model trained on B's labels for the main task only "
                                   "and prepared from B's training stills without labels, as A-prepared"},
-    "B-prepared-encoder": {"generator": "aerial", "model": None,
+    "B-prepared-encoder": {"generator": "aerial", "model": None, "needs_model_dir": True,
                            "description": "as B-prepared, then prepared again with `--adapt-encoder --steps 200`"},
 }
 
@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     families = args.family or list(FAMILIES)
     command = "python scripts/benchmark_results.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     measured_at = git_state()
+    missing = [n for n in data_roots if DOMAINS.get(n, {}).get("needs_model_dir") and n not in models]
+    if missing:
+        raise SystemExit(f"--model-dir {missing[0]}=DIR is required: {missing[0]} is scored with a prepared model")
     for name, root in data_roots.items():
         model = models.get(name) or DOMAINS.get(name, {}).get("model")
         protocol = {"split": "test", "families": families, "seeds": args.seeds, "max_frames": args.max_frames,
