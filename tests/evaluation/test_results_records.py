@@ -177,7 +177,11 @@ def test_the_bench_json_records_what_it_timed_and_where() -> None:
     assert doc["measured_at"]["commit"] == head and isinstance(doc["measured_at"]["dirty"], bool)
 
 
-def test_a_prepared_domain_is_refused_without_its_model_dir(br, tmp_path) -> None:
+def test_a_prepared_domain_is_refused_without_its_model_dir(br, tmp_path, monkeypatch) -> None:
+    def scored(*args, **kwargs):
+        raise AssertionError("a prepared domain was scored without its model")
+
+    monkeypatch.setattr(br, "run_domain", scored)
     with pytest.raises(SystemExit, match="--model-dir A-prepared=DIR is required"):
         br.main(["--domain", f"A-prepared={tmp_path}", "--results", str(tmp_path / "r.json")])
     assert not (tmp_path / "r.json").exists()
