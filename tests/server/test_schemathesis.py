@@ -26,9 +26,11 @@ MAX_EXAMPLES = 15  # per operation and phase: ~1 min on 2 cores
 
 # Valid-by-schema data the service still refuses for reasons a schema cannot state (positive_data_acceptance):
 # an upload's bytes are not a video (415) or not a usable one (422: corrupt, too long, unknown method/preset);
+# a predicted image is not a JPEG / PNG (415) or not a decodable one (422);
 # a camera URL outside the allow-list or an unknown method / preset (400), also when only probed.
 SEMANTIC_REFUSALS = [
     {"include-name": "POST /v1/jobs", "statuses": ["413", "415", "422"]},
+    {"include-name": "POST /v1/predict", "statuses": ["413", "415", "422"]},
     {"include-name": "POST /v1/streams", "statuses": ["400"]},
     {"include-name": "POST /v1/streams/test", "statuses": ["400"]},
     {"include-name-regex": r"^POST /v1/streams/\{stream_id\}/(restore|reset|checkpoint)$", "statuses": ["400"]},
